@@ -1,0 +1,18 @@
+"""cnn_widgets: a live CNN explorer inside Jupyter, over a pure-PyTorch explanation engine."""
+
+from .engine import *  # noqa: F401,F403
+from .engine import __all__ as _engine_all
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Widgets import anywidget/ipywidgets; load them only when asked for.
+    if name in ("Explorer",):
+        from . import widgets
+
+        return getattr(widgets, name)
+    raise AttributeError(f"module 'cnn_widgets' has no attribute {name!r}")
+
+
+__all__ = [*_engine_all, "Explorer"]

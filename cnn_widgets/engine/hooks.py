@@ -1,0 +1,85 @@
+"""The one hook mechanism of the engine: capture layer outputs inside a ``with`` block.
+
+Every hook is removed when the block exits, on success and on error, and the model's
+``training`` / ``requires_grad`` flags are restored exactly (weights are never written).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import nn
+
+
+class StopForward(Exception):
+    """Raised from a hook once every requested layer has been captured (saves the rest of the pass)."""
+
+
+@contextmanager
+def inference_state(model: nn.Module, *, input_grad_only: bool = True) -> Iterator[None]:
+    """Put ``model`` in eval mode with parameters frozen, then restore the exact previous flags.
+
+    Freezing the parameters means a backward pass computes gradients with respect to the input
+    only: no weight gradient is computed or accumulated.
+    """
+    training = [(m, m.training) for m in model.modules()]
+    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        if input_grad_only:
+            for p, _ in requires_grad:
+                p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in requires_grad:
+            p.requires_grad_(flag)
+        for m, flag in training:
+            m.training = flag
+
+
+@contextmanager
+def capture_outputs(
+    modules: dict[str, nn.Module], stop_after: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Record the output of each named module in the yielded dict while the block runs.
+
+    With ``stop_after`` the forward pass is cut short (``StopForward``) as soon as every module
+    has produced its output; the caller catches it.
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            outputs[name] = output
+            if stop_after and len(outputs) == len(modules):
+                raise StopForward
+
+        return hook
+
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of hooks registered on any submodule (tests use it to prove nothing is left behind)."""
+    total = 0
+    for m in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+            "_state_dict_hooks",
+        ):
+            total += len(getattr(m, attr, {}) or {})
+    return total

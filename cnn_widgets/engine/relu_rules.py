@@ -1,0 +1,154 @@
+"""Backward rules for ReLU-family nonlinearities, applied however the model writes them.
+
+Guided backprop (Springenberg et al., 2015) and the deconvnet (Zeiler & Fergus, 2014) differ
+from the true gradient only at rectifiers. For a rectifier ``y = relu(x)`` with upstream gradient
+``g = dL/dy`` the three rules are
+
+* ``gradient``:  ``dL/dx = g * [x > 0]``
+* ``deconvnet``: ``dL/dx = max(g, 0)``                     (the forward mask is ignored)
+* ``guided``:    ``dL/dx = max(g, 0) * [x > 0]``
+
+(``relu6`` / ``hardtanh(0, t)`` use the mask ``0 < x < t``; ``leaky_relu`` keeps its slope.)
+
+Models apply rectifiers as ``nn.ReLU`` / ``nn.ReLU6`` modules (possibly in place, possibly one
+instance reused several times, as torchvision's ResNet does) or as ``F.relu`` / ``torch.relu`` /
+``Tensor.relu`` calls inside ``forward``. Module hooks (captum's approach) miss the functional
+calls and mis-handle reused in-place modules, so we intercept at the torch-function level with a
+:class:`torch.overrides.TorchFunctionMode`: every rectifier call made while the mode is active is
+replaced by an autograd function whose backward reads the rule *at backward time* from a shared
+:class:`RuleState`. One forward pass can therefore serve both true-gradient scores and
+guided-backprop pictures (the contribution tree needs both).
+
+In-place rectifiers are computed out of place inside the mode, so a tensor captured by a forward
+hook before an in-place ``ReLU(inplace=True)`` keeps its pre-activation value.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+RULES = ("gradient", "deconvnet", "guided")
+
+
+@dataclass
+class RuleState:
+    """Mutable holder: which backward rule rectifiers use right now."""
+
+    rule: str = "gradient"
+
+
+class _Rectifier(torch.autograd.Function):
+    """``clamp(x * slope_below, ...)`` with a backward chosen by ``state.rule`` at backward time."""
+
+    @staticmethod
+    def forward(ctx, x, state, lower, upper, negative_slope):  # noqa: D401
+        if negative_slope:
+            y = torch.where(x > 0, x, x * negative_slope)
+        else:
+            y = x.clamp(min=lower, max=upper) if upper is not None else x.clamp(min=lower)
+        ctx.state = state
+        ctx.upper = upper
+        ctx.negative_slope = negative_slope
+        ctx.save_for_backward(x)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        rule = ctx.state.rule
+        if ctx.negative_slope:
+            local = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, ctx.negative_slope))
+        else:
+            active = x > 0
+            if ctx.upper is not None:
+                active = active & (x < ctx.upper)
+            local = active.to(grad.dtype)
+        if rule == "gradient":
+            out = grad * local
+        elif rule == "deconvnet":
+            out = grad.clamp(min=0)
+        elif rule == "guided":
+            out = grad.clamp(min=0) * local
+        else:  # pragma: no cover - guarded by RuleState users
+            raise ValueError(f"unknown backward rule {rule!r}; use one of {RULES}")
+        return out, None, None, None, None
+
+
+def _relu_args(func, args, kwargs):
+    """Return ``(x, lower, upper, negative_slope)`` if ``func`` is a rectifier call, else None."""
+    if func in _RELU_FUNCS:
+        return args[0], 0.0, None, 0.0
+    if func in _RELU6_FUNCS:
+        return args[0], 0.0, 6.0, 0.0
+    if func in _HARDTANH_FUNCS:
+        lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+        hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+        if lo == 0:
+            return args[0], 0.0, float(hi), 0.0
+        return None
+    if func in _LEAKY_FUNCS:
+        slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+        return args[0], 0.0, None, float(slope)
+    return None
+
+
+_RELU_FUNCS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_}
+_RELU6_FUNCS = {F.relu6}
+_HARDTANH_FUNCS = {F.hardtanh, F.hardtanh_}
+_LEAKY_FUNCS = {F.leaky_relu, F.leaky_relu_}
+
+
+class RectifierMode(TorchFunctionMode):
+    """Route every ReLU-family call through :class:`_Rectifier` with the shared rule state."""
+
+    def __init__(self, state: RuleState):
+        super().__init__()
+        self.state = state
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        parsed = _relu_args(func, args, kwargs)
+        if parsed is not None:
+            x, lower, upper, slope = parsed
+            if isinstance(x, torch.Tensor) and x.requires_grad:
+                self.calls += 1
+                return _Rectifier.apply(x, self.state, lower, upper, slope)
+            # No autograd: compute out of place so a tensor captured by a hook is never mutated.
+            return _out_of_place(func, args, kwargs)
+        return func(*args, **kwargs)
+
+
+def _out_of_place(func, args, kwargs):
+    x = args[0]
+    if func in _RELU_FUNCS:
+        return torch.relu(x)
+    if func in _RELU6_FUNCS:
+        return x.clamp(0.0, 6.0)
+    if func in _HARDTANH_FUNCS:
+        lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+        hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+        return x.clamp(lo, hi)
+    slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
+    return torch.where(x > 0, x, x * slope)
+
+
+@contextmanager
+def rectifier_rules(rule: str = "gradient") -> Iterator[RuleState]:
+    """Context manager: rectifiers called inside use the backward rule held by the yielded state.
+
+    >>> with rectifier_rules("guided") as state:
+    ...     y = model(x)              # forward records the rectifiers
+    ...     g = torch.autograd.grad(y[0, c], x)[0]   # guided backprop
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown backward rule {rule!r}; use one of {', '.join(RULES)}")
+    state = RuleState(rule)
+    with RectifierMode(state):
+        yield state
