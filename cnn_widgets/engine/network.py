@@ -267,14 +267,14 @@ class Network:
                 logits = self.model(x)
             except StopForward:
                 pass
-        if logits is not None:
-            if isinstance(logits, (tuple, list)):
-                logits = logits[0]
-            if not torch.isfinite(logits).all():
-                raise NonFiniteError(
-                    f"{self.name} produced NaN or infinite outputs for this image; check the weights and "
-                    "that the preprocessing matches the model"
-                )
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        checked = [logits] if logits is not None else list(outputs.values())
+        if not all(bool(torch.isfinite(t).all()) for t in checked):
+            raise NonFiniteError(
+                f"{self.name} produced NaN or infinite values for this image; check the weights and "
+                "that the preprocessing matches the model"
+            )
         return logits, dict(outputs)
 
     def _cache_key(self, x: torch.Tensor) -> tuple:
