@@ -270,6 +270,7 @@ def contribution_tree(
     reduce: str = "max",
     path: Sequence[Unit] = (),
     percentile: float = 99.0,
+    follow: str | Sequence[int] | None = None,
 ) -> ContributionNode:
     """Recursive, path-conditioned contribution tree rooted at ``unit`` (seed 001).
 
@@ -285,6 +286,10 @@ def contribution_tree(
         Units leading from the root down to the node to return, each in the layer below the
         previous one: ``contribution_tree(img, root, depth=1, path=(child.unit,))`` expands one
         child of the root, conditioned on the root. This is how an explorer expands on click.
+    follow
+        ``None`` grows every child (``k ** depth`` nodes). ``"best"`` or a list of child indices,
+        one per level, grows only one child per level (``k * depth`` nodes): the way seed 001
+        reads a tree, one part at a time.
 
     Returns
     -------
@@ -317,12 +322,15 @@ def contribution_tree(
             score = float(_channel_scores(work.outputs[layers[level]], below)[step.channel])
             grad = _mask_channel(below, step.channel)
             node_unit, label = Unit(step.layer, step.channel), str(Unit(step.layer, step.channel))
-        return _grow(work, layers, len(path), node_unit, label, score, grad, depth, k, path, percentile)
+        if follow is not None and not (follow == "best" or all(isinstance(i, int) and 0 <= i < k for i in follow)):
+            raise TargetError(f"follow must be None, 'best' or a list of child indices in 0..{k - 1}, got {follow!r}")
+        plan = None if follow is None else ([0] * depth if follow == "best" else list(follow) + [0] * depth)
+        return _grow(work, layers, len(path), node_unit, label, score, grad, depth, k, path, percentile, plan)
     finally:
         work.close()
 
 
-def _grow(work, layers, level, unit, label, score, grad, depth, k, path, percentile) -> ContributionNode:
+def _grow(work, layers, level, unit, label, score, grad, depth, k, path, percentile, plan=None) -> ContributionNode:
     raw = work.picture(layers[level], grad)
     node = ContributionNode(unit, label, score, normalise_picture(raw, percentile), raw, [], tuple(path))
     if depth == 0 or level + 1 >= len(layers):
@@ -331,9 +339,11 @@ def _grow(work, layers, level, unit, label, score, grad, depth, k, path, percent
     below = work.pull(layers[level], grad, lower)
     scores = _channel_scores(work.outputs[lower], below)
     values, channels = scores.topk(min(k, scores.numel()))
-    for v, c in zip(values.tolist(), channels.tolist()):
+    for i, (v, c) in enumerate(zip(values.tolist(), channels.tolist())):
         child = Unit(lower, int(c))
+        grow = plan is None or i == plan[0]
         node.children.append(
-            _grow(work, layers, level + 1, child, str(child), float(v), _mask_channel(below, int(c)), depth - 1, k, (*path, child), percentile)
+            _grow(work, layers, level + 1, child, str(child), float(v), _mask_channel(below, int(c)),
+                  depth - 1 if grow else 0, k, (*path, child), percentile, None if plan is None else plan[1:])
         )
     return node

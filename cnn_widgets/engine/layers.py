@@ -340,6 +340,9 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     for name, entry, kind in sorted(candidates, key=lambda c: -len(c[0])):
         output_owner.setdefault(id(entry["output"]), name)
     kept = [(n, e, k) for n, e, k in candidates if k != "block" or output_owner[id(e["output"])] == n]
+    # a pool/activation wrapper (e.g. timm's SelectAdaptivePool2d = pool + flatten) stands for its insides
+    wrappers = [n for n, _, k in kept if k != "block" and any(True for _ in modules[n].children())]
+    kept = [(n, e, k) for n, e, k in kept if not any(n.startswith(w + ".") for w in wrappers)]
     kept.sort(key=lambda c: c[1]["post"])
 
     image_hw = tuple(example.shape[-2:])

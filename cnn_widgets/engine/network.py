@@ -208,7 +208,16 @@ class Network:
             if info.input_layer is None:
                 return None
             info = self.layer(info.input_layer)
-        return info.input_layer
+        below = info.input_layer
+        # Residual blocks that keep the shape add their input to their output, so channel j of the
+        # block below feeds channel j straight through and would top every ranking. Step over such
+        # runs of blocks to the input of the stage: the tree then walks stage by stage.
+        while below is not None and info.kind == "block":
+            lower = self.layer(below)
+            if lower.kind != "block" or lower.shape != info.shape or lower.input_layer is None:
+                break
+            below = self.layer_below(below)
+        return below
 
     # ------------------------------------------------------------------ classes
     @property

@@ -44,19 +44,27 @@ class RuleState:
 
 
 class _Rectifier(torch.autograd.Function):
-    """``clamp(x * slope_below, ...)`` with a backward chosen by ``state.rule`` at backward time."""
+    """``clamp(x, lower, upper)`` (or leaky) with a backward chosen by ``state.rule`` at backward time.
+
+    Written with ``setup_context`` and ``generate_vmap_rule`` so that several backward passes can
+    run batched (``torch.autograd.grad(..., is_grads_batched=True)``).
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, state, lower, upper, negative_slope):  # noqa: D401
+    def forward(x, state, lower, upper, negative_slope):
         if negative_slope:
-            y = torch.where(x > 0, x, x * negative_slope)
-        else:
-            y = x.clamp(min=lower, max=upper) if upper is not None else x.clamp(min=lower)
+            return torch.where(x > 0, x, x * negative_slope)
+        return x.clamp(min=lower, max=upper) if upper is not None else x.clamp(min=lower)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, state, _lower, upper, negative_slope = inputs
         ctx.state = state
         ctx.upper = upper
         ctx.negative_slope = negative_slope
         ctx.save_for_backward(x)
-        return y
 
     @staticmethod
     def backward(ctx, grad):

@@ -228,3 +228,17 @@ def test_error_inside_the_backward_leaves_no_hooks(net, monkeypatch):
     assert torch._C._len_torch_function_stack() == 0
     out = net.model(image(10)[None])
     assert out.grad_fn is not None
+
+
+def test_follow_grows_one_child_per_level_and_matches_the_full_tree(net):
+    x = image(11)
+    full = net.contribution_tree(x, 0, depth=3, k=2)
+    path = net.contribution_tree(x, 0, depth=3, k=2, follow=[1, 0])
+    assert len(list(path.walk())) == 1 + 2 + 2 + 2
+    followed, reference = path.children[1].children[0], full.children[1].children[0]
+    assert followed.unit == reference.unit
+    assert [c.unit for c in followed.children] == [c.unit for c in reference.children]
+    assert [c.score for c in followed.children] == pytest.approx([c.score for c in reference.children])
+    assert not path.children[0].children  # not followed: a leaf
+    with pytest.raises(cw.TargetError, match="follow must be"):
+        net.contribution_tree(x, 0, depth=2, k=2, follow=[5])

@@ -1,0 +1,114 @@
+"""Static matplotlib figures of engine results, for lecture notebooks and papers.
+
+The live widget draws on canvases; these functions give the same pictures as labelled figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def _as_hwc(picture: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array.transpose(1, 2, 0)
+    return array
+
+
+def signed_to_rgb(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
+    """A signed ``[3, H, W]`` attribution as an image in ``[0, 1]``, grey at zero (guided-backprop style)."""
+    from .engine.contributions import normalise_picture
+
+    return _as_hwc(normalise_picture(attribution.detach().cpu(), percentile))
+
+
+def magnitude_map(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
+    """``max_c |a_c|`` per pixel scaled to ``[0, 1]`` by a percentile (Simonyan et al.'s saliency map)."""
+    a = attribution.detach().cpu().float()
+    m = a.abs().amax(0) if a.dim() == 3 else a.abs()
+    scale = torch.quantile(m.flatten(), percentile / 100.0).clamp_min(1e-12)
+    return (m / scale).clamp(0, 1).numpy()
+
+
+def plot_predictions(predictions: Sequence, ax=None, title: str | None = None):
+    """Horizontal bar chart of ``net.predict`` output."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    labels = [p.label.split(",")[0] for p in predictions][::-1]
+    probs = [p.probability for p in predictions][::-1]
+    ax.barh(labels, probs, color="#4c72b0")
+    ax.set_xlabel("probability")
+    ax.set_xlim(0, 1)
+    if title:
+        ax.set_title(title)
+    for y, p in enumerate(probs):
+        ax.text(min(p + 0.01, 0.85), y, f"{p:.2f}", va="center", fontsize=8)
+    return ax
+
+
+def plot_heatmap(image: np.ndarray, heat: torch.Tensor | np.ndarray, ax=None, title: str = "", label: str = "", cmap: str = "RdBu_r", alpha: float = 0.6, symmetric: bool = True):
+    """A heat map over an image with a labelled colour bar."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.gca()
+    heat = heat.detach().cpu().numpy() if isinstance(heat, torch.Tensor) else np.asarray(heat)
+    ax.imshow(image)
+    if symmetric:
+        vmax = float(np.abs(heat).max()) or 1.0
+        shown = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=-vmax, vmax=vmax)
+    else:
+        shown = ax.imshow(heat, cmap=cmap, alpha=alpha)
+    colorbar = plt.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.set_label(label)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x (pixels)")
+    ax.set_ylabel("y (pixels)")
+    return ax
+
+
+def plot_tree(node, follow: Sequence[int] | None = None, thumb: float = 1.9, title: str | None = None):
+    """Draw a contribution tree the way seed 001 reads it: one row per level, following one child.
+
+    Row 0 is the root; row ``r + 1`` shows the children of the node followed in row ``r``
+    (``follow[r]``, default 0: the best child), framed in orange. Each thumbnail is the node's
+    guided-backprop picture with its label and contribution score, so a row reads
+    "these parts + ... = the framed node above".
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [[node]]
+    chosen = []
+    current = node
+    level = 0
+    while current.children:
+        index = follow[level] if follow is not None and level < len(follow) else 0
+        rows.append(current.children)
+        chosen.append(index)
+        current = current.children[min(index, len(current.children) - 1)]
+        level += 1
+    cols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(thumb * cols, thumb * 1.3 * len(rows)), squeeze=False)
+    for r, row in enumerate(rows):
+        for ax in axes[r]:
+            ax.axis("off")
+        for c, n in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(_as_hwc(n.picture))
+            ax.set_title(f"{n.label}\nscore {n.score:.3g}", fontsize=8)
+            # row r + 1 holds the children of the node followed in row r: frame that node
+            followed = r + 1 < len(rows) and (r == 0 or c == chosen[r - 1])
+            if followed:
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("#ff7f0e")
+                    spine.set_linewidth(3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
