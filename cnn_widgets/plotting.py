@@ -110,5 +110,7 @@ def plot_tree(node, follow: Sequence[int] | None = None, thumb: float = 1.9, tit
                     spine.set_linewidth(3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_size_inches()[1]))
+    else:
+        fig.tight_layout()
     return fig
