@@ -70,21 +70,19 @@ class _Rectifier(torch.autograd.Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         rule = ctx.state.rule
-        if ctx.negative_slope:
-            local = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, ctx.negative_slope))
-        else:
-            active = x > 0
-            if ctx.upper is not None:
-                active = active & (x < ctx.upper)
-            local = active.to(grad.dtype)
-        if rule == "gradient":
-            out = grad * local
-        elif rule == "deconvnet":
-            out = grad.clamp(min=0)
-        elif rule == "guided":
-            out = grad.clamp(min=0) * local
-        else:  # pragma: no cover - guarded by RuleState users
+        if rule == "deconvnet":
+            return grad.clamp(min=0), None, None, None, None
+        if rule == "guided":
+            grad = grad.clamp(min=0)
+        elif rule != "gradient":  # pragma: no cover - guarded by rectifier_rules
             raise ValueError(f"unknown backward rule {rule!r}; use one of {RULES}")
+        # torch's own fused backward kernels apply the forward mask in one pass
+        if ctx.negative_slope:
+            out = torch.ops.aten.leaky_relu_backward(grad, x, ctx.negative_slope, False)
+        elif ctx.upper is not None:
+            out = torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper)
+        else:
+            out = torch.ops.aten.threshold_backward(grad, x, 0.0)
         return out, None, None, None, None
 
 
