@@ -1,0 +1,53 @@
+// Tiny DOM helpers shared by the views.
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key === "style") el.style.cssText = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child != null) el.append(child);
+  return el;
+}
+
+/** A <select> bound to a trait: options are [value, text] pairs. */
+export function traitSelect(trait, options, value, onChange) {
+  const select = h("select", { "data-trait": trait, title: trait });
+  setOptions(select, options, value);
+  select.addEventListener("change", () => onChange(select.value));
+  return select;
+}
+
+export function setOptions(select, options, value) {
+  const key = JSON.stringify(options);
+  if (select.dataset.options !== key) {
+    select.replaceChildren(...options.map(([v, text, disabled]) => h("option", { value: String(v), text, disabled: !!disabled })));
+    select.dataset.options = key;
+  }
+  select.value = String(value);
+}
+
+/** Put RGBA pixels on a canvas of that size, then bump data-version (pixels are final). */
+export function paint(canvas, rgba, width, height) {
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  if (width > 0 && height > 0) canvas.getContext("2d").putImageData(new ImageData(rgba, width, height), 0, 0);
+  canvas.dataset.version = String((Number(canvas.dataset.version) || 0) + 1);
+}
+
+/** Subscribe to model changes; returns the unsubscribe function. */
+export function listen(model, names, callback) {
+  const events = names.map((n) => `change:${n}`);
+  for (const e of events) model.on(e, callback);
+  return () => { for (const e of events) model.off(e, callback); };
+}
+
+export function fmt(x) {
+  if (!Number.isFinite(x)) return String(x);
+  const a = Math.abs(x);
+  return a !== 0 && (a < 0.01 || a >= 1e4) ? x.toExponential(2) : x.toFixed(a < 1 ? 3 : 2);
+}

@@ -1,0 +1,138 @@
+// The feature-map grid: every channel of the selected layer as a tile, coloured in the browser.
+// Hover and click work on data already here (no kernel round trip); only `channel` goes back.
+import { decodeArray } from "./buffers.js";
+import { lut } from "./colormaps.js";
+import { gridLayout, naturalTile, tileAt, tileOrigin } from "./layout.js";
+import { renderTiles } from "./pixels.js";
+import { h, listen, paint, traitSelect, setOptions, fmt } from "./dom.js";
+import { commit } from "./actions.js";
+
+export function mountFeatureMaps(model, widthOf) {
+  const canvas = h("canvas", { class: "cnnw-fmap", width: 1, height: 1, "data-version": "0" });
+  const overlay = h("canvas", { class: "cnnw-fmap-overlay", width: 1, height: 1 });
+  const hover = h("span", { class: "cnnw-hover", text: "hover a tile" });
+  const scaling = traitSelect("scaling", [["shared", "shared scale"], ["per_tile", "per-tile scale"]], model.get("scaling"),
+    (v) => commit(model, { scaling: v }));
+  const colormap = traitSelect("colormap", model.get("colormap_names").map((n) => [n, n]), model.get("colormap"),
+    (v) => commit(model, { colormap: v }, { kernel: false }));
+  const channelInput = h("input", { type: "number", class: "cnnw-channel", "data-trait": "channel", min: "0", step: "1",
+    value: String(model.get("channel")), title: "selected channel" });
+  channelInput.addEventListener("change", () => {
+    const c = Number(channelInput.value);
+    if (Number.isInteger(c) && c >= 0 && c < channelCount()) commit(model, { channel: c, target: "unit" });
+    else channelInput.value = String(model.get("channel"));
+  });
+  const title = h("h3", { text: "Feature maps" });
+  const caption = h("div", { class: "cnnw-caption" });
+  const el = h("div", { class: "cnnw-panel cnnw-fmap-panel" }, title,
+    h("div", { class: "cnnw-controls" }, scaling, colormap, h("label", {}, "channel", channelInput), hover),
+    h("div", { class: "cnnw-fmap-scroll" }, h("div", { class: "cnnw-fmap-wrap" }, canvas, overlay)), caption);
+
+  let data = null; // {maps, C, hh, ww, maxima, dead}
+  let layout = null;
+  let hovered = -1;
+
+  function channelCount() { return data ? data.C : 0; }
+
+  function decode() {
+    const fmap = decodeArray(model.get("fmap"));
+    if (!fmap) { data = null; return; }
+    const [C, hh, ww] = fmap.shape;
+    const maxima = decodeArray(model.get("fmap_max"));
+    const dead = decodeArray(model.get("fmap_dead"));
+    data = { maps: fmap.array, C, hh, ww, maxima: maxima && maxima.array, dead: dead && dead.array };
+  }
+
+  function draw() {
+    if (!data) return;
+    const t0 = performance.now();
+    const { C, hh, ww } = data;
+    layout = gridLayout({ count: C, maxWidth: Math.min(widthOf() - 16, 900), maxHeight: 420, minTile: 10,
+      maxTile: naturalTile(hh, ww, { minTile: 10, maxTile: 112 }), gap: 2 });
+    const name = model.get("colormap");
+    const rgba = renderTiles(data.maps, C, hh, ww, layout, lut(name), [255, 255, 255]);
+    overlay.width = layout.width; overlay.height = layout.height;
+    Object.assign(canvas.dataset, { channels: String(C), cols: String(layout.cols), tile: String(layout.tile),
+      gap: String(layout.gap), colormap: name });
+    canvas.style.width = `${layout.width}px`;
+    drawOverlay();
+    paint(canvas, rgba, layout.width, layout.height);
+    canvas.dataset.drawMs = (performance.now() - t0).toFixed(1);
+    const info = model.get("fmap_info") || {};
+    const deadCount = data.dead ? data.dead.reduce((a, b) => a + b, 0) : 0;
+    title.textContent = `Feature maps of ${info.layer ?? ""} (${C} channels, ${hh}×${ww})`;
+    caption.textContent = `${info.scaling === "per_tile" ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo ?? 0)} … ${fmt(info.hi ?? 0)}`}` +
+      ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} crossed out in red · click a tile to select the unit`;
+  }
+
+  function drawOverlay() {
+    if (!layout) return;
+    const ctx = overlay.getContext("2d");
+    ctx.clearRect(0, 0, overlay.width, overlay.height);
+    const { tile } = layout;
+    if (data && data.dead) {
+      ctx.strokeStyle = "#e0201b"; ctx.lineWidth = Math.max(1, tile / 12);
+      for (let c = 0; c < data.C; c++) {
+        if (!data.dead[c]) continue;
+        const [x, y] = tileOrigin(layout, c);
+        ctx.strokeRect(x + 0.5, y + 0.5, tile - 1, tile - 1);
+        ctx.beginPath(); ctx.moveTo(x, y); ctx.lineTo(x + tile, y + tile); ctx.moveTo(x + tile, y); ctx.lineTo(x, y + tile); ctx.stroke();
+      }
+    }
+    const outline = (c, color, width) => {
+      if (c < 0 || !data || c >= data.C) return;
+      const [x, y] = tileOrigin(layout, c);
+      ctx.strokeStyle = color; ctx.lineWidth = width;
+      ctx.strokeRect(x - width / 2, y - width / 2, tile + width, tile + width);
+    };
+    outline(hovered, "#1d2330", 2);
+    outline(model.get("channel"), "#ff8c00", 3);
+  }
+
+  function channelAtEvent(event) {
+    if (!layout) return -1;
+    const rect = canvas.getBoundingClientRect();
+    const x = ((event.clientX - rect.left) * canvas.width) / rect.width;
+    const y = ((event.clientY - rect.top) * canvas.height) / rect.height;
+    return tileAt(layout, Math.floor(x), Math.floor(y));
+  }
+
+  function onMove(event) {
+    const c = channelAtEvent(event);
+    if (c === hovered) return;
+    hovered = c;
+    if (c >= 0 && data) {
+      const max = data.maxima ? data.maxima[c] : NaN;
+      hover.textContent = `channel ${c} · max ${fmt(max)}${data.dead && data.dead[c] ? " · dead" : ""}`;
+    }
+    drawOverlay();
+  }
+  function onLeave() { hovered = -1; drawOverlay(); }
+  function onClick(event) {
+    const c = channelAtEvent(event);
+    if (c < 0) return;
+    hovered = c;
+    commit(model, { channel: c, target: "unit" });
+    channelInput.value = String(c);
+    drawOverlay();
+  }
+  canvas.addEventListener("mousemove", onMove);
+  canvas.addEventListener("mouseleave", onLeave);
+  canvas.addEventListener("click", onClick);
+
+  const offData = listen(model, ["fmap", "fmap_max", "fmap_dead", "fmap_info"], () => { decode(); draw(); });
+  const offColor = listen(model, ["colormap"], () => { setOptions(colormap, model.get("colormap_names").map((n) => [n, n]), model.get("colormap")); draw(); });
+  const offSel = listen(model, ["channel", "scaling"], () => {
+    channelInput.value = String(model.get("channel"));
+    setOptions(scaling, [["shared", "shared scale"], ["per_tile", "per-tile scale"]], model.get("scaling"));
+    drawOverlay();
+  });
+  decode(); draw();
+
+  return {
+    el,
+    redraw: draw,
+    cleanup() { offData(); offColor(); offSel(); canvas.removeEventListener("mousemove", onMove);
+      canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); },
+  };
+}

@@ -1,0 +1,30 @@
+// One button per explorable layer (kind and shape shown); the selected one has class "selected".
+import { h, listen } from "./dom.js";
+import { commit } from "./actions.js";
+
+export function mountLayerStrip(model) {
+  const el = h("div", { class: "cnnw-layers", role: "toolbar", "aria-label": "layers" });
+  function draw() {
+    el.replaceChildren(...(model.get("layers") || []).map((layer) => {
+      const button = h("button", { type: "button", class: "cnnw-layer", "data-layer": layer.name, "data-kind": layer.kind,
+        title: `${layer.name}: ${layer.kind}, output ${layer.shape.join("×")}` },
+      layer.name, h("small", { text: `${layer.kind} ${layer.shape.join("×")}` }));
+      button.addEventListener("click", () => { if (model.get("layer") !== layer.name) commit(model, { layer: layer.name, channel: 0 }); });
+      return button;
+    }));
+    select();
+  }
+  function select() {
+    const name = model.get("layer");
+    let chosen = null;
+    for (const b of el.children) { const on = b.dataset.layer === name; b.classList.toggle("selected", on); if (on) chosen = b; }
+    if (chosen && el.isConnected) {
+      const top = chosen.offsetTop - el.offsetTop;
+      if (top < el.scrollTop || top > el.scrollTop + el.clientHeight - chosen.offsetHeight) el.scrollTop = top - 4;
+    }
+  }
+  const offLayers = listen(model, ["layers"], draw);
+  const offLayer = listen(model, ["layer"], select);
+  draw();
+  return { el, select, cleanup() { offLayers(); offLayer(); } };
+}
