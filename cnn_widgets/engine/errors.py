@@ -29,6 +29,10 @@ class ModelError(CnnWidgetsError):
     """The model cannot be explored (no conv layers, not a module, ...)."""
 
 
+class OptionError(CnnWidgetsError):
+    """An unknown method or a bad option value (the message names the valid choices)."""
+
+
 class NonFiniteError(CnnWidgetsError):
     """The model produced NaN or infinite values."""
 

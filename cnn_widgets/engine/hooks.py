@@ -24,19 +24,20 @@ def inference_state(model: nn.Module, *, input_grad_only: bool = True) -> Iterat
     Freezing the parameters means a backward pass computes gradients with respect to the input
     only: no weight gradient is computed or accumulated.
     """
-    training = [(m, m.training) for m in model.modules()]
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    # only the flags that change are recorded and restored (this runs on every call)
+    was_training = [m for m in model.modules() if m.training]
+    frozen = [p for p in model.parameters() if p.requires_grad] if input_grad_only else []
     try:
-        model.eval()
-        if input_grad_only:
-            for p, _ in requires_grad:
-                p.requires_grad_(False)
+        for m in was_training:
+            m.training = False
+        for p in frozen:
+            p.requires_grad_(False)
         yield
     finally:
-        for p, flag in requires_grad:
-            p.requires_grad_(flag)
-        for m, flag in training:
-            m.training = flag
+        for p in frozen:
+            p.requires_grad_(True)
+        for m in was_training:
+            m.training = True
 
 
 @contextmanager

@@ -56,7 +56,7 @@ class _Rectifier(torch.autograd.Function):
     def forward(x, state, lower, upper, negative_slope):
         if negative_slope:
             return torch.where(x > 0, x, x * negative_slope)
-        return x.clamp(min=lower, max=upper) if upper is not None else x.clamp(min=lower)
+        return x.clamp(min=lower, max=upper) if upper is not None else torch.relu(x)
 
     @staticmethod
     def setup_context(ctx, inputs, output):

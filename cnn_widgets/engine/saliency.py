@@ -1,0 +1,384 @@
+"""Saliency maps: gradient-based attributions of a class score or a unit, w.r.t. the model input.
+
+Every method is one small function over one shared mechanism, :func:`input_gradients`: a forward
+pass inside ``net.session(rule)`` (eval mode, frozen parameters, every ReLU-family call routed
+through the backward rule ``"deconvnet"`` or ``"guided"``; for the true gradient the native
+rectifiers already are the rule), the target's scalar per batch row, and
+``torch.autograd.grad(sum of scalars, x)`` -- gradients w.r.t. the input only, no weight gradient
+is ever computed and the model is left untouched. ``grad_cam`` backpropagates to a layer output
+instead of the input, over the same session.
+
+All maps are raw (signed, unnormalised) attributions w.r.t. the *preprocessed* input, shape
+``[3, H, W]`` (``grad_cam``: ``[H, W]`` at input size), detached, on the model's device.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import targets as _targets
+from .errors import CnnWidgetsError, OptionError, closest_names
+from .hooks import inference_state
+from .targets import ClassTarget, Target, Unit
+
+__all__ = ["METHODS", "OptionError", "input_gradients", "saliency"]
+
+
+_TOP_CLASS = object()  # sentinel: "the top-1 class of this very forward pass"
+
+
+# --------------------------------------------------------------------------------------------
+# the shared mechanism
+# --------------------------------------------------------------------------------------------
+
+
+def _layers_for(target) -> list[str]:
+    return [target.layer] if isinstance(target, Unit) else []
+
+
+def input_gradients(
+    net,
+    x: torch.Tensor,
+    target: Unit | ClassTarget | object,
+    rule: str = "gradient",
+    quantity: str = "logit",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], Unit | ClassTarget]:
+    """Backpropagate the target's scalar of each row of ``x`` to ``x`` with a rectifier ``rule``.
+
+    Rows are independent (eval mode), so ``d(sum_b f(x_b)) / dx`` gives every row its own
+    gradient in one backward pass. For a unit target the forward pass stops after the unit's
+    layer (the rest of the network cannot change it).
+
+    Returns ``(gradient [B, 3, H, W], captured layer outputs, resolved target)``.
+    """
+    x = x.detach().requires_grad_(True)
+    unit = isinstance(target, Unit)
+    with _session(net, rule), torch.enable_grad():
+        logits, outputs = net.forward(x, layers=_layers_for(target), stop_early=unit)
+        if target is _TOP_CLASS:
+            index = int(logits[0].argmax())
+            target = ClassTarget(index, net.label(index))
+        value = _targets.scalar(target, logits, outputs, quantity)
+        (grad,) = torch.autograd.grad(value.sum(), x)
+    return grad, outputs, target
+
+
+def _session(net, rule: str):
+    """``net.session(rule)``, or for the true gradient just eval mode and frozen parameters.
+
+    The native ReLU-family backward *is* the true gradient, so routing rectifiers through the
+    rule machinery would only add a Python autograd function per rectifier (about 5-10 % of a
+    ResNet-18 saliency call on the CPU). Without the rule mode an in-place rectifier may overwrite
+    a captured layer output; that cannot happen here: class targets capture nothing, and a unit
+    target stops the pass right after its layer (``stop_early``).
+    """
+    if rule == "gradient":
+        return inference_state(net.model)
+    return net.session(rule)
+
+
+def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | ClassTarget | object:
+    """``None`` means the top-1 class: found in the same forward pass when ``lazy``, else now."""
+    if target is None:
+        if lazy:
+            return _TOP_CLASS
+        target = net.top_class(x)
+    return net.resolve_target(target)
+
+
+# --------------------------------------------------------------------------------------------
+# one function per method
+# --------------------------------------------------------------------------------------------
+
+
+def gradient(net, x, target, quantity: str = "logit") -> torch.Tensor:
+    """Vanilla gradient, ``S(x) = d f(x) / d x``.
+
+    Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks: Visualising Image
+    Classification Models and Saliency Maps", ICLR workshop 2014.
+    """
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity)[0][0]
+
+
+def deconvnet(net, x, target, quantity: str = "logit") -> torch.Tensor:
+    """Deconvnet: backpropagate with every rectifier passing ``max(g, 0)`` (its forward mask ignored).
+
+    Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
+    """
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "deconvnet", quantity)[0][0]
+
+
+def guided_backprop(net, x, target, quantity: str = "logit") -> torch.Tensor:
+    """Guided backpropagation: every rectifier passes ``max(g, 0) * [x > 0]``.
+
+    Springenberg, Dosovitskiy, Brox & Riedmiller, "Striving for Simplicity: The All
+    Convolutional Net", ICLR workshop 2015.
+    """
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "guided", quantity)[0][0]
+
+
+def input_x_gradient(net, x, target, quantity: str = "logit") -> torch.Tensor:
+    """Input times gradient, ``x * d f(x) / d x`` (elementwise).
+
+    Shrikumar, Greenside, Shcherbina & Kundaje, "Not Just a Black Box: Learning Important
+    Features Through Propagating Activation Differences", 2016.
+    """
+    grad = input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity)[0][0]
+    return x[0] * grad
+
+
+def smoothgrad(
+    net,
+    x,
+    target,
+    n_samples: int = 25,
+    noise: float = 0.15,
+    seed: int | None = 0,
+    batch_size: int = 16,
+    quantity: str = "logit",
+) -> torch.Tensor:
+    """SmoothGrad, ``(1/n) sum_i d f(x + e_i) / d x`` with ``e_i ~ N(0, sigma^2)``.
+
+    ``sigma = noise * (max(x) - min(x))`` (the paper's noise level, 10-20 % of the input range).
+    ``seed`` makes the map reproducible (``None``: torch's global generator). With ``noise=0`` the
+    map is the plain gradient.
+
+    Smilkov, Thorat, Kim, Viegas & Wattenberg, "SmoothGrad: removing noise by adding noise", 2017.
+    """
+    _check_int("n_samples", n_samples)
+    _check_int("batch_size", batch_size)
+    noise = _check_float("noise", noise)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise OptionError(f"seed must be an integer or None, got {seed!r}")
+    resolved = _resolve(net, x, target, lazy=False)
+    sigma = noise * float(x.max() - x.min())
+    generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    # all the noise at once (on the CPU generator), so the map does not depend on batch_size
+    eps = torch.randn((n_samples, *x.shape[1:]), generator=generator, dtype=x.dtype).to(x.device)
+    total = torch.zeros_like(x[0])
+    for start in range(0, n_samples, batch_size):
+        grad = input_gradients(net, x + sigma * eps[start : start + batch_size], resolved, "gradient", quantity)[0]
+        total += grad.sum(dim=0)
+    return total / n_samples
+
+
+def _integration_nodes(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``alpha_k`` in [0, 1] and weights ``w_k`` with ``sum_k w_k g(alpha_k) ~ int_0^1 g``."""
+    if integration == "gauss_legendre":
+        t, w = np.polynomial.legendre.leggauss(steps)
+        return (t + 1) / 2, w / 2
+    if integration == "trapezoid":
+        if steps < 2:
+            raise OptionError("trapezoid integration needs steps >= 2")
+        alphas = np.linspace(0.0, 1.0, steps)
+        weights = np.full(steps, 1.0 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return alphas, weights
+    raise OptionError(f"unknown integration {integration!r}; use 'gauss_legendre' or 'trapezoid'")
+
+
+def integrated_gradients(
+    net,
+    x,
+    target,
+    baseline: torch.Tensor | float | None = None,
+    steps: int = 32,
+    integration: str = "gauss_legendre",
+    batch_size: int = 16,
+    quantity: str = "logit",
+) -> torch.Tensor:
+    """Integrated gradients, ``(x - x') * int_0^1 d f(x' + a (x - x')) / d x  da``.
+
+    The baseline ``x'`` is zeros in model-input space by default (a float fills every value, a
+    tensor ``[3, H, W]`` is used as it is). The integral uses ``steps`` Gauss-Legendre nodes
+    (``integration="trapezoid"``: the trapezoid rule), so completeness,
+    ``sum(attribution) = f(x) - f(x')``, holds to quadrature accuracy (about 1e-6 relative on
+    smooth models with 32 steps; piecewise-linear ReLU nets converge more slowly).
+
+    Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
+    """
+    _check_int("steps", steps)
+    _check_int("batch_size", batch_size)
+    x0 = _baseline(baseline, x)
+    alphas, weights = _integration_nodes(steps, integration)
+    resolved = _resolve(net, x, target, lazy=False)
+    delta = x - x0
+    total = torch.zeros_like(x[0])
+    for start in range(0, steps, batch_size):
+        a = torch.as_tensor(alphas[start : start + batch_size], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+        w = torch.as_tensor(weights[start : start + batch_size], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+        grad = input_gradients(net, x0 + a * delta, resolved, "gradient", quantity)[0]
+        total += (w * grad).sum(dim=0)
+    return delta[0] * total
+
+
+def grad_cam(net, x, target, layer: str | None = None, quantity: str = "logit") -> torch.Tensor:
+    """Grad-CAM, ``relu(sum_k w_k A^k)`` with ``w_k = mean_{ij} d f / d A^k_{ij}``, upsampled.
+
+    ``A`` is the output of a spatial ``layer``; the map is bilinearly upsampled to the input size
+    and returned as ``[H, W]``. Default layer, for a class target: the last spatial (H*W > 1)
+    non-pooling layer before global pooling -- VGG16's relu5_3 as in the paper, ResNet's last
+    block, EfficientNet's head activation. For a :class:`Unit` on a spatial layer: the layer it
+    is explained in, ``net.layer_below(unit.layer)`` (the input of the nearest channel-mixing
+    layer), or the unit's own layer when there is none below; for a unit of a non-spatial layer
+    (e.g. a fully connected neuron): the last spatial layer before it. (A map taken at the unit's
+    own layer with ``reduce="sum"`` is just the unit's activation map, which says nothing new.)
+
+    Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra, "Grad-CAM: Visual Explanations from Deep
+    Networks via Gradient-based Localization", ICCV 2017.
+    """
+    resolved = _resolve(net, x, target, lazy=True)
+    name = _cam_layer(net, resolved, layer)
+    # x requires grad only so that the layer output joins the graph; the backward stops at it
+    x = x.detach().requires_grad_(True)
+    unit = isinstance(resolved, Unit)
+    with net.session("gradient"), torch.enable_grad():
+        logits, outputs = net.forward(x, layers=_layers_for(resolved) + [name], stop_early=unit)
+        if resolved is _TOP_CLASS:
+            index = int(logits[0].argmax())
+            resolved = ClassTarget(index, net.label(index))
+        value = _targets.scalar(resolved, logits, outputs, quantity)
+        activation = outputs[name]
+        (grad,) = torch.autograd.grad(value.sum(), activation)
+    weights = grad.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
+    return cam[0, 0]
+
+
+def _cam_layer(net, target, layer: str | None) -> str:
+    layers = net.layers
+    spatial = [info for info in layers if info.is_spatial and info.shape[1] * info.shape[2] > 1]
+    if not spatial:
+        raise OptionError(f"{net.name} has no spatial layer with more than one position; grad_cam needs one")
+    if layer is not None:
+        info = net.layer(layer)
+        if not info.is_spatial:
+            names = [i.name for i in spatial[-3:]]
+            raise OptionError(
+                f"grad_cam needs a spatial layer [C, H, W]; {info.name!r} has shape {info.shape}. "
+                f"Try one of {', '.join(repr(n) for n in names)}"
+            )
+        if isinstance(target, Unit) and info.index > net.layer(target.layer).index:
+            raise OptionError(
+                f"grad_cam layer {info.name!r} comes after the unit's layer {target.layer!r}, so it cannot "
+                "explain it; pick a layer at or below the unit's"
+            )
+        return info.name
+    if isinstance(target, Unit):
+        own = net.layer(target.layer)
+        if own.is_spatial:
+            below = net.layer_below(own.name)
+            if below is not None and net.layer(below).is_spatial:
+                return below
+            return own.name
+        spatial = [info for info in spatial if info.index < own.index]
+        if not spatial:
+            raise OptionError(f"no spatial layer comes before {own.name!r}; pass grad_cam a layer=")
+    candidates = [info for info in spatial if info.kind != "pool"] or spatial
+    return candidates[-1].name
+
+
+# --------------------------------------------------------------------------------------------
+# the public entry point
+# --------------------------------------------------------------------------------------------
+
+METHODS: dict[str, Callable[..., torch.Tensor]] = {
+    "gradient": gradient,
+    "deconvnet": deconvnet,
+    "guided_backprop": guided_backprop,
+    "input_x_gradient": input_x_gradient,
+    "smoothgrad": smoothgrad,
+    "integrated_gradients": integrated_gradients,
+    "grad_cam": grad_cam,
+}
+
+
+def saliency(net, image, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
+    """Attribution of ``target`` w.r.t. the preprocessed input of ``image``.
+
+    Parameters
+    ----------
+    net
+        The :class:`~cnn_widgets.Network`.
+    image
+        Anything ``net.prepare`` accepts (PIL image, path, array, preprocessed tensor).
+    target
+        Class index, class label, :class:`~cnn_widgets.Unit`, or ``None`` for the top-1 class.
+    method
+        One of :data:`METHODS`: ``gradient``, ``deconvnet``, ``guided_backprop``,
+        ``input_x_gradient``, ``smoothgrad``, ``integrated_gradients``, ``grad_cam``.
+    **options
+        Method options (see each method's function); every method takes ``quantity``
+        (``"logit"``, default, or ``"probability"``) for class targets.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[3, H, W]`` raw signed attributions (``grad_cam``: ``[H, W]``), detached, on the
+        model's device.
+    """
+    fn = METHODS.get(method) if isinstance(method, str) else None
+    if fn is None:
+        hint = closest_names(str(method), list(METHODS))
+        raise OptionError(
+            f"unknown saliency method {method!r}"
+            + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
+            + f" Methods: {', '.join(METHODS)}"
+        )
+    params = list(inspect.signature(fn).parameters)[3:]
+    unknown = [name for name in options if name not in params]
+    if unknown:
+        raise OptionError(
+            f"saliency method {method!r} has no option {', '.join(repr(u) for u in unknown)}; "
+            f"its options are {', '.join(params)}"
+        )
+    quantity = options.get("quantity", "logit")
+    if quantity not in ("logit", "probability"):
+        raise OptionError(f"quantity must be 'logit' or 'probability', got {quantity!r}")
+    x = net.prepare(image)
+    return fn(net, x, target, **options).detach()
+
+
+# --------------------------------------------------------------------------------------------
+# option checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise OptionError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_float(name: str, value) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise OptionError(f"{name} must be a non-negative number, got {value!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise OptionError(f"{name} must be a non-negative number, got {value!r}")
+    return value
+
+
+def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+    if baseline is None:
+        return torch.zeros_like(x)
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        return torch.full_like(x, float(baseline))
+    if isinstance(baseline, torch.Tensor):
+        b = baseline.detach().to(device=x.device, dtype=x.dtype)
+        if b.dim() == 3:
+            b = b.unsqueeze(0)
+        if tuple(b.shape) != tuple(x.shape):
+            raise OptionError(
+                f"baseline must have the model input's shape {tuple(x.shape[1:])}, got {tuple(baseline.shape)}"
+            )
+        return b
+    raise OptionError(f"baseline must be None (zeros), a number or a tensor [3, H, W], got {type(baseline).__name__}")
+
