@@ -1,13 +1,17 @@
 """The engine: pure PyTorch, no widget code. Everything here runs headless."""
 
+from . import datasets
 from .default_model import imagenet_labels, load_default
+from .digits_model import digits_cnn
 from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, OptionError, TargetError
 from .images import SAMPLE_IMAGES, sample_image, to_rgb_image
 from .layers import LayerInfo, ReceptiveField
 from .network import Network, Prediction, imagenet_preprocess
+from .scan import ChannelStats, Scan, ScanError, TopImage
 from .targets import Unit
 
 __all__ = [
+    "ChannelStats", "Scan", "ScanError", "TopImage", "datasets", "digits_cnn",
     "CnnWidgetsError", "ImageError", "LayerInfo", "LayerNotFoundError", "ModelError", "Network",
     "NonFiniteError", "OptionError", "Prediction", "ReceptiveField", "SAMPLE_IMAGES", "TargetError", "Unit",
     "imagenet_labels", "imagenet_preprocess", "load_default", "sample_image", "to_rgb_image",

@@ -369,6 +369,14 @@ class Network:
 
         return contributions(self, image, unit, k=k, into=into, rule=rule, reduce=reduce)
 
+    def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
+             progress: bool = True, save_to=None, resume=None):
+        """One pass over a dataset: top-k images, statistics and codes per channel; see :mod:`.scan`."""
+        from .scan import scan
+
+        return scan(self, images, layers=layers, k=k, batch_size=batch_size, num_workers=num_workers,
+                    progress=progress, save_to=save_to, resume=resume)
+
     def contribution_tree(self, image: ImageLike, unit: Target = None, depth: int = 3, k: int = 5, rule: str = "guided", reduce: str = "max", **options):
         """Recursive, path-conditioned contribution tree; see :mod:`.contributions`."""
         from .contributions import contribution_tree
