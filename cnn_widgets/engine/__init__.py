@@ -9,10 +9,11 @@ from .layers import LayerInfo, ReceptiveField
 from .network import Network, Prediction, imagenet_preprocess
 from .scan import ChannelStats, Scan, ScanError, TopImage
 from .targets import Unit
+from .zoo import load_model
 
 __all__ = [
     "ChannelStats", "Scan", "ScanError", "TopImage", "datasets", "digits_cnn",
     "CnnWidgetsError", "ImageError", "LayerInfo", "LayerNotFoundError", "ModelError", "Network",
     "NonFiniteError", "OptionError", "Prediction", "ReceptiveField", "SAMPLE_IMAGES", "TargetError", "Unit",
-    "imagenet_labels", "imagenet_preprocess", "load_default", "sample_image", "to_rgb_image",
+    "imagenet_labels", "imagenet_preprocess", "load_default", "load_model", "sample_image", "to_rgb_image",
 ]

@@ -226,3 +226,16 @@ def test_default_model_on_the_cat_offline(no_network):
 def test_unknown_sample_image():
     with pytest.raises(cw.ImageError, match="choose one of"):
         cw.sample_image("dog")
+
+
+def test_named_models_load_with_random_weights_offline(no_network):
+    net = cw.load_model("resnet18")
+    assert net.layers[0].name == "conv1" and net.num_classes == 1000
+    with pytest.raises(cw.ModelError, match="torchvision has no model"):
+        cw.load_model("resnet19")
+
+
+def test_downloadable_weights_offline_give_a_clear_error(no_network, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no cached weights to fall back on
+    with pytest.raises(cw.ModelError, match="could not download .*offline.*weights=None"):
+        cw.load_model("alexnet", weights="DEFAULT")
