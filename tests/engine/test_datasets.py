@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -14,26 +13,12 @@ from cnn_widgets.engine import datasets
 from cnn_widgets.engine.digits_model import digits_cnn, train_digits_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a dataset tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_digits_split_is_deterministic_stratified_and_disjoint(offline):
+def test_digits_split_is_deterministic_stratified_and_disjoint(no_network):
     a, b = datasets.digits(), datasets.digits()
     assert len(a.train) == 1347 and len(a.test) == 450
     np.testing.assert_array_equal(a.train.indices, b.train.indices)
@@ -55,7 +40,7 @@ def test_digits_split_is_deterministic_stratified_and_disjoint(offline):
     assert a.test.images.dtype == torch.float32 and a.test.images.min() >= 0 and a.test.images.max() <= 1
 
 
-def test_photos_are_offline_rgb_and_real(offline):
+def test_photos_are_offline_rgb_and_real(no_network):
     photos = datasets.photos()
     assert {"chelsea", "coffee", "rocket", "astronaut", "hubble_deep_field", "immunohistochemistry",
             "colorwheel", "camera", "coins"} <= set(photos.names)
@@ -70,7 +55,7 @@ def test_photos_are_offline_rgb_and_real(offline):
         datasets.photos(names=["kidney"])  # a download-on-demand image of scikit-image: refused
 
 
-def test_faces_subset(offline):
+def test_faces_subset(no_network):
     faces = datasets.faces()
     assert len(faces) == 200
     image, label = faces[0]
@@ -78,7 +63,7 @@ def test_faces_subset(offline):
     assert faces[150][1] == 0 and sum(faces.targets) == 100
 
 
-def test_augmented_photos_are_deterministic_and_varied(offline):
+def test_augmented_photos_are_deterministic_and_varied(no_network):
     a = datasets.augmented_photos(n=40, seed=0, size=64)
     b = datasets.augmented_photos(n=40, seed=0, size=64)
     c = datasets.augmented_photos(n=40, seed=1, size=64)

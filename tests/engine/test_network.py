@@ -199,17 +199,6 @@ def test_float64_model_computes_in_float64():
     assert net.activations(torch.zeros(3, 16, 16), "0")["0"].dtype == torch.float64
 
 
-@pytest.fixture()
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise OSError("network access blocked by the test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-
-
 def test_default_model_on_the_cat_offline(no_network):
     with pytest.raises(OSError):
         socket.create_connection(("pypi.org", 443))

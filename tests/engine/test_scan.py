@@ -24,13 +24,7 @@ from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.scan import Scan, ScanError, default_scan_layers, reconstruct, scan
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the machine's two cores are shared: tiny models run far faster (and politer) on one thread
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sized_preprocess(size: int):
