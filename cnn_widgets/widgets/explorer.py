@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import pathlib
 import time
 import traceback
@@ -23,7 +24,15 @@ from .serialization import Array
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 
 #: Panels in the order they are computed (cheap first, occlusion last).
-PANELS = ("image", "predictions", "fmap", "filters", "saliency", "tree", "occlusion")
+PANELS = ("image", "predictions", "fmap", "scan_layer", "filters", "top_images", "saliency", "tree", "occlusion")
+#: Reconstructions offered beside the top patches (``Scan.top_images(method=...)``).
+RECONSTRUCTIONS = ("deconvnet", "guided_backprop", "gradient")
+#: The panels below the feature maps, shown one at a time (keeps the widget short enough that
+#: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
+TABS = ("tree", "top_images", "embedding", "filters")
+SCAN_TABS = ("top_images", "embedding")
+#: At most this many scatter thumbnails are sent (more images: every n-th one has a thumbnail).
+MAX_EMBEDDING_THUMBS = 5000
 from ..engine.occlusion import FILLS as OCCLUSION_FILLS
 CUSTOM_IMAGE = "custom"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -77,6 +86,8 @@ class Explorer(anywidget.AnyWidget):
     scaling = Unicode("shared").tag(sync=True)
     colormap = Unicode("viridis").tag(sync=True)
     tree_path = List(List()).tag(sync=True)
+    reconstruction = Unicode("deconvnet").tag(sync=True)  # of the top patches: deconvnet | guided_backprop | gradient
+    tab = Unicode("tree").tag(sync=True)  # the panel shown below the feature maps: tree | top_images | embedding | filters
     request_seq = Int(0).tag(sync=True)
 
     # ---------------------------------------------------------------- results (kernel -> front end)
@@ -95,7 +106,19 @@ class Explorer(anywidget.AnyWidget):
     filters = Array()
     filters_info = Dict().tag(sync=True)
     tree = Dict().tag(sync=True)
-    tree_pictures = Array()
+    tree_pictures = Array()  # uint8 [N, 128, 128, 3]: each node's picture cropped to its energy box
+    tree_full = Array()  # uint8 [N, 112, 112, 3]: each node's whole picture (enlarged view, crop box drawn)
+    # dataset scan (issue 4): empty / None while no scan is attached
+    scan_info = Dict().tag(sync=True)  # {"text", "layers", "count", "k", "labels"}; {} without a scan
+    top_info = Dict().tag(sync=True)  # {"unit": "layer:channel", "items": [...], "message", "method", "seq"}
+    top_crops = Array()  # uint8 [k, h, w, 3], crop i in [i, :items[i].height, :items[i].width]
+    top_reconstructions = Array()  # same layout, grey = 0
+    scan_dead = Array()  # uint8 [C] of scan_layer_info["layer"]: 1 where the channel (nearly) never fires
+    scan_layer_info = Dict().tag(sync=True)  # {"layer", "in_scan", "message", "dead", "label_names", "thumb_step", ...}
+    embedding = Array()  # float32 [N, 2]: PCA of the scanned images' codes at the layer
+    embedding_labels = Array()  # float32 [N]: label code (index into label_names), -1 none; None without labels
+    embedding_thumbs = Array()  # uint8 [M, t, t, 3]: thumbnail of image i * thumb_step
+    scan_index = Int(-1).tag(sync=True)  # which scanned image is shown (-1: not one of the scan's)
     methods = List(Unicode(), default_value=list(panels.SALIENCY_METHODS)).tag(sync=True)
     fills = List(Unicode(), default_value=list(OCCLUSION_FILLS)).tag(sync=True)
     sample_images = List(Unicode(), default_value=list(SAMPLE_IMAGES)).tag(sync=True)
@@ -109,9 +132,12 @@ class Explorer(anywidget.AnyWidget):
     # ---------------------------------------------------------------- kernel-only
     net = traitlets.Instance(Network, allow_none=True)
     image = traitlets.Any(allow_none=True)
+    scan = traitlets.Any(allow_none=True)  # a cnn_widgets Scan (net.scan(...)) or None
 
-    def __init__(self, net: Network | None = None, image=None, **kwargs):
+    def __init__(self, net: Network | None = None, image=None, scan=None, **kwargs):
         self._errors: dict[str, str] = {}
+        self._thumb_cache: tuple | None = None
+        self._next_scan_index = -1
         self._tree_cache: dict[tuple, tuple[dict, np.ndarray]] = {}
         self._image_version = 0
         self._image_source: str | None = None
@@ -127,6 +153,7 @@ class Explorer(anywidget.AnyWidget):
         super().__init__(**kwargs)
         self.net = net
         self._set_image(image)
+        self.scan = scan
         self._ready = True
         self.on_msg(self._on_custom_message)
         self.pipeline.request(PANELS, deferred=False)
@@ -158,6 +185,15 @@ class Explorer(anywidget.AnyWidget):
         except CnnWidgetsError as exc:
             self._report("image", str(exc))
             raise TraitError(str(exc)) from exc
+
+    @validate("scan")
+    def _valid_scan(self, proposal):
+        value = proposal["value"]
+        if value is None:
+            return None
+        if not all(callable(getattr(value, name, None)) for name in ("top_images", "embedding", "dead_channels")):
+            raise TraitError(f"scan must be the result of net.scan(images) (a cnn_widgets Scan), got {type(value).__name__}")
+        return value
 
     @validate("image_name")
     def _valid_image_name(self, proposal):
@@ -226,6 +262,8 @@ class Explorer(anywidget.AnyWidget):
     _valid_reduce = _choice("reduce", ("max", "sum"))
     _valid_scaling = _choice("scaling", ("shared", "per_tile"))
     _valid_colormap = _choice("colormap", lambda self: colormaps.names())
+    _valid_reconstruction = _choice("reconstruction", RECONSTRUCTIONS)
+    _valid_tab = _choice("tab", TABS)
     del _choice
 
     def _int_range(name, lo, hi):  # noqa: N805
@@ -282,6 +320,7 @@ class Explorer(anywidget.AnyWidget):
             if isinstance(self.target, int) and self.target >= net.num_classes:
                 self.target = "top"
             self.tree_path = []
+            self._thumb_cache = None
             if self._ready:
                 self.pipeline.request(PANELS)
 
@@ -291,6 +330,7 @@ class Explorer(anywidget.AnyWidget):
         self._tree_cache.clear()
         self._clear_error("image")
         name, self._image_source = self._image_source or CUSTOM_IMAGE, None
+        self.scan_index, self._next_scan_index = self._next_scan_index, -1
         with self.pipeline.batch():
             self._naming_image = True
             try:
@@ -310,11 +350,11 @@ class Explorer(anywidget.AnyWidget):
     def _layer_changed(self, change):
         if self.net is not None and self.channel >= self.net.layer(change["new"]).channels:
             self.channel = 0
-        self._request(("fmap", "filters") + self._target_panels(unit_only=True))
+        self._request(("fmap", "filters") + self._scan_panels("scan_layer", "top_images") + self._target_panels(unit_only=True))
 
     @observe("channel")
     def _channel_changed(self, change):
-        self._request(("filters",) + self._target_panels(unit_only=True))
+        self._request(("filters",) + self._scan_panels("top_images") + self._target_panels(unit_only=True))
 
     @observe("target")
     def _target_changed(self, change):
@@ -341,6 +381,32 @@ class Explorer(anywidget.AnyWidget):
     @observe("tree_path")
     def _tree_path_changed(self, change):
         self._request(("tree",))
+
+    @observe("scan")
+    def _scan_changed(self, change):
+        self._thumb_cache = None
+        scan = change["new"]
+        if scan is None:
+            self.scan_info = {}
+            if self.tab in SCAN_TABS:
+                self.tab = "tree"
+        else:
+            if change["old"] is None:
+                self.tab = "top_images"  # a scan was just attached: show what it gives
+            labels = scan.labels
+            self.scan_info = {
+                "text": repr(scan), "layers": list(scan.layers), "count": int(scan.count), "k": int(scan.k),
+                "labels": labels is not None,
+            }
+        self._request(("scan_layer", "top_images"))
+
+    @observe("reconstruction")
+    def _reconstruction_changed(self, change):
+        self._request(("top_images",))
+
+    def _scan_panels(self, *panels_: str) -> tuple[str, ...]:
+        """The scan panels among ``panels_``, when a scan is attached (without one they stay empty)."""
+        return panels_ if self.scan is not None else ()
 
     def _target_panels(self, unit_only: bool = False) -> tuple[str, ...]:
         if unit_only and self.target != "unit":
@@ -371,6 +437,25 @@ class Explorer(anywidget.AnyWidget):
             return
         if content.get("type") == "image" and buffers:
             self.load_image_bytes(bytes(buffers[0]), name=str(content.get("name", "uploaded image")))
+        elif content.get("type") == "scan_image":
+            try:
+                self.load_scan_image(int(content.get("index", -1)))
+            except (CnnWidgetsError, TraitError, IndexError, ValueError) as exc:
+                self._report("image", str(exc))
+
+    def load_scan_image(self, index: int) -> None:
+        """Show image ``index`` of the attached scan (what a click on the embedding scatter does)."""
+        if self.scan is None:
+            raise CnnWidgetsError("no scan is attached; set explorer.scan = net.scan(images) first")
+        if not 0 <= index < self.scan.count:
+            raise CnnWidgetsError(f"image index {index} is out of range for this scan (0..{self.scan.count - 1})")
+        picture = scan_image(self.scan, index)
+        self._next_scan_index = index
+        try:
+            self._set_image(picture, name=CUSTOM_IMAGE)
+        finally:
+            self._next_scan_index = -1
+        self.scan_index = index  # also when it is the picture already shown (no change event then)
 
     def load_image_bytes(self, data: bytes, name: str = "uploaded image") -> bool:
         """Use an encoded image file (PNG, JPEG, ...) as the image; a bad file becomes ``error``."""
@@ -525,6 +610,89 @@ class Explorer(anywidget.AnyWidget):
             },
         }
 
+    # ---------------------------------------------------------------- dataset scan panels
+    def _scan_problem(self, layer: str) -> str | None:
+        """Why the scan cannot describe ``layer`` (shown in the panels), or None."""
+        scan = self.scan
+        scanned_net = getattr(scan, "net", None)
+        if scanned_net is not None and scanned_net is not self.net and getattr(scanned_net, "model", None) is not self.net.model:
+            return "the attached scan was made on another network; scan again with net.scan(images)"
+        if layer not in scan.layers:
+            shown = ", ".join(scan.layers[:6]) + (" …" if len(scan.layers) > 6 else "")
+            return (f"layer {layer} is not in this scan (it covers {shown}); scan it with "
+                    f"net.scan(images, layers=[{layer!r}]) or pick a scanned layer")
+        if scan.count == 0:
+            return "the scan covers no image yet"
+        return None
+
+    def _panel_scan_layer(self) -> dict:
+        empty = {"scan_dead": None, "embedding": None, "embedding_labels": None, "embedding_thumbs": None}
+        if self.scan is None:
+            return {**empty, "scan_layer_info": {}}
+        layer, scan = self.layer, self.scan
+        problem = self._scan_problem(layer)
+        if problem:
+            return {**empty, "scan_layer_info": {"layer": layer, "in_scan": False, "message": problem, "seq": self.request_seq}}
+        channels = self.net.layer(layer).channels
+        dead = np.zeros(channels, np.uint8)
+        dead_list = scan.dead_channels(layer)
+        dead[dead_list] = 1
+        info = {"layer": layer, "in_scan": True, "message": "", "dead": len(dead_list), "count": int(scan.count),
+                "method": "pca", "seq": self.request_seq}
+        result = {**empty, "scan_dead": dead}
+        if scan.count >= 2:
+            result["embedding"] = np.ascontiguousarray(scan.embedding(layer, "pca"), np.float32)
+            codes, names = panels.label_codes(scan.labels, getattr(scan, "class_names", None))
+            if len(names):
+                result["embedding_labels"] = codes
+            thumbs, step = self._scan_thumbnails()
+            result["embedding_thumbs"] = thumbs
+            info.update(label_names=names, thumb_step=step, thumb_size=int(thumbs.shape[1]) if thumbs is not None else 0)
+        else:
+            info["message"] = f"an embedding needs at least 2 scanned images, this scan covers {scan.count}"
+        return {**result, "scan_layer_info": info}
+
+    def _scan_thumbnails(self) -> tuple[np.ndarray | None, int]:
+        """Thumbnails of the scanned images (every ``step``-th one), cached per scan and network."""
+        scan = self.scan
+        key = (id(scan), int(scan.count), id(self.net))
+        if self._thumb_cache is not None and self._thumb_cache[0] == key:
+            return self._thumb_cache[1], self._thumb_cache[2]
+        count = int(scan.count)
+        step = max(1, math.ceil(count / MAX_EMBEDDING_THUMBS))
+        indices = range(0, count, step)
+        size = panels.embedding_thumb_size(len(indices))
+        try:
+            thumbs = np.stack([panels.square_thumbnail(self.net.display_image(scan_image(scan, i)), size) for i in indices])
+        except CnnWidgetsError:
+            thumbs = None  # images not available (a loaded scan without them): points only
+        self._thumb_cache = (key, thumbs, step)
+        return thumbs, step
+
+    def _panel_top_images(self) -> dict:
+        if self.scan is None:
+            return {"top_info": {}, "top_crops": None, "top_reconstructions": None}
+        layer, channel = self.layer, self.channel
+        unit = f"{layer}:{channel}"
+        base = {"unit": unit, "layer": layer, "channel": channel, "method": self.reconstruction, "seq": self.request_seq}
+        problem = self._scan_problem(layer)
+        if problem:
+            return {"top_info": {**base, "items": [], "message": problem}, "top_crops": None, "top_reconstructions": None}
+        try:
+            top = self.scan.top_images(Unit(layer, channel), method=self.reconstruction)
+        except CnnWidgetsError as exc:
+            # e.g. a loaded scan without its images: the values are known, the pictures are not
+            table = self.scan.top(layer)
+            items = [{"index": int(i), "value": float(v)} for i, v in zip(table["indices"][channel], table["values"][channel]) if i >= 0]
+            return {"top_info": {**base, "items": items, "message": str(exc)}, "top_crops": None, "top_reconstructions": None}
+        shown = panels.top_patches(top)
+        message = "" if shown.items else "no scanned image yet"
+        return {
+            "top_info": {**base, "items": shown.items, "message": message},
+            "top_crops": shown.crops,
+            "top_reconstructions": shown.reconstructions,
+        }
+
     def _panel_tree(self) -> dict:
         target = self.resolved_target()
         levels, pictures = [], []
@@ -539,10 +707,11 @@ class Explorer(anywidget.AnyWidget):
         return {
             "tree": {"levels": levels, "path": [list(s) for s in self.tree_path], "target": self._target_text(target),
                      "k": self.k, "rule": self.rule, "reduce": self.reduce, "seq": self.request_seq},
-            "tree_pictures": np.stack(pictures) if pictures else None,
+            "tree_pictures": np.stack([crop for crop, _ in pictures]) if pictures else None,
+            "tree_full": np.stack([whole for _, whole in pictures]) if pictures else None,
         }
 
-    def _tree_level(self, target, path: tuple[Unit, ...]) -> tuple[dict, list[np.ndarray]]:
+    def _tree_level(self, target, path: tuple[Unit, ...]) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
         key = (self._image_version, id(self.net), target, path, self.k, self.depth, self.rule, self.reduce)
         cached = self._tree_cache.get(key)
         if cached is not None:
@@ -550,11 +719,13 @@ class Explorer(anywidget.AnyWidget):
         node = self.net.contribution_tree(
             self.image, target, depth=self.depth, k=self.k, rule=self.rule, reduce=self.reduce, path=path
         )
-        pictures: list[np.ndarray] = []
+        pictures: list[tuple[np.ndarray, np.ndarray]] = []
 
         def describe(n) -> dict:
-            pictures.append(panels.thumbnail(n.picture))
-            entry = panels.node_json(n, len(pictures) - 1)
+            # the crop where the picture's energy is, readable at thumbnail size, and the whole picture
+            box = panels.energy_box(n.picture)
+            pictures.append((panels.thumbnail(n.picture, panels.THUMBNAIL, box), panels.thumbnail(n.picture, panels.FULL_THUMBNAIL)))
+            entry = panels.node_json(n, len(pictures) - 1, box, tuple(n.picture.shape[-2:]))
             entry["children"] = [describe(child) for child in n.children]
             return entry
 
@@ -567,3 +738,16 @@ class Explorer(anywidget.AnyWidget):
 
 def _shift_pictures(node: dict, offset: int) -> dict:
     return {**node, "picture": node["picture"] + offset, "children": [_shift_pictures(c, offset) for c in node["children"]]}
+
+
+def scan_image(scan, index: int):
+    """Image ``index`` of a scan's source, as the source gives it (PIL image, path, array or tensor)."""
+    getter = getattr(scan, "image", None)
+    if callable(getter):
+        return getter(index)
+    source = getattr(scan, "_source", None)  # until Scan has a public accessor
+    if source is None:
+        raise CnnWidgetsError(
+            "this scan was loaded without its images; load it with Scan.load(path, net, images=...) to open them"
+        )
+    return source.image(index)

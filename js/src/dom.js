@@ -51,3 +51,23 @@ export function fmt(x) {
   const a = Math.abs(x);
   return a !== 0 && (a < 0.01 || a >= 1e4) ? x.toExponential(2) : x.toFixed(a < 1 ? 3 : 2);
 }
+
+/**
+ * Call callback(width) once the element is laid out and whenever its content width changes.
+ * Measuring waits for the next animation frame: at render time the view may not be in the page
+ * yet (width 0, or a parent's width), and a resize handled inside the observer's own callback could
+ * resize again and trip the browser's "ResizeObserver loop" error. Returns the disconnect function.
+ */
+export function onWidth(element, callback) {
+  let last = -1, frame = 0;
+  const check = () => {
+    frame = 0;
+    const width = element.clientWidth;
+    if (width > 0 && width !== last) { last = width; callback(width); }
+  };
+  const schedule = () => { if (!frame) frame = requestAnimationFrame(check); };
+  const observer = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(schedule);
+  if (observer) observer.observe(element);
+  schedule();
+  return () => { if (observer) observer.disconnect(); if (frame) cancelAnimationFrame(frame); frame = 0; };
+}

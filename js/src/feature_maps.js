@@ -4,13 +4,22 @@ import { decodeArray } from "./buffers.js";
 import { lut } from "./colormaps.js";
 import { gridLayout, naturalTile, tileAt, tileOrigin } from "./layout.js";
 import { renderTiles } from "./pixels.js";
-import { h, listen, paint, traitSelect, setOptions, fmt } from "./dom.js";
+import { h, listen, paint, traitSelect, setOptions, fmt, onWidth } from "./dom.js";
 import { commit } from "./actions.js";
 
-export function mountFeatureMaps(model, widthOf) {
+const FALLBACK_WIDTH = 860; // used only when the view is never laid out (hidden); replaced once measured
+const MAX_WIDTH = 900;
+
+/** The grid for C maps of hh x ww in a panel `width` px wide (pure; the same numbers for a redraw). */
+export function fmapLayout(C, hh, ww, width) {
+  return gridLayout({ count: C, maxWidth: Math.min(width, MAX_WIDTH), maxHeight: 420, minTile: 10,
+    maxTile: naturalTile(hh, ww, { minTile: 10, maxTile: 112 }), gap: 2 });
+}
+
+export function mountFeatureMaps(model) {
   const canvas = h("canvas", { class: "cnnw-fmap", width: 1, height: 1, "data-version": "0" });
   const overlay = h("canvas", { class: "cnnw-fmap-overlay", width: 1, height: 1 });
-  const hover = h("span", { class: "cnnw-hover", text: "hover a tile" });
+  const hover = h("span", { class: "cnnw-hover", "data-placeholder": "hover a tile" });
   const scaling = traitSelect("scaling", [["shared", "shared scale"], ["per_tile", "per-tile scale"]], model.get("scaling"),
     (v) => commit(model, { scaling: v }));
   const colormap = traitSelect("colormap", model.get("colormap_names").map((n) => [n, n]), model.get("colormap"),
@@ -24,13 +33,16 @@ export function mountFeatureMaps(model, widthOf) {
   });
   const title = h("h3", { text: "Feature maps" });
   const caption = h("div", { class: "cnnw-caption" });
+  const scroll = h("div", { class: "cnnw-fmap-scroll" }, h("div", { class: "cnnw-fmap-wrap" }, canvas, overlay));
   const el = h("div", { class: "cnnw-panel cnnw-fmap-panel" }, title,
     h("div", { class: "cnnw-controls" }, scaling, colormap, h("label", {}, "channel", channelInput), hover),
-    h("div", { class: "cnnw-fmap-scroll" }, h("div", { class: "cnnw-fmap-wrap" }, canvas, overlay)), caption);
+    scroll, caption);
 
   let data = null; // {maps, C, hh, ww, maxima, dead}
+  let scanDead = null; // Uint8Array [C] from the attached scan (for this layer), or null
   let layout = null;
   let hovered = -1;
+  let width = 0; // the grid's available width, measured after layout (0: not yet)
 
   function channelCount() { return data ? data.C : 0; }
 
@@ -41,14 +53,25 @@ export function mountFeatureMaps(model, widthOf) {
     const maxima = decodeArray(model.get("fmap_max"));
     const dead = decodeArray(model.get("fmap_dead"));
     data = { maps: fmap.array, C, hh, ww, maxima: maxima && maxima.array, dead: dead && dead.array };
+    decodeScanDead();
+  }
+
+  function decodeScanDead() {
+    const info = model.get("scan_layer_info") || {};
+    const dead = info.in_scan ? decodeArray(model.get("scan_dead")) : null;
+    scanDead = dead && data && info.layer === (model.get("fmap_info") || {}).layer && dead.shape[0] === data.C ? dead.array : null;
+  }
+
+  function clearHover() {
+    hovered = -1;
+    hover.textContent = "";
   }
 
   function draw() {
-    if (!data) return;
+    if (!data || !width) return; // not laid out yet: onWidth draws once the width is known
     const t0 = performance.now();
     const { C, hh, ww } = data;
-    layout = gridLayout({ count: C, maxWidth: Math.min(widthOf() - 16, 900), maxHeight: 420, minTile: 10,
-      maxTile: naturalTile(hh, ww, { minTile: 10, maxTile: 112 }), gap: 2 });
+    layout = fmapLayout(C, hh, ww, width);
     const name = model.get("colormap");
     const rgba = renderTiles(data.maps, C, hh, ww, layout, lut(name), [255, 255, 255]);
     overlay.width = layout.width; overlay.height = layout.height;
@@ -60,9 +83,11 @@ export function mountFeatureMaps(model, widthOf) {
     canvas.dataset.drawMs = (performance.now() - t0).toFixed(1);
     const info = model.get("fmap_info") || {};
     const deadCount = data.dead ? data.dead.reduce((a, b) => a + b, 0) : 0;
+    const scanDeadCount = scanDead ? scanDead.reduce((a, b) => a + b, 0) : 0;
     title.textContent = `Feature maps of ${info.layer ?? ""} (${C} channels, ${hh}×${ww})`;
     caption.textContent = `${info.scaling === "per_tile" ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo ?? 0)} … ${fmt(info.hi ?? 0)}`}` +
-      ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} crossed out in red · click a tile to select the unit`;
+      ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} on this image crossed out in red` +
+      (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a tile to select the unit";
   }
 
   function drawOverlay() {
@@ -70,6 +95,21 @@ export function mountFeatureMaps(model, widthOf) {
     const ctx = overlay.getContext("2d");
     ctx.clearRect(0, 0, overlay.width, overlay.height);
     const { tile } = layout;
+    if (data && scanDead) {
+      // channels that (nearly) never fire over the scanned images: washed out, with a grey bar
+      ctx.fillStyle = "rgba(236, 238, 242, 0.78)";
+      for (let c = 0; c < data.C; c++) {
+        if (!scanDead[c]) continue;
+        const [x, y] = tileOrigin(layout, c);
+        ctx.fillRect(x, y, tile, tile);
+      }
+      ctx.strokeStyle = "#7d8594"; ctx.lineWidth = Math.max(1, tile / 14);
+      for (let c = 0; c < data.C; c++) {
+        if (!scanDead[c]) continue;
+        const [x, y] = tileOrigin(layout, c);
+        ctx.beginPath(); ctx.moveTo(x + tile * 0.2, y + tile / 2); ctx.lineTo(x + tile * 0.8, y + tile / 2); ctx.stroke();
+      }
+    }
     if (data && data.dead) {
       ctx.strokeStyle = "#e0201b"; ctx.lineWidth = Math.max(1, tile / 12);
       for (let c = 0; c < data.C; c++) {
@@ -103,11 +143,14 @@ export function mountFeatureMaps(model, widthOf) {
     hovered = c;
     if (c >= 0 && data) {
       const max = data.maxima ? data.maxima[c] : NaN;
-      hover.textContent = `channel ${c} · max ${fmt(max)}${data.dead && data.dead[c] ? " · dead" : ""}`;
+      hover.textContent = `channel ${c} · max ${fmt(max)}${data.dead && data.dead[c] ? " · all zero here" : ""}` +
+        `${scanDead && scanDead[c] ? " · dead over the scan" : ""}`;
+    } else {
+      hover.textContent = "";
     }
     drawOverlay();
   }
-  function onLeave() { hovered = -1; drawOverlay(); }
+  function onLeave() { clearHover(); drawOverlay(); }
   function onClick(event) {
     const c = channelAtEvent(event);
     if (c < 0) return;
@@ -120,7 +163,19 @@ export function mountFeatureMaps(model, widthOf) {
   canvas.addEventListener("mouseleave", onLeave);
   canvas.addEventListener("click", onClick);
 
-  const offData = listen(model, ["fmap", "fmap_max", "fmap_dead", "fmap_info"], () => { decode(); draw(); });
+  // a new image or layer: the hovered text describes the old maps, so it goes
+  const offData = listen(model, ["fmap", "fmap_max", "fmap_dead", "fmap_info"], () => { decode(); clearHover(); draw(); });
+  const offScan = listen(model, ["scan_dead", "scan_layer_info"], () => { decodeScanDead(); draw(); });
+  const offImage = listen(model, ["image_data"], clearHover);
+  const offWidth = onWidth(scroll, (w) => {
+    const before = layout;
+    width = w;
+    if (!data) return;
+    const next = fmapLayout(data.C, data.hh, data.ww, w);
+    if (!before || next.tile !== before.tile || next.cols !== before.cols) draw();
+  });
+  // a view that is never laid out (e.g. hidden) still gets a grid
+  const fallback = setTimeout(() => { if (!width) { width = FALLBACK_WIDTH; draw(); } }, 1500);
   const offColor = listen(model, ["colormap"], () => { setOptions(colormap, model.get("colormap_names").map((n) => [n, n]), model.get("colormap")); draw(); });
   const offSel = listen(model, ["channel", "scaling"], () => {
     channelInput.value = String(model.get("channel"));
@@ -132,7 +187,7 @@ export function mountFeatureMaps(model, widthOf) {
   return {
     el,
     redraw: draw,
-    cleanup() { offData(); offColor(); offSel(); canvas.removeEventListener("mousemove", onMove);
+    cleanup() { offData(); offScan(); offImage(); offWidth(); clearTimeout(fallback); offColor(); offSel(); canvas.removeEventListener("mousemove", onMove);
       canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); },
   };
 }

@@ -47,7 +47,7 @@ export function mountImageInput(model, root, setStatus) {
   root.addEventListener("drop", onDrop);
   const off = listen(model, ["image_name", "sample_images"], () => setOptions(select, options(), model.get("image_name")));
   return {
-    el: h("span", { class: "cnnw-image-input" }, h("label", {}, "image", select), h("label", {}, "or open", file)),
+    el: h("span", { class: "cnnw-image-input" }, h("label", {}, "image", select), h("label", { class: "cnnw-open" }, "or open", file)),
     cleanup() { off(); root.removeEventListener("dragover", onDragOver); root.removeEventListener("dragleave", onDragLeave); root.removeEventListener("drop", onDrop); },
   };
 }

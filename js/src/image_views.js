@@ -10,13 +10,15 @@ function imageOf(model) {
   return image ? { pixels: image.array, H: image.shape[0], W: image.shape[1] } : null;
 }
 
-function legend(name, left, right) {
+/** A colour bar with short end labels on one line, and an optional title line above it (never wraps). */
+function legend(name, left, right, titleText = "") {
   const c = h("canvas", { width: 256, height: 1 });
   const table = lut(name);
   const rgba = new Uint8ClampedArray(256 * 4);
   for (let v = 0; v < 256; v++) { rgba.set([table[3 * v], table[3 * v + 1], table[3 * v + 2], 255], 4 * v); }
   c.getContext("2d").putImageData(new ImageData(rgba, 256, 1), 0, 0);
-  return h("div", { class: "cnnw-legend" }, h("span", { text: left }), c, h("span", { text: right }));
+  const bar = h("div", { class: "cnnw-legend" }, h("span", { text: left }), c, h("span", { text: right }));
+  return titleText ? h("div", { class: "cnnw-legend-block" }, h("div", { class: "cnnw-legend-title", text: titleText }), bar) : bar;
 }
 
 export function mountPredictions(model) {
@@ -96,7 +98,7 @@ export function mountOcclusion(model) {
   const caption = h("div", { class: "cnnw-caption" });
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Occlusion" }),
     h("div", { class: "cnnw-controls" }, windowSlider.label, strideSlider.label, fill), canvas,
-    legend("coolwarm", "score rises when hidden", "score falls"), caption);
+    legend("coolwarm", "rises", "falls", "score when that square is hidden:"), caption);
 
   function draw() {
     const image = imageOf(model);

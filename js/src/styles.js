@@ -7,9 +7,16 @@ export const CSS = `
 .cnnw-explorer canvas { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 .cnnw-explorer select, .cnnw-explorer button, .cnnw-explorer input { font: inherit; }
 .cnnw-explorer select { max-width: 100%; padding: 2px 4px; }
-.cnnw-bar { display: flex; flex-wrap: wrap; gap: 6px 12px; align-items: center; margin-bottom: 8px; }
-.cnnw-bar label { display: inline-flex; gap: 4px; align-items: center; white-space: nowrap; }
-.cnnw-status { margin-left: auto; padding: 2px 8px; border-radius: 10px; background: #e8f3ea; color: #1f6b34; white-space: nowrap; }
+.cnnw-explorer [hidden] { display: none !important; }
+.cnnw-bar { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; margin-bottom: 8px; }
+.cnnw-bar label { display: inline-flex; gap: 6px; align-items: center; white-space: nowrap; min-width: 0; }
+.cnnw-image-input { display: inline-flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; }
+.cnnw-explain { flex: 1 1 200px; }
+.cnnw-file { max-width: 210px; }
+.cnnw-explain select { min-width: 0; max-width: 100%; flex: 0 1 auto; }
+/* fixed width, one line: the bar does not reflow (or grow a line) when the status text changes */
+.cnnw-status { margin-left: auto; flex: none; width: 11em; text-align: center; padding: 2px 8px; border-radius: 10px;
+  background: #e8f3ea; color: #1f6b34; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
 .cnnw-explorer[data-status="busy"] .cnnw-status { background: #fff4d6; color: #7a5600; }
 .cnnw-explorer[data-status="error"] .cnnw-status { background: #fde8e8; color: #9b1c1c; }
 .cnnw-error { white-space: pre-wrap; color: #9b1c1c; background: #fde8e8; border-radius: 6px; padding: 6px 8px; margin-bottom: 8px; }
@@ -44,18 +51,50 @@ export const CSS = `
 .cnnw-fmap-overlay { position: absolute; left: 0; top: 0; width: 100%; height: 100%; pointer-events: none; image-rendering: auto; }
 .cnnw-fmap-scroll { max-height: 440px; overflow-y: auto; }
 .cnnw-hover { font-variant-numeric: tabular-nums; color: #1d2330; min-width: 15em; }
+.cnnw-embedding-hover { font-variant-numeric: tabular-nums; }
+.cnnw-hover:empty::before, .cnnw-embedding-hover:empty::before { content: attr(data-placeholder); color: #8a91a0; }
 .cnnw-channel { width: 5em; }
+.cnnw-tree-panel { position: relative; }
 .cnnw-tree-head { display: flex; gap: 8px; align-items: center; margin-bottom: 6px; flex-wrap: wrap; }
-.cnnw-tree-children { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; padding-left: 10px; border-left: 2px solid #e3e6eb; }
+.cnnw-tree-hint { color: #596173; font-size: 12px; margin-left: auto; }
+.cnnw-tree-children { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 6px; padding-left: 10px; border-left: 2px solid #e3e6eb; }
 .cnnw-tree-children:empty { display: none; }
-.cnnw-tree-node { border: 1px solid #d5d9e0; border-radius: 6px; padding: 4px; background: #fafbfc; cursor: pointer; }
+.cnnw-tree-node { border: 1px solid #d5d9e0; border-radius: 6px; padding: 5px; background: #fafbfc; cursor: pointer; }
+.cnnw-tree-node:hover { border-color: #4a7bd0; }
 .cnnw-tree-node.expanded { flex-basis: 100%; background: #f3f7fd; border-color: #9db8e5; }
-.cnnw-tree-card { display: flex; gap: 6px; align-items: center; }
-.cnnw-tree-card canvas { width: 72px; height: 72px; border-radius: 3px; flex: none; }
+.cnnw-tree-card { display: flex; flex-direction: column; gap: 3px; width: 124px; }
+.cnnw-tree-card canvas { width: 124px; height: 124px; border-radius: 3px; flex: none; image-rendering: auto; }
 .cnnw-tree-text { display: grid; font-size: 12px; min-width: 0; }
-.cnnw-tree-label { font-weight: 600; overflow-wrap: anywhere; max-width: 150px; }
+.cnnw-tree-label { font-weight: 600; overflow-wrap: anywhere; }
 .cnnw-tree-score { color: #596173; font-variant-numeric: tabular-nums; }
+.cnnw-tree-preview { position: absolute; z-index: 5; pointer-events: none; background: #fff; border: 1px solid #9db8e5;
+  border-radius: 6px; padding: 6px; box-shadow: 0 4px 14px rgba(29, 35, 48, 0.25); width: 254px; }
+.cnnw-tree-preview canvas { width: 240px; height: 240px; image-rendering: auto; }
+.cnnw-tabs { display: flex; flex-wrap: wrap; gap: 4px; border-bottom: 2px solid #d5d9e0; padding: 0 4px; }
+.cnnw-tab { border: 1px solid #d5d9e0; border-bottom: 0; background: #f3f4f6; border-radius: 6px 6px 0 0; padding: 4px 12px;
+  cursor: pointer; color: #1d2330; margin-bottom: -2px; }
+.cnnw-tab.selected { background: #fff; border-color: #9db8e5; border-bottom: 2px solid #fff; font-weight: 600; }
+.cnnw-tab-page > .cnnw-panel { border-top-left-radius: 0; border-top-right-radius: 0; border-top: 0; }
 .cnnw-drop { outline: 3px dashed #4a7bd0; outline-offset: -3px; }
-.cnnw-legend { display: flex; gap: 6px; align-items: center; font-size: 12px; color: #596173; margin-top: 4px; }
-.cnnw-legend canvas { width: 120px; height: 10px; image-rendering: auto; }
+.cnnw-legend { display: flex; gap: 6px; align-items: center; font-size: 12px; color: #596173; margin-top: 4px; white-space: nowrap; }
+.cnnw-legend canvas { width: 120px; min-width: 40px; flex: 0 1 120px; height: 10px; image-rendering: auto; }
+.cnnw-legend-block { margin-top: 4px; }
+.cnnw-legend-title { font-size: 12px; color: #596173; }
+.cnnw-legend-block .cnnw-legend { margin-top: 1px; }
+.cnnw-scan-message { color: #7a5600; background: #fff4d6; border-radius: 6px; padding: 6px 8px; margin-bottom: 6px; overflow-wrap: anywhere; }
+.cnnw-scan-message:empty { display: none; }
+.cnnw-stale .cnnw-top-grids { opacity: 0.5; }
+.cnnw-top-grids { display: flex; flex-wrap: wrap; gap: 10px 24px; }
+.cnnw-top-side { min-width: 0; }
+.cnnw-top-head { font-size: 12px; color: #596173; margin-bottom: 3px; }
+.cnnw-top-grid { display: grid; gap: 6px; }
+.cnnw-top-grid figure { margin: 0; cursor: pointer; }
+.cnnw-top-cell { display: flex; align-items: center; justify-content: center; background: #f3f4f6; border-radius: 3px; outline: 2px solid transparent; }
+.cnnw-top-grid figure.hot .cnnw-top-cell { outline-color: #ff8c00; }
+.cnnw-top-grid figcaption { font-size: 12px; color: #1d2330; text-align: center; font-variant-numeric: tabular-nums; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.cnnw-embedding-wrap { position: relative; display: inline-block; max-width: 100%; }
+.cnnw-embedding { image-rendering: auto; border: 1px solid #e3e6eb; border-radius: 4px; }
+.cnnw-label-legend { display: flex; flex-wrap: wrap; gap: 2px 10px; font-size: 12px; margin-top: 4px; }
+.cnnw-label-chip { display: inline-flex; align-items: center; gap: 4px; }
+.cnnw-label-chip i { width: 10px; height: 10px; border-radius: 2px; display: inline-block; }
 `;

@@ -1,39 +1,92 @@
 // The contribution tree: the root unit, its best children as thumbnails with scores; clicking a
 // child expands it (the kernel computes the path-conditioned children), "up" goes back a level.
+// Each thumbnail is the node picture cropped (in the kernel) to where its energy is; hovering it
+// shows the whole picture with that crop box drawn.
 import { decodeArray } from "./buffers.js";
 import { h, listen, paint, fmt } from "./dom.js";
 import { commit } from "./actions.js";
+
+const PREVIEW = 240; // CSS px of the enlarged whole picture
+
+function rgbToRgba(src) {
+  const rgba = new Uint8ClampedArray((src.length / 3) * 4);
+  for (let i = 0, o = 0; i < src.length; i += 3, o += 4) { rgba[o] = src[i]; rgba[o + 1] = src[i + 1]; rgba[o + 2] = src[i + 2]; rgba[o + 3] = 255; }
+  return rgba;
+}
+
+/** Picture `index` of a [N, h, w, 3] stack as RGBA, or null. */
+function pictureOf(stack, index) {
+  if (!stack || index < 0 || index >= stack.shape[0]) return null;
+  const [, ph, pw] = stack.shape;
+  const plane = ph * pw * 3;
+  return { rgba: rgbToRgba(stack.array.subarray(index * plane, (index + 1) * plane)), width: pw, height: ph };
+}
+
+/** The crop box of a node in preview pixels: [x, y, w, h] (box is top, left, bottom, right of a size[0] x size[1] picture). */
+export function previewBox(box, size, side) {
+  const [top, left, bottom, right] = box;
+  const [ph, pw] = size;
+  return [(left * side) / pw, (top * side) / ph, ((right - left) * side) / pw, ((bottom - top) * side) / ph];
+}
 
 export function mountTree(model) {
   const up = h("button", { class: "cnnw-tree-up", type: "button", title: "back up one level", text: "▲ up" });
   const rootButton = h("button", { type: "button", class: "cnnw-tree-top", title: "back to the root", text: "⤒ root" });
   const heading = h("span");
   const body = h("div", { class: "cnnw-tree", "data-version": "0" });
-  const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Contribution tree (which features below made this one fire)" }),
-    h("div", { class: "cnnw-tree-head" }, up, rootButton, heading), body);
+  const previewCanvas = h("canvas", { class: "cnnw-tree-full", width: PREVIEW, height: PREVIEW });
+  const previewText = h("div", { class: "cnnw-caption" });
+  const preview = h("div", { class: "cnnw-tree-preview", hidden: true }, previewCanvas, previewText);
+  const el = h("div", { class: "cnnw-panel cnnw-tree-panel" }, h("h3", { text: "Contribution tree (which features below made this one fire)" }),
+    h("div", { class: "cnnw-tree-head" }, up, rootButton, heading, h("span", { class: "cnnw-tree-hint", text: "pictures cropped to where they are strong; hover one for the whole picture" })),
+    body, preview);
 
   const setPath = (path) => commit(model, { tree_path: path });
   up.addEventListener("click", () => setPath(model.get("tree_path").slice(0, -1)));
   rootButton.addEventListener("click", () => setPath([]));
 
-  function thumb(pictures, index) {
-    const canvas = h("canvas", { class: "cnnw-tree-picture", width: 1, height: 1 });
-    if (pictures && index >= 0 && index < pictures.shape[0]) {
-      const [, ph, pw] = pictures.shape;
-      const plane = ph * pw * 3;
-      const src = pictures.array.subarray(index * plane, (index + 1) * plane);
-      const rgba = new Uint8ClampedArray(ph * pw * 4);
-      for (let i = 0, o = 0; i < plane; i += 3, o += 4) { rgba[o] = src[i]; rgba[o + 1] = src[i + 1]; rgba[o + 2] = src[i + 2]; rgba[o + 3] = 255; }
-      paint(canvas, rgba, pw, ph);
+  let full = null; // decoded tree_full
+
+  function showPreview(node, anchor) {
+    const picture = pictureOf(full, node.picture);
+    if (!picture) return;
+    const source = h("canvas", { width: picture.width, height: picture.height });
+    source.getContext("2d").putImageData(new ImageData(picture.rgba, picture.width, picture.height), 0, 0);
+    const ctx = previewCanvas.getContext("2d");
+    ctx.imageSmoothingEnabled = true;
+    ctx.clearRect(0, 0, PREVIEW, PREVIEW);
+    ctx.drawImage(source, 0, 0, PREVIEW, PREVIEW);
+    if (node.box && node.size) {
+      const [x, y, w, hh] = previewBox(node.box, node.size, PREVIEW);
+      ctx.lineWidth = 3; ctx.strokeStyle = "rgba(255,255,255,0.9)"; ctx.strokeRect(x + 1.5, y + 1.5, w - 3, hh - 3);
+      ctx.lineWidth = 2; ctx.strokeStyle = "#ff8c00"; ctx.strokeRect(x + 1, y + 1, w - 2, hh - 2);
     }
+    previewText.textContent = `${node.label}: the whole picture; the box is the crop shown in the tree`;
+    // beside the thumbnail, inside the panel (right of it when there is room, else left)
+    const panel = el.getBoundingClientRect(), at = anchor.getBoundingClientRect();
+    const boxWidth = PREVIEW + 14;
+    let left = at.right - panel.left + 8;
+    if (left + boxWidth > panel.width) left = Math.max(4, at.left - panel.left - boxWidth - 8);
+    const top = Math.max(4, Math.min(at.top - panel.top, panel.height - PREVIEW - 48));
+    preview.style.left = `${left}px`; preview.style.top = `${top}px`;
+    preview.hidden = false;
+  }
+  const hidePreview = () => { preview.hidden = true; };
+
+  function thumb(pictures, node) {
+    const canvas = h("canvas", { class: "cnnw-tree-picture", width: 1, height: 1 });
+    const picture = pictureOf(pictures, node.picture);
+    if (picture) paint(canvas, picture.rgba, picture.width, picture.height);
+    canvas.addEventListener("mouseenter", () => showPreview(node, canvas));
+    canvas.addEventListener("mouseleave", hidePreview);
     return canvas;
   }
 
   function nodeEl(node, pictures, depth, expanded) {
     const children = h("div", { class: "cnnw-tree-children" });
     const el = h("div", { class: `cnnw-tree-node${expanded ? " expanded" : ""}`, "data-layer": node.layer, "data-channel": String(node.channel),
-      "data-depth": String(depth), title: `${node.label}: contribution ${node.score}` },
-    h("div", { class: "cnnw-tree-card" }, thumb(pictures, node.picture),
+      "data-depth": String(depth), title: `${node.label}: contribution ${node.score}${depth > 0 ? (expanded ? " (click to fold)" : " (click to expand)") : ""}` },
+    h("div", { class: "cnnw-tree-card" }, thumb(pictures, node),
       h("div", { class: "cnnw-tree-text" }, h("span", { class: "cnnw-tree-label", text: node.label }),
         h("span", { class: "cnnw-tree-score", text: depth === 0 ? `value ${fmt(node.score)}` : `score ${fmt(node.score)}` }),
         node.children && !node.children.length && depth > 0 && expanded ? h("span", { class: "cnnw-tree-score", text: "first layer: no children" }) : null)),
@@ -42,10 +95,12 @@ export function mountTree(model) {
   }
 
   function draw() {
+    hidePreview();
     const tree = model.get("tree") || {};
     const levels = tree.levels || [];
     const path = tree.path || [];
     const pictures = decodeArray(model.get("tree_pictures"));
+    full = decodeArray(model.get("tree_full"));
     heading.textContent = tree.target ? `for ${tree.target} · ${tree.rule} rule, ${tree.reduce} · depth ${path.length}` : "";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;
@@ -75,7 +130,7 @@ export function mountTree(model) {
     body.replaceChildren(root.el);
     body.dataset.version = String((Number(body.dataset.version) || 0) + 1);
   }
-  const off = listen(model, ["tree", "tree_pictures"], draw);
+  const off = listen(model, ["tree", "tree_pictures", "tree_full"], draw);
   draw();
   return { el, cleanup: off };
 }

@@ -464,6 +464,11 @@ def test_tree_expands_on_click_and_goes_back_up(explorer_page):
     assert path and path[-1] == [layer, int(channel)]
     print(f"\n[{nb.server.kind}] tree: {before} nodes -> {after} after expanding {layer}[{channel}] ({children} children)")
     nb.screenshot("test_tree_expanded", selector=ROOT)
+    # hovering a (cropped) thumbnail shows the whole picture with the crop box
+    page.locator(f"{clicked} .cnnw-tree-children .cnnw-tree-picture").first.hover()
+    page.wait_for_selector(".cnnw-tree-preview:not([hidden])", timeout=5_000)
+    nb.screenshot("test_tree_preview", selector=".cnnw-tree-panel")
+    page.mouse.move(1, 1)
 
     up = page.locator("button.cnnw-tree-up")
     up.click()
@@ -526,7 +531,10 @@ def test_scan_top_patches_follow_the_selected_unit(explorer_page):
         pytest.skip("cw.Explorer has no `scan` trait yet: issue 4's top-images panel is not implemented")
     wait_idle(page)
     nb.run_cell(
-        "scan = net.scan([cw.sample_image(n) for n in cw.SAMPLE_IMAGES], layers=[explorer.layer], k=4, progress=False)\n"
+        # net.scan is the engine's entry point; the module function is the same scan before Network has it
+        "from cnn_widgets.engine.scan import scan as _scan_function\n"
+        "_scan = getattr(net, 'scan', None) or (lambda *a, **kw: _scan_function(net, *a, **kw))\n"
+        "scan = _scan([cw.sample_image(n) for n in cw.SAMPLE_IMAGES], layers=[explorer.layer], k=4, progress=False)\n"
         "explorer.scan = scan",
         timeout_s=300,
     )
@@ -552,6 +560,35 @@ def test_scan_top_patches_follow_the_selected_unit(explorer_page):
     assert np.allclose([v for _, v in patches], [v for _, v in expected], rtol=1e-3, atol=1e-3)
     page.locator(".cnnw-top-images").scroll_into_view_if_needed()
     nb.screenshot("test_scan_top_patches", selector=".cnnw-top-images")
+
+    # the scatter of the scanned images at this layer: hover one, click it, it becomes the image
+    embedding = "canvas.cnnw-embedding"
+    page.locator('button.cnnw-tab[data-tab="embedding"]').click()
+    assert kernel_wait(nb, "explorer.tab", "embedding") == "embedding"
+    page.wait_for_selector(f"{embedding}[data-count]", timeout=UPDATE_TIMEOUT_MS)
+    assert int(canvas_state(page, embedding)["count"]) == nb.kernel_json("scan.count")
+    hover = ".cnnw-embedding-panel .cnnw-embedding-hover"
+
+    def hover_an_image():
+        page.locator(embedding).scroll_into_view_if_needed()
+        box = page.locator(embedding).bounding_box()
+        for fy in np.linspace(0.05, 0.95, 19):
+            for fx in np.linspace(0.03, 0.97, 33):
+                x, y = box["x"] + fx * box["width"], box["y"] + fy * box["height"]
+                page.mouse.move(x, y)
+                if text_of(page, hover):
+                    return x, y
+        return None
+
+    assert hover_an_image(), "no scanned image under the mouse anywhere on the embedding canvas"
+    nb.screenshot("test_scan_embedding_hover", selector=".cnnw-embedding-panel")
+    found = hover_an_image()  # again: the element screenshot may have scrolled the page
+    shown = text_of(page, hover)
+    index = int(shown.split()[1])
+    page.mouse.click(*found)
+    assert kernel_wait(nb, "explorer.scan_index", index, attempts=40) == index, f"clicked {shown!r}"
+    wait_idle(page)
+    nb.screenshot("test_scan_image_opened", selector=ROOT)
 
 
 def test_no_errors_in_the_browser_console(explorer_page):
