@@ -100,7 +100,7 @@ class TopImage:
     reconstruction
         Deconvnet (or guided-backprop / gradient) picture of this unit at this position, computed
         w.r.t. the input, cropped like ``crop`` and scaled for display: grey is 0,
-        ``0.5 + 0.5 * r / max|r|`` per crop (``None`` when not asked for).
+        ``0.5 + 0.5 * clip(r / p99(|r|), -1, 1)`` per crop (``None`` when not asked for).
     raw_reconstruction
         The same crop, unscaled (float32 ``h x w x 3``).
     label
@@ -717,6 +717,16 @@ class Scan:
                 r.reconstruction = _display_signed(crop)
         return results
 
+    def image(self, index: int):
+        """Image ``index`` of the scanned dataset, loaded again from its source (PIL image or tensor)."""
+        if self._source is None:
+            raise ScanError(
+                "this scan was loaded without its images; pass them again: Scan.load(path, net, images=...)"
+            )
+        if not 0 <= index < self.count:
+            raise ScanError(f"image index {index} is out of range; this scan covers {self.count} images")
+        return self._source.image(index)
+
     @property
     def labels(self) -> np.ndarray | None:
         labels = self._labels.data[: self.count]
@@ -913,10 +923,17 @@ def _box(info, position, image_size) -> tuple[int, int, int, int]:
 
 
 def _display_signed(r: np.ndarray) -> np.ndarray:
-    scale = float(np.abs(r).max()) if r.size else 0.0
-    if scale == 0.0:
+    """Signed reconstruction as uint8, grey at zero, clipped at the 99th percentile of ``|r|``.
+
+    The same display rule as the contribution tree's pictures (a max scale leaves deep-layer
+    reconstructions as faint grey: one bright pixel sets the scale).
+    """
+    from .contributions import normalise_picture
+
+    if r.size == 0:
         return np.full(r.shape, 128, dtype=np.uint8)
-    return np.clip(np.round((0.5 + 0.5 * r / scale) * 255.0), 0, 255).astype(np.uint8)
+    shown = normalise_picture(torch.from_numpy(np.ascontiguousarray(r)).permute(2, 0, 1))
+    return np.round(shown.permute(1, 2, 0).numpy() * 255.0).astype(np.uint8)
 
 
 _RULES = {"deconvnet": "deconvnet", "guided_backprop": "guided", "guided": "guided", "gradient": "gradient"}

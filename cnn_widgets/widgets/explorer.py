@@ -449,7 +449,7 @@ class Explorer(anywidget.AnyWidget):
             raise CnnWidgetsError("no scan is attached; set explorer.scan = net.scan(images) first")
         if not 0 <= index < self.scan.count:
             raise CnnWidgetsError(f"image index {index} is out of range for this scan (0..{self.scan.count - 1})")
-        picture = scan_image(self.scan, index)
+        picture = self.scan.image(index)
         self._next_scan_index = index
         try:
             self._set_image(picture, name=CUSTOM_IMAGE)
@@ -663,7 +663,7 @@ class Explorer(anywidget.AnyWidget):
         indices = range(0, count, step)
         size = panels.embedding_thumb_size(len(indices))
         try:
-            thumbs = np.stack([panels.square_thumbnail(self.net.display_image(scan_image(scan, i)), size) for i in indices])
+            thumbs = np.stack([panels.square_thumbnail(self.net.display_image(scan.image(i)), size) for i in indices])
         except CnnWidgetsError:
             thumbs = None  # images not available (a loaded scan without them): points only
         self._thumb_cache = (key, thumbs, step)
@@ -740,14 +740,3 @@ def _shift_pictures(node: dict, offset: int) -> dict:
     return {**node, "picture": node["picture"] + offset, "children": [_shift_pictures(c, offset) for c in node["children"]]}
 
 
-def scan_image(scan, index: int):
-    """Image ``index`` of a scan's source, as the source gives it (PIL image, path, array or tensor)."""
-    getter = getattr(scan, "image", None)
-    if callable(getter):
-        return getter(index)
-    source = getattr(scan, "_source", None)  # until Scan has a public accessor
-    if source is None:
-        raise CnnWidgetsError(
-            "this scan was loaded without its images; load it with Scan.load(path, net, images=...) to open them"
-        )
-    return source.image(index)
