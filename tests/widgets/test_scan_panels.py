@@ -12,7 +12,6 @@ from torch import nn
 import cnn_widgets as cw
 from cnn_widgets.engine.scan import scan as run_scan
 from cnn_widgets.widgets import panels
-from cnn_widgets.widgets.explorer import scan_image
 
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "horse", "coins")
 
@@ -226,7 +225,7 @@ def test_labels_colour_the_embedding_and_dead_filters_are_flagged():
     assert_top_images_are_the_scans(explorer, scan, layer, 1)
     assert [item["label"] for item in explorer.top_info["items"]] == [str(t.label) for t in scan.top_images(cw.Unit(layer, 1))]
     # image i back from the scan: the picture itself, not its label
-    assert scan_image(scan, 3) is images[3][0]
+    assert scan.image(3) is images[3][0]
 
 
 def test_label_codes_name_integer_labels_by_class_names():
