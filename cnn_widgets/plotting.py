@@ -114,3 +114,28 @@ def plot_tree(node, follow: Sequence[int] | None = None, thumb: float = 1.9, tit
     else:
         fig.tight_layout()
     return fig
+
+
+def plot_top_images(tops: Sequence, title: str = "", names: Sequence[str] | None = None, size: float = 1.5):
+    """Zeiler & Fergus figure-2 style: the top receptive-field patches over their reconstructions.
+
+    ``tops`` is ``scan.top_images(unit)``; ``names`` maps a scan label to a readable name.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(tops), figsize=(size * len(tops), size * 2.3), squeeze=False)
+    for col, top in enumerate(tops):
+        source = names[top.label] if names is not None and top.label is not None else (top.label if top.label is not None else "")
+        axes[0][col].imshow(top.crop)
+        axes[0][col].set_title(f"#{top.index} {source}\nmax {top.value:.3g}", fontsize=7)
+        if top.reconstruction is not None:
+            axes[1][col].imshow(top.reconstruction)
+        for ax in (axes[0][col], axes[1][col]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0][0].set_ylabel("patch", fontsize=8)
+    axes[1][0].set_ylabel("reconstruction", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
