@@ -388,7 +388,8 @@ _HELPERS_JS = """
       const panel = panelFor(path);
       window.jupyterapp.shell.activateById(panel.id);
       await withTimeout(window.jupyterapp.commands.execute('notebook:run-all-cells'), ms, 'run-all-cells');
-      return panel.content.widgets.map((cell) => outputText(cell.model.outputs.toJSON()));
+      // markdown cells have no outputs
+      return panel.content.widgets.map((cell) => (cell.model.outputs ? outputText(cell.model.outputs.toJSON()) : ''));
     },
     async runCell(path, code, ms) {
       const panel = panelFor(path);
