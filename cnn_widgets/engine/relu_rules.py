@@ -72,9 +72,7 @@ class _Rectifier(torch.autograd.Function):
         rule = ctx.state.rule
         if rule == "deconvnet":
             return grad.clamp(min=0), None, None, None, None
-        if rule == "guided":
-            grad = grad.clamp(min=0)
-        elif rule != "gradient":  # pragma: no cover - guarded by rectifier_rules
+        if rule not in ("gradient", "guided"):  # pragma: no cover - guarded by rectifier_rules
             raise ValueError(f"unknown backward rule {rule!r}; use one of {RULES}")
         # torch's own fused backward kernels apply the forward mask in one pass
         if ctx.negative_slope:
@@ -83,6 +81,9 @@ class _Rectifier(torch.autograd.Function):
             out = torch.ops.aten.hardtanh_backward(grad, x, 0.0, ctx.upper)
         else:
             out = torch.ops.aten.threshold_backward(grad, x, 0.0)
+        if rule == "guided":
+            # mask * max(g, 0) == max(mask * g, 0) for a non-negative local slope; in place on a fresh tensor
+            out = out.clamp_(min=0)
         return out, None, None, None, None
 
 
@@ -108,6 +109,8 @@ _RELU_FUNCS = {F.relu, F.relu_, torch.relu, torch.relu_, torch.Tensor.relu, torc
 _RELU6_FUNCS = {F.relu6}
 _HARDTANH_FUNCS = {F.hardtanh, F.hardtanh_}
 _LEAKY_FUNCS = {F.leaky_relu, F.leaky_relu_}
+#: every rectifier function: the mode sees every torch call, so non-rectifiers take one set lookup
+_ALL_RECTIFIERS = frozenset(_RELU_FUNCS | _RELU6_FUNCS | _HARDTANH_FUNCS | _LEAKY_FUNCS)
 
 
 class RectifierMode(TorchFunctionMode):
@@ -119,6 +122,8 @@ class RectifierMode(TorchFunctionMode):
         self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func not in _ALL_RECTIFIERS:
+            return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         parsed = _relu_args(func, args, kwargs)
         if parsed is not None:
