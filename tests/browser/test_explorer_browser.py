@@ -521,20 +521,14 @@ def test_bad_image_shows_an_error_and_the_widget_keeps_working(explorer_page):
 def test_scan_top_patches_follow_the_selected_unit(explorer_page):
     """Issue 4: with a scan attached, selecting a unit shows its top patches.
 
-    Proposed DOM contract (the panel did not exist when this test was written): a panel
-    ``.cnnw-top-images`` whose ``data-unit`` is ``"<layer>:<channel>"`` once it shows that unit, holding
+    DOM contract: a panel ``.cnnw-top-images`` whose ``data-unit`` is ``"<layer>:<channel>"`` once it shows that unit, holding
     one ``.cnnw-top-patch`` per top image, best first, each with ``data-index`` (the image's index
     in the scanned source) and ``data-value`` (the unit's maximum on it).
     """
     nb, page = explorer_page, explorer_page.page
-    if not nb.kernel_json('"scan" in explorer.trait_names()'):
-        pytest.skip("cw.Explorer has no `scan` trait yet: issue 4's top-images panel is not implemented")
     wait_idle(page)
     nb.run_cell(
-        # net.scan is the engine's entry point; the module function is the same scan before Network has it
-        "from cnn_widgets.engine.scan import scan as _scan_function\n"
-        "_scan = getattr(net, 'scan', None) or (lambda *a, **kw: _scan_function(net, *a, **kw))\n"
-        "scan = _scan([cw.sample_image(n) for n in cw.SAMPLE_IMAGES], layers=[explorer.layer], k=4, progress=False)\n"
+        "scan = net.scan([cw.sample_image(n) for n in cw.SAMPLE_IMAGES], layers=[explorer.layer], k=4, progress=False)\n"
         "explorer.scan = scan",
         timeout_s=300,
     )

@@ -10,17 +10,13 @@ import torch
 from torch import nn
 
 import cnn_widgets as cw
-from cnn_widgets.engine.scan import scan as run_scan
 from cnn_widgets.widgets import panels
 
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "horse", "coins")
 
 
 def scan_of(net, images, layers, k=3):
-    method = getattr(net, "scan", None)  # Network.scan once the engine has it
-    if callable(method):
-        return method(images, layers=layers, k=k, progress=False)
-    return run_scan(net, images, layers=layers, k=k, progress=False)
+    return net.scan(images, layers=layers, k=k, progress=False)
 
 
 # ------------------------------------------------------------------ energy crop of tree pictures
