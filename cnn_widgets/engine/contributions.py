@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import torch
 
 from .errors import TargetError
-from .targets import ClassTarget, Target, Unit
+from .targets import ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageLike
@@ -38,12 +38,10 @@ RULES = ("gradient", "guided")
 REDUCES = ("sum", "max")
 
 
-@dataclass
-class Contribution:
-    """One child of a unit: a channel of the layer below and its score ``s_j``."""
+class _OfUnit:
+    """``.layer`` and ``.channel`` read through to ``.unit``."""
 
     unit: Unit
-    score: float
 
     @property
     def layer(self) -> str:
@@ -55,7 +53,15 @@ class Contribution:
 
 
 @dataclass
-class ContributionNode:
+class Contribution(_OfUnit):
+    """One child of a unit: a channel of the layer below and its score ``s_j``."""
+
+    unit: Unit
+    score: float
+
+
+@dataclass
+class ContributionNode(_OfUnit):
     """A node of a contribution tree.
 
     Attributes
@@ -85,14 +91,6 @@ class ContributionNode:
     raw_picture: torch.Tensor
     children: list["ContributionNode"] = field(default_factory=list)
     path: tuple[Unit, ...] = ()
-
-    @property
-    def layer(self) -> str:
-        return self.unit.layer
-
-    @property
-    def channel(self) -> int:
-        return self.unit.channel
 
     def walk(self) -> Iterator["ContributionNode"]:
         """This node and all its descendants, depth first."""
@@ -160,8 +158,6 @@ class _Backward:
     def unit_gradient(self, unit: Unit) -> tuple[float, torch.Tensor]:
         """``f`` of the unit and ``df/dh`` at its own layer (non-zero only in its channel)."""
         h = self.outputs[unit.layer]
-        from .targets import scalar
-
         f = scalar(unit, h.new_zeros(1, 1), {unit.layer: h})[0]
         (grad,) = torch.autograd.grad(f, h, retain_graph=True)
         return float(f.detach()), grad

@@ -119,7 +119,6 @@ class RectifierMode(TorchFunctionMode):
     def __init__(self, state: RuleState):
         super().__init__()
         self.state = state
-        self.calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func not in _ALL_RECTIFIERS:
@@ -129,7 +128,6 @@ class RectifierMode(TorchFunctionMode):
         if parsed is not None:
             x, lower, upper, slope = parsed
             if isinstance(x, torch.Tensor) and x.requires_grad:
-                self.calls += 1
                 return _Rectifier.apply(x, self.state, lower, upper, slope)
             # No autograd: compute out of place so a tensor captured by a hook is never mutated.
             return _out_of_place(func, args, kwargs)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Union
 
 import torch
 
-from .errors import TargetError, closest_names
+from .errors import TargetError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
@@ -117,11 +117,3 @@ def scalar(
         return out
     flat = out.flatten(1)
     return flat.amax(dim=1) if target.reduce == "max" else flat.sum(dim=1)
-
-
-def fmt_names(names: list[str]) -> str:
-    return ", ".join(repr(n) for n in names)
-
-
-def label_suggestions(label: str, labels: list[str]) -> list[str]:
-    return closest_names(label, labels)
