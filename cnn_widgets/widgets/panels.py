@@ -94,7 +94,7 @@ def occlusion_display(heat: torch.Tensor) -> tuple[np.ndarray, float]:
     extent = float(h.abs().max()) if h.numel() else 0.0
     if not extent > 0:
         return np.full(h.shape, 128, np.uint8), 0.0
-    return np.clip(np.round(128 + 127 * h.numpy() / extent), 0, 255).astype(np.uint8), extent
+    return _signed(h, extent), extent
 
 
 # ---------------------------------------------------------------------------------- filters
