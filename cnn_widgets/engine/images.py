@@ -118,3 +118,30 @@ def _array_to_rgb(array: np.ndarray) -> Image.Image:
     if array.shape[-1] == 4:
         return _pil_to_rgb(Image.fromarray(array, mode="RGBA"))
     return Image.fromarray(np.ascontiguousarray(array), mode="RGB")
+
+
+def model_input(image: ImageLike, preprocess) -> torch.Tensor:
+    """One model input ``[3, H, W]`` (unbatched, where ``preprocess`` left it) for any image.
+
+    A float tensor ``[3, H, W]`` / ``[1, 3, H, W]`` is taken as already preprocessed and used as it
+    is; anything else goes through :func:`to_rgb_image` and then ``preprocess``. The network's
+    ``prepare`` and the dataset scan both prepare images here, so they agree on every input.
+    """
+    if isinstance(image, torch.Tensor):
+        x = image.detach()
+        if x.dim() == 4 and x.shape[0] == 1:
+            x = x[0]
+        if x.dim() != 3:
+            raise ImageError(
+                f"a tensor image must be a preprocessed input [3, H, W] or [1, 3, H, W]; got shape "
+                f"{tuple(image.shape)} (pass PIL images or HxWx3 arrays to have them preprocessed)"
+            )
+        if not x.is_floating_point():
+            raise ImageError("a tensor image must be float (a preprocessed input); pass uint8 data as a numpy array")
+        return x
+    x = preprocess(to_rgb_image(image))
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ImageError(
+            f"preprocess must return a tensor [3, H, W], got {type(x).__name__} {tuple(getattr(x, 'shape', ()))}"
+        )
+    return x

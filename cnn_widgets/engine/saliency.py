@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import targets as _targets
-from .errors import CnnWidgetsError, OptionError, closest_names
+from .checks import check_choice
+from .errors import CnnWidgetsError, OptionError
 from .hooks import inference_state
-from .targets import ClassTarget, Target, Unit
+from .targets import QUANTITIES, ClassTarget, Target, Unit
 
-__all__ = ["METHODS", "OptionError", "input_gradients", "saliency"]
+__all__ = ["METHODS", "OptionError", "SaliencyMethod", "input_gradients", "saliency"]
 
 
 _TOP_CLASS = object()  # sentinel: "the top-1 class of this very forward pass"
@@ -288,14 +290,30 @@ def _cam_layer(net, target, layer: str | None) -> str:
 # the public entry point
 # --------------------------------------------------------------------------------------------
 
-METHODS: dict[str, Callable[..., torch.Tensor]] = {
-    "gradient": gradient,
-    "deconvnet": deconvnet,
-    "guided_backprop": guided_backprop,
-    "input_x_gradient": input_x_gradient,
-    "smoothgrad": smoothgrad,
-    "integrated_gradients": integrated_gradients,
-    "grad_cam": grad_cam,
+@dataclass(frozen=True)
+class SaliencyMethod:
+    """One entry of the saliency registry.
+
+    ``function(net, x, target, **options)`` returns the raw map for a prepared input ``x``
+    ``[1, 3, H, W]``; ``label`` is what menus show; ``output`` is ``"rgb"`` for a ``[3, H, W]``
+    attribution or ``"map"`` for an ``[H, W]`` one at input size (displayed as its positive part).
+    """
+
+    function: Callable[..., torch.Tensor]
+    label: str
+    output: str = "rgb"
+
+
+# The registry: adding a method is one function above plus one entry here; ``saliency`` and the
+# Explorer's method menu read this table and nothing else.
+METHODS: dict[str, SaliencyMethod] = {
+    "gradient": SaliencyMethod(gradient, "gradient"),
+    "deconvnet": SaliencyMethod(deconvnet, "deconvnet"),
+    "guided_backprop": SaliencyMethod(guided_backprop, "guided backprop"),
+    "input_x_gradient": SaliencyMethod(input_x_gradient, "input × gradient"),
+    "smoothgrad": SaliencyMethod(smoothgrad, "SmoothGrad"),
+    "integrated_gradients": SaliencyMethod(integrated_gradients, "integrated gradients"),
+    "grad_cam": SaliencyMethod(grad_cam, "Grad-CAM", output="map"),
 }
 
 
@@ -323,14 +341,7 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
         ``[3, H, W]`` raw signed attributions (``grad_cam``: ``[H, W]``), detached, on the
         model's device.
     """
-    fn = METHODS.get(method) if isinstance(method, str) else None
-    if fn is None:
-        hint = closest_names(str(method), list(METHODS))
-        raise OptionError(
-            f"unknown saliency method {method!r}"
-            + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
-            + f" Methods: {', '.join(METHODS)}"
-        )
+    fn = METHODS[check_choice("method", method, METHODS)].function
     params = list(inspect.signature(fn).parameters)[3:]
     unknown = [name for name in options if name not in params]
     if unknown:
@@ -338,9 +349,7 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
             f"saliency method {method!r} has no option {', '.join(repr(u) for u in unknown)}; "
             f"its options are {', '.join(params)}"
         )
-    quantity = options.get("quantity", "logit")
-    if quantity not in ("logit", "probability"):
-        raise OptionError(f"quantity must be 'logit' or 'probability', got {quantity!r}")
+    check_choice("quantity", options.get("quantity", "logit"), QUANTITIES)
     x = net.prepare(image)
     return fn(net, x, target, **options).detach()
 

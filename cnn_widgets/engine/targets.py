@@ -49,6 +49,7 @@ class Unit:
 
 
 Target = Union[int, str, Unit, None]
+QUANTITIES = ("logit", "probability")  # what a class target explains: its raw score or its softmax
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,73 @@
+"""The one place that turns signed maps (gradients, attributions, reconstructions) into pictures.
+
+The contribution tree, the scan's reconstructions, the plotting helpers and the Explorer's panels
+all display through these functions, so a picture means the same thing everywhere: grey at zero,
+clipped at a percentile of ``|values|`` so that one bright pixel cannot wash the rest out (the
+original Caffe tree code scaled by the maximum and deep nodes came out as flat grey).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["magnitude_map", "normalise_picture", "signed_to_rgb", "signed_to_uint8", "to_uint8"]
+
+QUANTILE_LIMIT = 16_000_000  # torch.quantile refuses larger inputs; above it the maximum is the scale
+
+
+def _scale(magnitude: torch.Tensor, percentile: float) -> torch.Tensor:
+    flat = magnitude.flatten().float()
+    scale = torch.quantile(flat, percentile / 100.0) if flat.numel() <= QUANTILE_LIMIT else flat.max()
+    if not torch.isfinite(scale) or scale <= 0:
+        scale = flat.max().clamp_min(1e-12)
+    return scale
+
+
+def normalise_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
+    """A signed map in ``[0, 1]``: ``0.5 + 0.5 * clip(raw / s, -1, 1)``, ``s`` the percentile of ``|raw|``."""
+    scale = _scale(raw.abs(), percentile)
+    return (0.5 + 0.5 * (raw.float() / scale).clamp(-1, 1)).cpu()
+
+
+def _as_hwc(picture: torch.Tensor | np.ndarray) -> np.ndarray:
+    array = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
+    if array.ndim == 3 and array.shape[0] in (1, 3):
+        array = array.transpose(1, 2, 0)
+    return array
+
+
+def signed_to_rgb(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
+    """A signed ``[3, H, W]`` attribution as an ``HxWx3`` float image in ``[0, 1]``, grey at zero."""
+    return _as_hwc(normalise_picture(attribution.detach().cpu(), percentile))
+
+
+def signed_to_uint8(values: np.ndarray | torch.Tensor, channels_last: bool = True, percentile: float = 99.0) -> np.ndarray:
+    """A signed ``HxWx3`` (or ``[3, H, W]`` with ``channels_last=False``) map as uint8, grey at zero."""
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    if array.size == 0:
+        return np.full(array.shape, 128, dtype=np.uint8)
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if channels_last:
+        tensor = tensor.permute(2, 0, 1)
+    shown = normalise_picture(tensor, percentile)
+    if channels_last:
+        shown = shown.permute(1, 2, 0)
+    return np.round(shown.numpy() * 255.0).astype(np.uint8)
+
+
+def magnitude_map(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
+    """``max_c |a_c|`` per pixel in ``[0, 1]`` by a percentile (Simonyan et al.'s saliency map)."""
+    a = attribution.detach().cpu().float()
+    m = a.abs().amax(0) if a.dim() == 3 else a.abs()
+    scale = torch.quantile(m.flatten(), percentile / 100.0).clamp_min(1e-12)
+    return (m / scale).clamp(0, 1).numpy()
+
+
+def to_uint8(values: np.ndarray | torch.Tensor, lo: float, hi: float) -> np.ndarray:
+    """Map ``[lo, hi]`` linearly onto 0..255 (clipped); a flat range maps to 0."""
+    values = values.detach().cpu().float().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, np.float32)
+    span = hi - lo
+    if not span > 0:
+        return np.zeros(values.shape, np.uint8)
+    return np.clip(np.round((values - lo) * (255.0 / span)), 0, 255).astype(np.uint8)
