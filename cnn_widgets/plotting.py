@@ -10,27 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-
-def _as_hwc(picture: torch.Tensor | np.ndarray) -> np.ndarray:
-    array = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
-    if array.ndim == 3 and array.shape[0] in (1, 3):
-        array = array.transpose(1, 2, 0)
-    return array
-
-
-def signed_to_rgb(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
-    """A signed ``[3, H, W]`` attribution as an image in ``[0, 1]``, grey at zero (guided-backprop style)."""
-    from .engine.contributions import normalise_picture
-
-    return _as_hwc(normalise_picture(attribution.detach().cpu(), percentile))
-
-
-def magnitude_map(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
-    """``max_c |a_c|`` per pixel scaled to ``[0, 1]`` by a percentile (Simonyan et al.'s saliency map)."""
-    a = attribution.detach().cpu().float()
-    m = a.abs().amax(0) if a.dim() == 3 else a.abs()
-    scale = torch.quantile(m.flatten(), percentile / 100.0).clamp_min(1e-12)
-    return (m / scale).clamp(0, 1).numpy()
+from .engine.pictures import channels_last_array, magnitude_map, signed_to_rgb  # noqa: F401 - the last two re-exported for notebooks
 
 
 def plot_predictions(predictions: Sequence, ax=None, title: str | None = None):
@@ -97,7 +77,7 @@ def plot_tree(node, follow: Sequence[int] | None = None, thumb: float = 1.9, tit
             ax.axis("off")
         for c, n in enumerate(row):
             ax = axes[r][c]
-            ax.imshow(_as_hwc(n.picture))
+            ax.imshow(channels_last_array(n.picture))
             ax.set_title(f"{n.label}\nscore {n.score:.3g}", fontsize=8)
             # row r + 1 holds the children of the node followed in row r: frame that node
             followed = r + 1 < len(rows) and (r == 0 or c == chosen[r - 1])

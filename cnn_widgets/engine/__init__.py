@@ -6,7 +6,8 @@ from .digits_model import digits_cnn
 from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, OptionError, TargetError
 from .images import SAMPLE_IMAGES, sample_image, to_rgb_image
 from .layers import LayerInfo, ReceptiveField
-from .network import Network, Prediction, imagenet_preprocess
+from .core import NetworkBase, Prediction, imagenet_preprocess
+from .network import Network
 from .scan import ChannelStats, Scan, ScanError, TopImage
 from .targets import Unit
 from .zoo import load_model

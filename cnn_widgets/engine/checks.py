@@ -23,9 +23,8 @@ def check_choice(option: str, value, choices: Iterable[str]):
         return value
     hint = closest_names(str(value), choices) if isinstance(value, str) else []
     raise OptionError(
-        f"{option}={value!r} is not allowed"
-        + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ";")
-        + f" choose one of {', '.join(repr(c) for c in choices)}"
+        f"{option} must be one of {', '.join(repr(c) for c in choices)}, got {value!r}"
+        + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
     )
 
 

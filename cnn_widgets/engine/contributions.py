@@ -1,4 +1,7 @@
-"""Image-specific layer-to-layer contributions and the contribution tree (seed 001, Cogswell).
+"""Image-specific layer-to-layer contributions and the contribution tree.
+
+Michael Cogswell, "Why is this a cat? (part 2)": the layer-to-layer contribution tree of
+mcogswell/cnn_treevis, generalised to any PyTorch CNN.
 
 For a unit ``u`` (layer ``L``, channel ``i``) and the layer ``L'`` below it, channel ``j`` of ``L'``
 contributes
@@ -27,15 +30,16 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
-from .errors import TargetError
-from .targets import ClassTarget, Target, Unit, scalar
+from .checks import check_choice, check_float, check_int
+from .errors import OptionError, TargetError
+from .pictures import normalise_picture
+from .targets import REDUCES, ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .core import NetworkBase
     from .images import ImageLike
-    from .network import Network
 
-RULES = ("gradient", "guided")
-REDUCES = ("sum", "max")
+RULES = ("gradient", "guided")  # the backward pass of the scores: the true gradient or guided backprop
 
 
 class _OfUnit:
@@ -109,17 +113,14 @@ class ContributionNode(_OfUnit):
 
 
 def _check_options(k: int, rule: str, reduce: str, depth: int | None = None) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise TargetError(f"k must be a positive integer (how many children to keep), got {k!r}")
-    if rule not in RULES:
-        raise TargetError(f"rule must be one of {', '.join(map(repr, RULES))}, got {rule!r}")
-    if reduce not in REDUCES:
-        raise TargetError(f"reduce must be 'sum' or 'max', got {reduce!r}")
-    if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
-        raise TargetError(f"depth must be a non-negative integer, got {depth!r}")
+    check_int("k", k)
+    check_choice("rule", rule, RULES)
+    check_choice("reduce", reduce, REDUCES)
+    if depth is not None:
+        check_int("depth", depth, low=0)
 
 
-def root_unit(net: "Network", target: Target, image: "ImageLike", reduce: str) -> tuple[Unit, str]:
+def root_unit(net: "NetworkBase", target: Target, image: "ImageLike", reduce: str) -> tuple[Unit, str]:
     """The unit a tree starts from and its label; classes become units of the logit layer."""
     if target is None:
         target = net.top_class(image)
@@ -139,7 +140,7 @@ def root_unit(net: "Network", target: Target, image: "ImageLike", reduce: str) -
 class _Backward:
     """One forward pass with the layers of a chain captured; gradients between them on demand."""
 
-    def __init__(self, net: "Network", image: "ImageLike", layers: Sequence[str], rule: str):
+    def __init__(self, net: "NetworkBase", image: "ImageLike", layers: Sequence[str], rule: str):
         self.net = net
         self.rule = rule
         self.x = net.prepare(image).clone().requires_grad_(True)
@@ -178,15 +179,6 @@ class _Backward:
         return out[0].detach()
 
 
-def normalise_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
-    """Map a signed gradient image to ``[0, 1]`` with grey at 0, clipping at a percentile of ``|raw|``."""
-    magnitude = raw.abs().flatten().float()
-    scale = torch.quantile(magnitude, percentile / 100.0) if magnitude.numel() <= 16_000_000 else magnitude.max()
-    if not torch.isfinite(scale) or scale <= 0:
-        scale = magnitude.max().clamp_min(1e-12)
-    return (0.5 + 0.5 * (raw.float() / scale).clamp(-1, 1)).cpu()
-
-
 def _channel_scores(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     product = (h.detach() * grad)[0]
     return product.flatten(1).sum(dim=1) if product.dim() > 1 else product
@@ -198,7 +190,7 @@ def _mask_channel(grad: torch.Tensor, channel: int) -> torch.Tensor:
     return masked
 
 
-def _chain(net: "Network", start: str, depth: int) -> list[str]:
+def _chain(net: "NetworkBase", start: str, depth: int) -> list[str]:
     layers = [start]
     while len(layers) <= depth:
         below = net.layer_below(layers[-1])
@@ -209,7 +201,7 @@ def _chain(net: "Network", start: str, depth: int) -> list[str]:
 
 
 def contributions(
-    net: "Network",
+    net: "NetworkBase",
     image: "ImageLike",
     unit: Target,
     k: int = 5,
@@ -227,9 +219,9 @@ def contributions(
         The lower layer whose channels are ranked; default ``net.layer_below(unit.layer)`` (the
         input of the nearest channel-mixing layer at or below the unit).
     rule
-        ``"guided"`` (seed 001's code) or ``"gradient"`` (true gradient).
+        ``"guided"`` (the original cnn_treevis code) or ``"gradient"`` (true gradient).
     reduce
-        ``f``: ``"max"`` pixel of the unit's map (seed 001's code) or ``"sum"`` of the map.
+        ``f``: ``"max"`` pixel of the unit's map (the original cnn_treevis code) or ``"sum"`` of the map.
 
     Returns
     -------
@@ -257,7 +249,7 @@ def contributions(
 
 
 def contribution_tree(
-    net: "Network",
+    net: "NetworkBase",
     image: "ImageLike",
     unit: Target = None,
     depth: int = 3,
@@ -268,7 +260,7 @@ def contribution_tree(
     percentile: float = 99.0,
     follow: str | Sequence[int] | None = None,
 ) -> ContributionNode:
-    """Recursive, path-conditioned contribution tree rooted at ``unit`` (seed 001).
+    """Recursive, path-conditioned contribution tree rooted at ``unit`` (Cogswell's contribution tree).
 
     Parameters
     ----------
@@ -284,8 +276,8 @@ def contribution_tree(
         child of the root, conditioned on the root. This is how an explorer expands on click.
     follow
         ``None`` grows every child (``k ** depth`` nodes). ``"best"`` or a list of child indices,
-        one per level, grows only one child per level (``k * depth`` nodes): the way seed 001
-        reads a tree, one part at a time.
+        one per level, grows only one child per level (``k * depth`` nodes): the way
+        "Why is this a cat?" reads a tree, one part at a time.
 
     Returns
     -------
@@ -293,6 +285,7 @@ def contribution_tree(
         The root (or the node at the end of ``path``) with ``depth`` levels of children.
     """
     _check_options(k, rule, reduce, depth)
+    check_float("percentile", percentile, low=0, high=100, open_low=True)
     root, root_label = root_unit(net, unit, image, reduce)
     path = tuple(path)
     layers = _chain(net, root.layer, len(path) + depth)
@@ -319,7 +312,7 @@ def contribution_tree(
             grad = _mask_channel(below, step.channel)
             node_unit, label = Unit(step.layer, step.channel), str(Unit(step.layer, step.channel))
         if follow is not None and not (follow == "best" or all(isinstance(i, int) and 0 <= i < k for i in follow)):
-            raise TargetError(f"follow must be None, 'best' or a list of child indices in 0..{k - 1}, got {follow!r}")
+            raise OptionError(f"follow must be None, 'best' or a list of child indices in 0..{k - 1}, got {follow!r}")
         plan = None if follow is None else ([0] * depth if follow == "best" else list(follow) + [0] * depth)
         return _grow(work, layers, len(path), node_unit, label, score, grad, depth, k, path, percentile, plan)
     finally:

@@ -6,7 +6,8 @@ import re
 
 import torch
 
-from .network import IMAGENET_MEAN, IMAGENET_STD, Network
+from .core import IMAGENET_MEAN, IMAGENET_STD
+from .network import Network
 
 # Blocks per stage of EfficientNet-Lite0; the weight file numbers blocks 0..15 flat.
 _STAGES = (1, 2, 2, 3, 3, 4, 1)

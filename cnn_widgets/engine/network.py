@@ -1,384 +1,50 @@
-"""``Network``: any torch CNN plus its preprocessing and class names, explorable by layer and unit."""
+"""``Network``: the facade users hold; :class:`NetworkBase` plus every explanation method.
+
+The methods live in their own modules and take a :class:`NetworkBase`; this file only binds them
+as methods, so imports run one way: ``core`` <- methods <- ``network``.
+"""
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator
+from collections.abc import Sequence
 
-import numpy as np
 import torch
-from PIL import Image
-from torch import nn
 
-from . import targets as _targets
-from .errors import ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
-from .hooks import StopForward, capture_outputs, inference_state
-from .images import ImageLike, to_rgb_image
-from .layers import LayerInfo, discover_layers
-from .relu_rules import rectifier_rules
-from .targets import ClassTarget, Target, Unit
+from .contributions import Contribution, ContributionNode, contribution_tree, contributions
+from .core import NetworkBase
+from .images import ImageLike
+from .occlusion import occlusion
+from .saliency import saliency
+from .scan import Scan, scan
+from .targets import Target, Unit
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["Network"]
 
 
-def imagenet_preprocess(size: int = 224, resize: int = 256, interpolation: str = "bilinear") -> Callable:
-    """The usual ImageNet transform: resize the short side, centre-crop, to tensor, normalise."""
-    from torchvision import transforms as T
+class Network(NetworkBase):
+    __doc__ = NetworkBase.__doc__.replace("(no explanation methods)", "with saliency, occlusion, contributions and scans", 1)
 
-    mode = getattr(T.InterpolationMode, interpolation.upper())
-    return T.Compose(
-        [
-            T.Resize(resize, interpolation=mode),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One of the top-k classes."""
-
-    label: str
-    probability: float
-    index: int
-    logit: float
-
-
-class Network:
-    """A torch CNN with its preprocessing and labels, explorable layer by layer.
-
-    Parameters
-    ----------
-    model
-        Any ``torch.nn.Module`` that maps ``[N, 3, H, W]`` images to ``[N, classes]`` scores
-        (torchvision AlexNet / VGG / ResNet, timm CNNs, a user's own module, Sequential or not).
-        Its parameters decide the device and dtype of every computation.
-    preprocess
-        Callable from an RGB ``PIL.Image`` to a float tensor ``[3, H, W]``. Default: ImageNet
-        resize 256 / centre-crop 224 / normalise.
-    labels
-        Class names, one per output. Default: ``"class 0"``, ``"class 1"``, ...
-
-    Images passed to any method may be a PIL image, a path, an ``HxWx3`` array (uint8 or float in
-    [0, 1]), an ``HxW`` or ``HxWx4`` array (converted), or an already preprocessed tensor
-    ``[3, H, W]`` / ``[1, 3, H, W]`` (used as the model input as it is).
-
-    Every method leaves the model as it found it: no hook stays registered (also after an
-    exception), ``training`` and ``requires_grad`` flags are restored, weights are never written.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
-        labels: Sequence[str] | None = None,
-        name: str | None = None,
-    ):
-        if not isinstance(model, nn.Module):
-            raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
-        if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
-            raise ModelError(
-                f"{type(model).__name__} has no convolution layers; cnn_widgets explores CNNs "
-                "(models with nn.Conv2d layers)"
-            )
-        self.model = model
-        self.preprocess = preprocess if preprocess is not None else imagenet_preprocess()
-        self._labels = [str(label) for label in labels] if labels is not None else None
-        self.name = name or type(model).__name__
-        self._layers: list[LayerInfo] | None = None
-        self._num_classes: int | None = None
-        self._activation_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
-        self.cache_size = 4
-
-    # ------------------------------------------------------------------ basics
-    def __repr__(self) -> str:
-        return f"Network({self.name}, {len(self.layers)} layers, {self.num_classes} classes)"
-
-    @property
-    def device(self) -> torch.device:
-        for p in self.model.parameters():
-            return p.device
-        return torch.device("cpu")
-
-    @property
-    def dtype(self) -> torch.dtype:
-        for p in self.model.parameters():
-            if p.is_floating_point():
-                return p.dtype
-        return torch.float32
-
-    def prepare(self, image: ImageLike) -> torch.Tensor:
-        """The model input ``[1, 3, H, W]`` for ``image`` (preprocessed, on the model's device)."""
-        if isinstance(image, torch.Tensor):
-            x = image.detach()
-            if x.dim() == 3:
-                x = x.unsqueeze(0)
-            if x.dim() != 4 or x.shape[0] != 1:
-                raise ImageError(
-                    f"a tensor image must be a preprocessed input [3, H, W] or [1, 3, H, W]; got shape "
-                    f"{tuple(image.shape)} (pass PIL images or HxWx3 arrays to have them preprocessed)"
-                )
-            if not x.is_floating_point():
-                raise ImageError("a tensor image must be float (a preprocessed input); pass uint8 data as a numpy array")
-        else:
-            pil = to_rgb_image(image)
-            x = self.preprocess(pil)
-            if not isinstance(x, torch.Tensor) or x.dim() != 3:
-                raise ImageError(
-                    f"preprocess must return a tensor [3, H, W], got {type(x).__name__} "
-                    f"{tuple(getattr(x, 'shape', ()))}"
-                )
-            x = x.unsqueeze(0)
-        if not torch.isfinite(x).all():
-            raise ImageError("the image tensor contains NaN or infinite values; clean it before passing it in")
-        return x.to(device=self.device, dtype=self.dtype)
-
-    def display_image(self, image: ImageLike) -> np.ndarray:
-        """What the model sees, as an ``HxWx3`` uint8 array (preprocessing without normalisation)."""
-        if not isinstance(image, torch.Tensor):
-            transforms = getattr(self.preprocess, "transforms", None)
-            if transforms is not None:
-                from torchvision import transforms as T
-
-                kept = [t for t in transforms if not isinstance(t, T.Normalize)]
-                if len(kept) < len(transforms):
-                    out = T.Compose(kept)(to_rgb_image(image))
-                    if isinstance(out, torch.Tensor):
-                        return (out.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        x = self.prepare(image)[0].float()
-        lo, hi = x.amin(), x.amax()
-        x = (x - lo) / (hi - lo).clamp_min(1e-12)
-        return (x.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return tuple(self._example().shape[-2:])
-
-    def _example(self) -> torch.Tensor:
-        blank = Image.new("RGB", (256, 256), (128, 128, 128))
-        return self.prepare(blank)
-
-    # ------------------------------------------------------------------ layers
-    @property
-    def layers(self) -> list[LayerInfo]:
-        """Explorable layers in forward order (name, kind, shape, receptive field)."""
-        if self._layers is None:
-            with inference_state(self.model):
-                layers = discover_layers(self.model, self._example())
-            if not any(layer.kind == "conv" for layer in layers):
-                raise ModelError(
-                    f"{self.name} has no convolution layer that runs in its forward pass; cnn_widgets explores CNNs"
-                )
-            self._layers = layers
-        return self._layers
-
-    @property
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-    def layer(self, name: str | LayerInfo) -> LayerInfo:
-        """The :class:`LayerInfo` called ``name`` (errors suggest the closest names)."""
-        if isinstance(name, LayerInfo):
-            name = name.name
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
-        hint = closest_names(str(name), self.layer_names)
-        raise LayerNotFoundError(
-            f"{self.name} has no explorable layer {name!r}"
-            + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
-            + " (net.layers lists them all)"
-        )
-
-    def layer_below(self, name: str) -> str | None:
-        """Default layer a unit of ``name`` is explained in: the input of the nearest channel-mixing layer.
-
-        For a unit after ``conv5 -> relu5`` this is ``relu4`` (the input of ``conv5``); channelwise
-        layers (activations, pooling, depthwise convolutions) are stepped over.
-        """
-        info = self.layer(name)
-        while not info.mixes_channels:
-            if info.input_layer is None:
-                return None
-            info = self.layer(info.input_layer)
-        below = info.input_layer
-        # Residual blocks that keep the shape add their input to their output, so channel j of the
-        # block below feeds channel j straight through and would top every ranking. Step over such
-        # runs of blocks to the input of the stage: the tree then walks stage by stage.
-        while below is not None and info.kind == "block":
-            lower = self.layer(below)
-            if lower.kind != "block" or lower.shape != info.shape or lower.input_layer is None:
-                break
-            below = self.layer_below(below)
-        return below
-
-    # ------------------------------------------------------------------ classes
-    @property
-    def num_classes(self) -> int:
-        if self._num_classes is None:
-            with inference_state(self.model), torch.no_grad(), rectifier_rules():
-                out = self.model(self._example())
-            self._num_classes = int(out.shape[-1])
-        return self._num_classes
-
-    @property
-    def labels(self) -> list[str]:
-        if self._labels is None:
-            return [f"class {i}" for i in range(self.num_classes)]
-        return self._labels
-
-    def label(self, index: int) -> str:
-        labels = self.labels
-        return labels[index] if index < len(labels) else f"class {index}"
-
-    def class_index(self, label: str) -> int:
-        """Index of a class by its label (exact, or one of its comma-separated synonyms, any case)."""
-        wanted = label.strip().lower()
-        for i, name in enumerate(self.labels):
-            if name.lower() == wanted or wanted in [s.strip().lower() for s in name.split(",")]:
-                return i
-        hint = closest_names(label, self.labels)
-        raise TargetError(
-            f"no class is labelled {label!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
-            + " (net.labels lists them; a class index works too)"
-        )
-
-    # ------------------------------------------------------------------ forward passes
-    @contextmanager
-    def session(self, rule: str = "gradient") -> Iterator:
-        """Eval mode, frozen parameters and rectifier rules for the duration of one computation."""
-        with inference_state(self.model), rectifier_rules(rule) as state:
-            yield state
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        layers: Iterable[str] = (),
-        stop_early: bool = False,
-    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-        """Run the model on ``x`` capturing ``layers``; call inside :meth:`session`.
-
-        With ``stop_early`` the pass stops once every requested layer has produced its output
-        (the logits are then ``None``).
-        """
-        names = list(dict.fromkeys(layers))
-        modules = {n: self.layer(n)._module for n in names}
-        logits = None
-        with capture_outputs(modules, stop_after=stop_early and bool(names)) as outputs:
-            try:
-                logits = self.model(x)
-            except StopForward:
-                pass
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
-        checked = [logits] if logits is not None else list(outputs.values())
-        if not all(bool(torch.isfinite(t).all()) for t in checked):
-            raise NonFiniteError(
-                f"{self.name} produced NaN or infinite values for this image; check the weights and "
-                "that the preprocessing matches the model"
-            )
-        return logits, dict(outputs)
-
-    def _cache_key(self, x: torch.Tensor) -> tuple:
-        digest = hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
-        versions = tuple(p._version for p in self.model.parameters())
-        return (digest, tuple(x.shape), str(x.dtype), str(x.device), versions)
-
-    def _all_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        key = self._cache_key(x)
-        cached = self._activation_cache.get(key)
-        if cached is not None:
-            self._activation_cache.move_to_end(key)
-            return cached
-        with self.session(), torch.no_grad():
-            logits, outputs = self.forward(x, self.layer_names)
-        result = {name: outputs[name][0].detach() for name in self.layer_names if name in outputs}
-        result["__logits__"] = logits[0].detach()
-        self._activation_cache[key] = result
-        while len(self._activation_cache) > self.cache_size:
-            self._activation_cache.popitem(last=False)
-        return result
-
-    def logits(self, image: ImageLike) -> torch.Tensor:
-        """Raw class scores ``[classes]``."""
-        return self._all_activations(self.prepare(image))["__logits__"].clone()
-
-    def predict(self, image: ImageLike, k: int = 5) -> list[Prediction]:
-        """Top-``k`` classes, best first, with softmax probabilities."""
-        if not isinstance(k, int) or k < 1:
-            raise TargetError(f"k must be a positive integer, got {k!r}")
-        logits = self.logits(image)
-        probs = logits.float().softmax(dim=0)
-        values, indices = probs.topk(min(k, probs.numel()))
-        return [
-            Prediction(self.label(int(i)), float(v), int(i), float(logits[int(i)]))
-            for v, i in zip(values, indices)
-        ]
-
-    def activations(self, image: ImageLike, layers: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
-        """Layer outputs ``{name: [C, H, W] or [C]}`` from one forward pass (cached per image)."""
-        if isinstance(layers, str):
-            layers = [layers]
-        names = self.layer_names if layers is None else [self.layer(n).name for n in layers]
-        x = self.prepare(image)
-        every = self._all_activations(x)
-        return {n: every[n].clone() for n in names}
-
-    def filters(self, layer: str) -> torch.Tensor:
-        """Weights of a conv or linear layer (a detached copy): ``[out, in, kh, kw]`` or ``[out, in]``."""
-        info = self.layer(layer)
-        weight = getattr(info._module, "weight", None)
-        if info.kind not in ("conv", "linear") or not isinstance(weight, torch.Tensor):
-            with_weights = [layer.name for layer in self.layers if layer.kind in ("conv", "linear")]
-            raise LayerNotFoundError(
-                f"layer {info.name!r} is a {info.kind} layer and has no filters; pick a conv or linear layer, "
-                f"e.g. {', '.join(repr(n) for n in with_weights[:3])}"
-            )
-        return weight.detach().clone()
-
-    # ------------------------------------------------------------------ targets
-    def resolve_target(self, target: Target) -> Unit | ClassTarget:
-        return _targets.resolve(self, target)
-
-    def top_class(self, image: ImageLike) -> int:
-        return int(self.logits(image).argmax())
-
-    # ------------------------------------------------------------------ explanation methods
     def saliency(self, image: ImageLike, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
-        """Attribution map for ``target`` w.r.t. the preprocessed input; see :mod:`.saliency`."""
-        from .saliency import saliency
-
+        """Attribution map for ``target`` w.r.t. the preprocessed input; see :func:`.saliency.saliency`."""
         return saliency(self, image, target, method, **options)
 
-    def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16, fill: str = "mean", **options):
-        """Drop of the target when a window is occluded; see :mod:`.occlusion`."""
-        from .occlusion import occlusion
-
+    def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16,
+                  fill: str = "mean", **options) -> torch.Tensor:
+        """Drop of the target when a window is occluded; see :func:`.occlusion.occlusion`."""
         return occlusion(self, image, target, window=window, stride=stride, fill=fill, **options)
 
-    def contributions(self, image: ImageLike, unit: Target, k: int = 5, into: str | None = None, rule: str = "guided", reduce: str = "max"):
-        """Ranked channels of the layer below feeding ``unit`` (seed 001); see :mod:`.contributions`."""
-        from .contributions import contributions
-
+    def contributions(self, image: ImageLike, unit: Target, k: int = 5, into: str | None = None,
+                      rule: str = "guided", reduce: str = "max") -> list[Contribution]:
+        """Ranked channels of the layer below feeding ``unit``; see :func:`.contributions.contributions`."""
         return contributions(self, image, unit, k=k, into=into, rule=rule, reduce=reduce)
 
-    def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
-             progress: bool = True, save_to=None, resume=None):
-        """One pass over a dataset: top-k images, statistics and codes per channel; see :mod:`.scan`."""
-        from .scan import scan
+    def contribution_tree(self, image: ImageLike, unit: Target = None, depth: int = 3, k: int = 5,
+                          rule: str = "guided", reduce: str = "max", path: Sequence[Unit] = (), **options) -> ContributionNode:
+        """Recursive, path-conditioned contribution tree; see :func:`.contributions.contribution_tree`."""
+        return contribution_tree(self, image, unit, depth=depth, k=k, rule=rule, reduce=reduce, path=path, **options)
 
+    def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
+             progress: bool = True, save_to=None, resume=None) -> Scan:
+        """One pass over a dataset: top-k images, statistics and codes per channel; see :func:`.scan.scan`."""
         return scan(self, images, layers=layers, k=k, batch_size=batch_size, num_workers=num_workers,
                     progress=progress, save_to=save_to, resume=resume)
-
-    def contribution_tree(self, image: ImageLike, unit: Target = None, depth: int = 3, k: int = 5, rule: str = "guided", reduce: str = "max", **options):
-        """Recursive, path-conditioned contribution tree; see :mod:`.contributions`."""
-        from .contributions import contribution_tree
-
-        return contribution_tree(self, image, unit, depth=depth, k=k, rule=rule, reduce=reduce, **options)

@@ -12,10 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from . import targets as _targets
-from .hooks import inference_state
+from .checks import check_choice, check_int
 from .errors import OptionError
-from .targets import ClassTarget, Target, Unit
+from .hooks import inference_state
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
 
 __all__ = ["FILLS", "occlusion", "occlusion_fill", "window_positions"]
 
@@ -34,7 +34,8 @@ def occlusion_fill(x: torch.Tensor, fill: str, window: int) -> torch.Tensor:
         return x.mean(dim=(2, 3), keepdim=True).expand_as(x).contiguous()
     if fill == "blur":
         return _gaussian_blur(x, sigma=window / 4)
-    raise OptionError(f"unknown fill {fill!r}; use one of {', '.join(repr(f) for f in FILLS)}")
+    check_choice("fill", fill, FILLS)
+    raise AssertionError(f"fill {fill!r} is in FILLS but has no rule here")  # FILLS and the rules above must agree
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -56,9 +57,8 @@ def window_positions(size: tuple[int, int], window: int, stride: int) -> tuple[l
 
 
 def _check(window, stride, size) -> None:
-    for name, value in (("window", window), ("stride", stride)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise OptionError(f"{name} must be a positive integer (pixels), got {value!r}")
+    check_int("window", window)
+    check_int("stride", stride)
     if window > min(size):
         raise OptionError(
             f"window {window} is larger than the {size[0]}x{size[1]} model input; use a window of at most {min(size)}"
@@ -105,16 +105,13 @@ def occlusion(
         ``[H, W]``: each pixel holds the mean drop over the windows covering it (captum's
         ``Occlusion`` convention; uncovered pixels are 0), or the ``[nh, nw]`` grid.
     """
-    if fill not in FILLS:
-        raise OptionError(f"unknown fill {fill!r}; use one of {', '.join(repr(f) for f in FILLS)}")
-    if quantity not in ("probability", "logit"):
-        raise OptionError(f"quantity must be 'probability' or 'logit', got {quantity!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise OptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_choice("fill", fill, FILLS)
+    check_choice("quantity", quantity, QUANTITIES)
+    check_int("batch_size", batch_size)
     x = net.prepare(image)
     size = tuple(x.shape[-2:])
     _check(window, stride, size)
-    resolved = net.resolve_target(target) if target is not None else None
+    resolved = net.resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
     filled = occlusion_fill(x, fill, window)
@@ -140,10 +137,10 @@ def occlusion(
                 for row, (t, l) in enumerate(chunk, start=first):
                     batch[row, :, t : t + window, l : l + window] = filled[0, :, t : t + window, l : l + window]
                 logits, outputs = net.forward(batch, layers=layers, stop_early=unit)
-                if resolved is None:
+                if resolved is TOP_CLASS:
                     index = int(logits[0].argmax())
                     resolved = ClassTarget(index, net.label(index))
-                values.append(_targets.scalar(resolved, logits, outputs, quantity))
+                values.append(scalar(resolved, logits, outputs, quantity))
                 if bar is not None:
                     bar.update(len(chunk))
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["magnitude_map", "normalise_picture", "signed_to_rgb", "signed_to_uint8", "to_uint8"]
+__all__ = ["channels_last_array", "magnitude_map", "normalise_picture", "signed_to_rgb", "signed_to_uint8", "to_uint8"]
 
 QUANTILE_LIMIT = 16_000_000  # torch.quantile refuses larger inputs; above it the maximum is the scale
 
@@ -30,7 +30,7 @@ def normalise_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tens
     return (0.5 + 0.5 * (raw.float() / scale).clamp(-1, 1)).cpu()
 
 
-def _as_hwc(picture: torch.Tensor | np.ndarray) -> np.ndarray:
+def channels_last_array(picture: torch.Tensor | np.ndarray) -> np.ndarray:
     array = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
     if array.ndim == 3 and array.shape[0] in (1, 3):
         array = array.transpose(1, 2, 0)
@@ -39,7 +39,7 @@ def _as_hwc(picture: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def signed_to_rgb(attribution: torch.Tensor, percentile: float = 99.0) -> np.ndarray:
     """A signed ``[3, H, W]`` attribution as an ``HxWx3`` float image in ``[0, 1]``, grey at zero."""
-    return _as_hwc(normalise_picture(attribution.detach().cpu(), percentile))
+    return channels_last_array(normalise_picture(attribution.detach().cpu(), percentile))
 
 
 def signed_to_uint8(values: np.ndarray | torch.Tensor, channels_last: bool = True, percentile: float = 99.0) -> np.ndarray:

@@ -22,16 +22,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import targets as _targets
-from .checks import check_choice
+from .checks import check_choice, check_float, check_int
 from .errors import CnnWidgetsError, OptionError
 from .hooks import inference_state
-from .targets import QUANTITIES, ClassTarget, Target, Unit
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
 
 __all__ = ["METHODS", "OptionError", "SaliencyMethod", "input_gradients", "saliency"]
-
-
-_TOP_CLASS = object()  # sentinel: "the top-1 class of this very forward pass"
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,10 +58,10 @@ def input_gradients(
     unit = isinstance(target, Unit)
     with _session(net, rule), torch.enable_grad():
         logits, outputs = net.forward(x, layers=_layers_for(target), stop_early=unit)
-        if target is _TOP_CLASS:
+        if target is TOP_CLASS:
             index = int(logits[0].argmax())
             target = ClassTarget(index, net.label(index))
-        value = _targets.scalar(target, logits, outputs, quantity)
+        value = scalar(target, logits, outputs, quantity)
         (grad,) = torch.autograd.grad(value.sum(), x)
     return grad, outputs, target
 
@@ -88,7 +84,7 @@ def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | Clas
     """``None`` means the top-1 class: found in the same forward pass when ``lazy``, else now."""
     if target is None:
         if lazy:
-            return _TOP_CLASS
+            return TOP_CLASS
         target = net.top_class(x)
     return net.resolve_target(target)
 
@@ -152,9 +148,9 @@ def smoothgrad(
 
     Smilkov, Thorat, Kim, Viegas & Wattenberg, "SmoothGrad: removing noise by adding noise", 2017.
     """
-    _check_int("n_samples", n_samples)
-    _check_int("batch_size", batch_size)
-    noise = _check_float("noise", noise)
+    check_int("n_samples", n_samples)
+    check_int("batch_size", batch_size)
+    noise = check_float("noise", noise, low=0)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
         raise OptionError(f"seed must be an integer or None, got {seed!r}")
     resolved = _resolve(net, x, target, lazy=False)
@@ -169,6 +165,9 @@ def smoothgrad(
     return total / n_samples
 
 
+INTEGRATIONS = ("gauss_legendre", "trapezoid")
+
+
 def _integration_nodes(steps: int, integration: str) -> tuple[np.ndarray, np.ndarray]:
     """Nodes ``alpha_k`` in [0, 1] and weights ``w_k`` with ``sum_k w_k g(alpha_k) ~ int_0^1 g``."""
     if integration == "gauss_legendre":
@@ -181,7 +180,8 @@ def _integration_nodes(steps: int, integration: str) -> tuple[np.ndarray, np.nda
         weights = np.full(steps, 1.0 / (steps - 1))
         weights[[0, -1]] /= 2
         return alphas, weights
-    raise OptionError(f"unknown integration {integration!r}; use 'gauss_legendre' or 'trapezoid'")
+    check_choice("integration", integration, INTEGRATIONS)
+    raise AssertionError(f"integration {integration!r} is in INTEGRATIONS but has no rule here")
 
 
 def integrated_gradients(
@@ -204,8 +204,8 @@ def integrated_gradients(
 
     Sundararajan, Taly & Yan, "Axiomatic Attribution for Deep Networks", ICML 2017.
     """
-    _check_int("steps", steps)
-    _check_int("batch_size", batch_size)
+    check_int("steps", steps)
+    check_int("batch_size", batch_size)
     x0 = _baseline(baseline, x)
     alphas, weights = _integration_nodes(steps, integration)
     resolved = _resolve(net, x, target, lazy=False)
@@ -241,10 +241,10 @@ def grad_cam(net, x, target, layer: str | None = None, quantity: str = "logit") 
     unit = isinstance(resolved, Unit)
     with net.session("gradient"), torch.enable_grad():
         logits, outputs = net.forward(x, layers=_layers_for(resolved) + [name], stop_early=unit)
-        if resolved is _TOP_CLASS:
+        if resolved is TOP_CLASS:
             index = int(logits[0].argmax())
             resolved = ClassTarget(index, net.label(index))
-        value = _targets.scalar(resolved, logits, outputs, quantity)
+        value = scalar(resolved, logits, outputs, quantity)
         activation = outputs[name]
         (grad,) = torch.autograd.grad(value.sum(), activation)
     weights = grad.mean(dim=(2, 3), keepdim=True)
@@ -357,22 +357,6 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
 # --------------------------------------------------------------------------------------------
 # option checks
 # --------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise OptionError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise OptionError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not np.isfinite(value) or value < 0:
-        raise OptionError(f"{name} must be a non-negative number, got {value!r}")
-    return value
 
 
 def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,20 @@
-"""What a saliency map, occlusion map or contribution tree explains: a class or a unit."""
+"""What a saliency map, occlusion map or contribution tree explains: a class or a unit.
+
+Plain values only: checking a target against a network is ``NetworkBase.resolve_target``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import Union
 
 import torch
 
+from .checks import check_choice
 from .errors import TargetError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import Network
+REDUCES = ("sum", "max")  # how a unit's whole map becomes one number: its sum, or its largest pixel
+QUANTITIES = ("logit", "probability")  # what a class target explains: its raw score or its softmax
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,7 @@ class Unit:
     reduce: str = "sum"
 
     def __post_init__(self):
-        if self.reduce not in ("sum", "max"):
-            raise TargetError(f"Unit.reduce must be 'sum' or 'max', got {self.reduce!r}")
+        check_choice("Unit.reduce", self.reduce, REDUCES)
         if isinstance(self.channel, bool) or not isinstance(self.channel, int):
             try:
                 object.__setattr__(self, "channel", int(self.channel))
@@ -49,53 +52,24 @@ class Unit:
 
 
 Target = Union[int, str, Unit, None]
-QUANTITIES = ("logit", "probability")  # what a class target explains: its raw score or its softmax
 
 
 @dataclass(frozen=True)
 class ClassTarget:
+    """A class of the model's output, resolved: its index and label."""
+
     index: int
     label: str
 
 
-def resolve(net: "Network", target: Target) -> Unit | ClassTarget:
-    """Check a user's target against the network and return a canonical form (errors name the fix)."""
-    if isinstance(target, Unit):
-        info = net.layer(target.layer)  # raises LayerNotFoundError with suggestions
-        if not 0 <= target.channel < info.channels:
-            raise TargetError(
-                f"channel {target.channel} is out of range for layer {info.name!r}, which has "
-                f"{info.channels} channels (0..{info.channels - 1})"
-            )
-        if target.position is not None:
-            if not info.is_spatial:
-                raise TargetError(f"layer {info.name!r} has no spatial map; drop the position from the Unit")
-            y, x = target.position
-            h, w = info.shape[1:]
-            if not (0 <= y < h and 0 <= x < w):
-                raise TargetError(
-                    f"position {(y, x)} is outside the {h}x{w} map of layer {info.name!r}; use 0..{h - 1}, 0..{w - 1}"
-                )
-        return target
-    n = net.num_classes
-    if target is None:
-        raise TargetError("no target given; pass a class index, a class label or cw.Unit(layer, channel)")
-    if isinstance(target, str):
-        index = net.class_index(target)
-        return ClassTarget(index, net.label(index))
-    if isinstance(target, bool):
-        raise TargetError(f"target {target!r} is not a class index; pass an int, a label or cw.Unit")
-    try:
-        index = int(target)
-    except (TypeError, ValueError):
-        raise TargetError(
-            f"cannot use {target!r} as a target; pass a class index, a class label string or cw.Unit(layer, channel)"
-        ) from None
-    if index != target:
-        raise TargetError(f"class index must be an integer, got {target!r}")
-    if not 0 <= index < n:
-        raise TargetError(f"class index {index} is out of range; the model has {n} classes (0..{n - 1})")
-    return ClassTarget(index, net.label(index))
+class _TopClass:
+    """The top-1 class of the very forward pass that computes the explanation (``target=None``)."""
+
+    def __repr__(self) -> str:
+        return "TOP_CLASS"
+
+
+TOP_CLASS = _TopClass()
 
 
 def scalar(
@@ -110,7 +84,7 @@ def scalar(
             return logits.softmax(dim=1)[:, target.index]
         if quantity == "logit":
             return logits[:, target.index]
-        raise TargetError(f"quantity must be 'probability' or 'logit', got {quantity!r}")
+        check_choice("quantity", quantity, QUANTITIES)
     out = outputs[target.layer][:, target.channel]
     if target.position is not None:
         return out[:, target.position[0], target.position[1]]

@@ -240,5 +240,5 @@ def test_follow_grows_one_child_per_level_and_matches_the_full_tree(net):
     assert [c.unit for c in followed.children] == [c.unit for c in reference.children]
     assert [c.score for c in followed.children] == pytest.approx([c.score for c in reference.children])
     assert not path.children[0].children  # not followed: a leaf
-    with pytest.raises(cw.TargetError, match="follow must be"):
+    with pytest.raises(cw.OptionError, match="follow must be"):
         net.contribution_tree(x, 0, depth=2, k=2, follow=[5])

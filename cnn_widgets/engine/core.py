@@ -1,0 +1,380 @@
+"""``NetworkBase``: any torch CNN plus its preprocessing and class names, explorable by layer and unit.
+
+Everything that is not an explanation method lives here: the model, input preparation, layer
+discovery, forward passes inside a session, activations, predictions, filters and target
+resolution. The methods (saliency, occlusion, contributions, scan) take a ``NetworkBase``; the
+facade :class:`~cnn_widgets.engine.network.Network` adds them as methods. Imports run one way:
+core <- methods <- network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .checks import check_int
+from .errors import ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
+from .hooks import StopForward, capture_outputs, inference_state
+from .images import ImageLike, model_input, to_rgb_image
+from .layers import LayerInfo, discover_layers
+from .relu_rules import rectifier_rules
+from .targets import ClassTarget, Target, Unit
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_preprocess(size: int = 224, resize: int = 256, interpolation: str = "bilinear") -> Callable:
+    """The usual ImageNet transform: resize the short side, centre-crop, to tensor, normalise."""
+    from torchvision import transforms as T
+
+    mode = getattr(T.InterpolationMode, interpolation.upper())
+    return T.Compose(
+        [
+            T.Resize(resize, interpolation=mode),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One of the top-k classes."""
+
+    label: str
+    probability: float
+    index: int
+    logit: float
+
+
+class NetworkBase:
+    """A torch CNN with its preprocessing and labels, explorable layer by layer (no explanation methods).
+
+    Parameters
+    ----------
+    model
+        Any ``torch.nn.Module`` that maps ``[N, 3, H, W]`` images to ``[N, classes]`` scores
+        (torchvision AlexNet / VGG / ResNet, timm CNNs, a user's own module, Sequential or not).
+        Its parameters decide the device and dtype of every computation.
+    preprocess
+        Callable from an RGB ``PIL.Image`` to a float tensor ``[3, H, W]``. Default: ImageNet
+        resize 256 / centre-crop 224 / normalise.
+    labels
+        Class names, one per output. Default: ``"class 0"``, ``"class 1"``, ...
+
+    Images passed to any method may be a PIL image, a path, an ``HxWx3`` array (uint8 or float in
+    [0, 1]), an ``HxW`` or ``HxWx4`` array (converted), or an already preprocessed tensor
+    ``[3, H, W]`` / ``[1, 3, H, W]`` (used as the model input as it is).
+
+    Every method leaves the model as it found it: no hook stays registered (also after an
+    exception), ``training`` and ``requires_grad`` flags are restored, weights are never written.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
+        labels: Sequence[str] | None = None,
+        name: str | None = None,
+    ):
+        if not isinstance(model, nn.Module):
+            raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
+        if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+            raise ModelError(
+                f"{type(model).__name__} has no convolution layers; cnn_widgets explores CNNs "
+                "(models with nn.Conv2d layers)"
+            )
+        self.model = model
+        self.preprocess = preprocess if preprocess is not None else imagenet_preprocess()
+        self._labels = [str(label) for label in labels] if labels is not None else None
+        self.name = name or type(model).__name__
+        self._layers: list[LayerInfo] | None = None
+        self._num_classes: int | None = None
+        self._activation_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        self.cache_size = 4
+
+    # ------------------------------------------------------------------ basics
+    def __repr__(self) -> str:
+        return f"Network({self.name}, {len(self.layers)} layers, {self.num_classes} classes)"
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
+    def prepare(self, image: ImageLike) -> torch.Tensor:
+        """The model input ``[1, 3, H, W]`` for ``image`` (preprocessed, on the model's device)."""
+        x = model_input(image, self.preprocess).unsqueeze(0)
+        if not torch.isfinite(x).all():
+            raise ImageError("the image tensor contains NaN or infinite values; clean it before passing it in")
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def display_image(self, image: ImageLike) -> np.ndarray:
+        """What the model sees, as an ``HxWx3`` uint8 array (preprocessing without normalisation)."""
+        if not isinstance(image, torch.Tensor):
+            transforms = getattr(self.preprocess, "transforms", None)
+            if transforms is not None:
+                from torchvision import transforms as T
+
+                kept = [t for t in transforms if not isinstance(t, T.Normalize)]
+                if len(kept) < len(transforms):
+                    out = T.Compose(kept)(to_rgb_image(image))
+                    if isinstance(out, torch.Tensor):
+                        return (out.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        x = self.prepare(image)[0].float()
+        lo, hi = x.amin(), x.amax()
+        x = (x - lo) / (hi - lo).clamp_min(1e-12)
+        return (x.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return tuple(self._example().shape[-2:])
+
+    def _example(self) -> torch.Tensor:
+        blank = Image.new("RGB", (256, 256), (128, 128, 128))
+        return self.prepare(blank)
+
+    # ------------------------------------------------------------------ layers
+    @property
+    def layers(self) -> list[LayerInfo]:
+        """Explorable layers in forward order (name, kind, shape, receptive field)."""
+        if self._layers is None:
+            with inference_state(self.model):
+                layers = discover_layers(self.model, self._example())
+            if not any(layer.kind == "conv" for layer in layers):
+                raise ModelError(
+                    f"{self.name} has no convolution layer that runs in its forward pass; cnn_widgets explores CNNs"
+                )
+            self._layers = layers
+        return self._layers
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+    def layer(self, name: str | LayerInfo) -> LayerInfo:
+        """The :class:`LayerInfo` called ``name`` (errors suggest the closest names)."""
+        if isinstance(name, LayerInfo):
+            name = name.name
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        hint = closest_names(str(name), self.layer_names)
+        raise LayerNotFoundError(
+            f"{self.name} has no explorable layer {name!r}"
+            + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
+            + " (net.layers lists them all)"
+        )
+
+    def layer_below(self, name: str) -> str | None:
+        """Default layer a unit of ``name`` is explained in: the input of the nearest channel-mixing layer.
+
+        For a unit after ``conv5 -> relu5`` this is ``relu4`` (the input of ``conv5``); channelwise
+        layers (activations, pooling, depthwise convolutions) are stepped over.
+        """
+        info = self.layer(name)
+        while not info.mixes_channels:
+            if info.input_layer is None:
+                return None
+            info = self.layer(info.input_layer)
+        below = info.input_layer
+        # Residual blocks that keep the shape add their input to their output, so channel j of the
+        # block below feeds channel j straight through and would top every ranking. Step over such
+        # runs of blocks to the input of the stage: the tree then walks stage by stage.
+        while below is not None and info.kind == "block":
+            lower = self.layer(below)
+            if lower.kind != "block" or lower.shape != info.shape or lower.input_layer is None:
+                break
+            below = self.layer_below(below)
+        return below
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def num_classes(self) -> int:
+        if self._num_classes is None:
+            with inference_state(self.model), torch.no_grad(), rectifier_rules():
+                out = self.model(self._example())
+            self._num_classes = int(out.shape[-1])
+        return self._num_classes
+
+    @property
+    def labels(self) -> list[str]:
+        if self._labels is None:
+            return [f"class {i}" for i in range(self.num_classes)]
+        return self._labels
+
+    def label(self, index: int) -> str:
+        labels = self.labels
+        return labels[index] if index < len(labels) else f"class {index}"
+
+    def class_index(self, label: str) -> int:
+        """Index of a class by its label (exact, or one of its comma-separated synonyms, any case)."""
+        wanted = label.strip().lower()
+        for i, name in enumerate(self.labels):
+            if name.lower() == wanted or wanted in [s.strip().lower() for s in name.split(",")]:
+                return i
+        hint = closest_names(label, self.labels)
+        raise TargetError(
+            f"no class is labelled {label!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
+            + " (net.labels lists them; a class index works too)"
+        )
+
+    # ------------------------------------------------------------------ forward passes
+    @contextmanager
+    def session(self, rule: str = "gradient") -> Iterator:
+        """Eval mode, frozen parameters and rectifier rules for the duration of one computation."""
+        with inference_state(self.model), rectifier_rules(rule) as state:
+            yield state
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        layers: Iterable[str] = (),
+        stop_early: bool = False,
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Run the model on ``x`` capturing ``layers``; call inside :meth:`session`.
+
+        With ``stop_early`` the pass stops once every requested layer has produced its output
+        (the logits are then ``None``).
+        """
+        names = list(dict.fromkeys(layers))
+        modules = {n: self.layer(n)._module for n in names}
+        logits = None
+        with capture_outputs(modules, stop_after=stop_early and bool(names)) as outputs:
+            try:
+                logits = self.model(x)
+            except StopForward:
+                pass
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        checked = [logits] if logits is not None else list(outputs.values())
+        if not all(bool(torch.isfinite(t).all()) for t in checked):
+            raise NonFiniteError(
+                f"{self.name} produced NaN or infinite values for this image; check the weights and "
+                "that the preprocessing matches the model"
+            )
+        return logits, dict(outputs)
+
+    def _cache_key(self, x: torch.Tensor) -> tuple:
+        digest = hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
+        versions = tuple(p._version for p in self.model.parameters())
+        return (digest, tuple(x.shape), str(x.dtype), str(x.device), versions)
+
+    def _all_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        key = self._cache_key(x)
+        cached = self._activation_cache.get(key)
+        if cached is not None:
+            self._activation_cache.move_to_end(key)
+            return cached
+        with self.session(), torch.no_grad():
+            logits, outputs = self.forward(x, self.layer_names)
+        result = {name: outputs[name][0].detach() for name in self.layer_names if name in outputs}
+        result["__logits__"] = logits[0].detach()
+        self._activation_cache[key] = result
+        while len(self._activation_cache) > self.cache_size:
+            self._activation_cache.popitem(last=False)
+        return result
+
+    def logits(self, image: ImageLike) -> torch.Tensor:
+        """Raw class scores ``[classes]``."""
+        return self._all_activations(self.prepare(image))["__logits__"].clone()
+
+    def predict(self, image: ImageLike, k: int = 5) -> list[Prediction]:
+        """Top-``k`` classes, best first, with softmax probabilities."""
+        k = check_int("k", k)
+        logits = self.logits(image)
+        probs = logits.float().softmax(dim=0)
+        values, indices = probs.topk(min(k, probs.numel()))
+        return [
+            Prediction(self.label(int(i)), float(v), int(i), float(logits[int(i)]))
+            for v, i in zip(values, indices)
+        ]
+
+    def activations(self, image: ImageLike, layers: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
+        """Layer outputs ``{name: [C, H, W] or [C]}`` from one forward pass (cached per image)."""
+        if isinstance(layers, str):
+            layers = [layers]
+        names = self.layer_names if layers is None else [self.layer(n).name for n in layers]
+        x = self.prepare(image)
+        every = self._all_activations(x)
+        return {n: every[n].clone() for n in names}
+
+    def filters(self, layer: str) -> torch.Tensor:
+        """Weights of a conv or linear layer (a detached copy): ``[out, in, kh, kw]`` or ``[out, in]``."""
+        info = self.layer(layer)
+        weight = getattr(info._module, "weight", None)
+        if info.kind not in ("conv", "linear") or not isinstance(weight, torch.Tensor):
+            with_weights = [layer.name for layer in self.layers if layer.kind in ("conv", "linear")]
+            raise LayerNotFoundError(
+                f"layer {info.name!r} is a {info.kind} layer and has no filters; pick a conv or linear layer, "
+                f"e.g. {', '.join(repr(n) for n in with_weights[:3])}"
+            )
+        return weight.detach().clone()
+
+    # ------------------------------------------------------------------ targets
+    def resolve_target(self, target: Target) -> Unit | ClassTarget:
+        """Check a user's target against the network; return a :class:`Unit` or :class:`ClassTarget`.
+
+        Errors name the fix (channel and position ranges, the class count, close labels).
+        """
+        if isinstance(target, Unit):
+            return self._check_unit(target)
+        if target is None:
+            raise TargetError("no target given; pass a class index, a class label or cw.Unit(layer, channel)")
+        if isinstance(target, str):
+            index = self.class_index(target)
+            return ClassTarget(index, self.label(index))
+        if isinstance(target, bool):
+            raise TargetError(f"target {target!r} is not a class index; pass an int, a label or cw.Unit")
+        try:
+            index = int(target)
+        except (TypeError, ValueError):
+            raise TargetError(
+                f"cannot use {target!r} as a target; pass a class index, a class label string or cw.Unit(layer, channel)"
+            ) from None
+        if index != target:
+            raise TargetError(f"class index must be an integer, got {target!r}")
+        n = self.num_classes
+        if not 0 <= index < n:
+            raise TargetError(f"class index {index} is out of range; the model has {n} classes (0..{n - 1})")
+        return ClassTarget(index, self.label(index))
+
+    def _check_unit(self, unit: Unit) -> Unit:
+        info = self.layer(unit.layer)  # raises LayerNotFoundError with suggestions
+        if not 0 <= unit.channel < info.channels:
+            raise TargetError(
+                f"channel {unit.channel} is out of range for layer {info.name!r}, which has "
+                f"{info.channels} channels (0..{info.channels - 1})"
+            )
+        if unit.position is not None:
+            if not info.is_spatial:
+                raise TargetError(f"layer {info.name!r} has no spatial map; drop the position from the Unit")
+            y, x = unit.position
+            h, w = info.shape[1:]
+            if not (0 <= y < h and 0 <= x < w):
+                raise TargetError(
+                    f"position {(y, x)} is outside the {h}x{w} map of layer {info.name!r}; use 0..{h - 1}, 0..{w - 1}"
+                )
+        return unit
+
+    def top_class(self, image: ImageLike) -> int:
+        return int(self.logits(image).argmax())
