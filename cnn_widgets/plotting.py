@@ -51,7 +51,7 @@ def plot_heatmap(image: np.ndarray, heat: torch.Tensor | np.ndarray, ax=None, ti
 
 
 def plot_tree(node, follow: Sequence[int] | None = None, thumb: float = 1.9, title: str | None = None):
-    """Draw a contribution tree the way seed 001 reads it: one row per level, following one child.
+    """Draw a contribution tree the way "Why is this a cat?" (Cogswell) reads it: one row per level, following one child.
 
     Row 0 is the root; row ``r + 1`` shows the children of the node followed in row ``r``
     (``follow[r]``, default 0: the best child), framed in orange. Each thumbnail is the node's

@@ -1,4 +1,4 @@
-"""A small CNN trained on scikit-learn's digits in seconds on a CPU (the lecture model of seed 003).
+"""A small CNN trained on scikit-learn's digits in seconds on a CPU (the lecture model of a "visualizing ConvNets" course notebook).
 
 Architecture (``nn.Sequential`` with named layers, so units read ``cw.Unit("conv2", 5)``)::
 

@@ -2,7 +2,7 @@
 
 Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014 (section 4.2):
 slide a grey square over the image and record the class probability -- or a feature map's
-activation, as in their layer-5 example (seed 003) -- for every position.
+activation, as in their layer-5 example (also in the Stanford cs231n notes) -- for every position.
 """
 
 from __future__ import annotations

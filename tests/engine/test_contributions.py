@@ -1,4 +1,4 @@
-"""Contribution scores and trees (seed 001) against independent computations."""
+"""Contribution scores and trees (Cogswell, "Why is this a cat?") against independent computations."""
 
 from __future__ import annotations
 
