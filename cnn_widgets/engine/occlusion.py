@@ -52,17 +52,31 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def window_positions(size: tuple[int, int], window: int, stride: int) -> tuple[list[int], list[int]]:
-    """Top and left corners of the windows: ``0, stride, 2*stride, ...`` while the window fits."""
-    return [list(range(0, n - window + 1, stride)) for n in size]  # type: ignore[return-value]
+    """Top and left corners of the windows, the one place that decides them.
+
+    Along a side of ``n`` pixels the corners are ``0, stride, 2*stride, ..., k*stride`` with
+    ``k = ceil((n - window) / stride)``: the last window reaches the border and, when
+    ``(n - window) % stride != 0``, past it, where it is clipped (Captum's ``Occlusion`` does the
+    same). With ``stride <= window`` every pixel is then covered by at least one window.
+    """
+    return [[k * stride for k in range(-(-(n - window) // stride) + 1)] for n in size]  # type: ignore[return-value]
 
 
-def _check(window, stride, size) -> None:
-    check_int("window", window)
-    check_int("stride", stride)
+def _check(window, stride, size) -> tuple[int, int]:
+    window = check_int("window", window)
+    stride = check_int("stride", stride)
     if window > min(size):
         raise OptionError(
             f"window {window} is larger than the {size[0]}x{size[1]} model input; use a window of at most {min(size)}"
         )
+    # a step longer than the window skips stripes that would read as "no effect" (Captum refuses
+    # it too); one window spanning the whole input has nowhere to step, so any stride is fine
+    if stride > window and window < max(size):
+        raise OptionError(
+            f"stride {stride} is larger than the window {window}, which would leave pixels no window covers; "
+            f"use a stride of at most {window}"
+        )
+    return window, stride
 
 
 def occlusion(
@@ -81,15 +95,20 @@ def occlusion(
 
     ``drop(p) = f(x) - f(x with the window at p filled)``, where ``f`` is the class probability
     (``quantity="probability"``, default), its logit (``quantity="logit"``), or a
-    :class:`~cnn_widgets.Unit`'s value (its map summed, max pixel, or one position). Windows start
-    at ``0, stride, 2*stride, ...`` while they fit in the model input.
+    :class:`~cnn_widgets.Unit`'s value (its map summed, max pixel, or one position).
+
+    Every pixel is covered: windows start at ``0, stride, 2*stride, ...`` until one reaches the
+    right (bottom) border, and that last one is clipped at the border when the steps do not land on
+    it exactly (``(size - window) % stride != 0``), as in Captum's ``Occlusion``. A ``stride``
+    larger than ``window`` would leave unoccluded stripes that read as "no effect", so it is
+    refused (:class:`OptionError`), as Captum does.
 
     Parameters
     ----------
     target
         Class index, label, :class:`~cnn_widgets.Unit`, or ``None`` for the top-1 class.
     window, stride
-        Square size and step, in model-input pixels.
+        Square size and step, in model-input pixels (``1 <= stride <= window <= min(H, W)``).
     fill
         ``"zero"``, ``"mean"`` or ``"blur"`` (see :func:`occlusion_fill`).
     batch_size
@@ -103,14 +122,15 @@ def occlusion(
     -------
     torch.Tensor
         ``[H, W]``: each pixel holds the mean drop over the windows covering it (captum's
-        ``Occlusion`` convention; uncovered pixels are 0), or the ``[nh, nw]`` grid.
+        ``Occlusion`` convention), or the ``[nh, nw]`` grid, one value per window corner of
+        :func:`window_positions`.
     """
     check_choice("fill", fill, FILLS)
     check_choice("quantity", quantity, QUANTITIES)
     check_int("batch_size", batch_size)
     x = net.prepare(image)
     size = tuple(x.shape[-2:])
-    _check(window, stride, size)
+    window, stride = _check(window, stride, size)
     resolved = net.resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
@@ -151,11 +171,10 @@ def occlusion(
     nh, nw = len(tops), len(lefts)
     if grid:
         return drops.view(nh, nw).detach()
-    # spread each window's drop over its pixels: a transposed convolution with a box kernel
+    # spread each window's drop over its pixels: a transposed convolution with a box kernel, cropped
+    # to the input (the clipped last windows reach past the border)
     box = torch.ones(1, 1, window, window, dtype=drops.dtype, device=drops.device)
-    total = F.conv_transpose2d(drops.view(1, 1, nh, nw), box, stride=stride)[0, 0]
-    count = F.conv_transpose2d(torch.ones_like(drops).view(1, 1, nh, nw), box, stride=stride)[0, 0]
-    heat = torch.zeros(size, dtype=drops.dtype, device=drops.device)
-    covered = count > 0
-    heat[: total.shape[0], : total.shape[1]][covered] = total[covered] / count[covered]
-    return heat.detach()
+    h, w = size
+    total = F.conv_transpose2d(drops.view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
+    count = F.conv_transpose2d(torch.ones_like(drops).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
+    return (total / count).detach()  # count >= 1 everywhere: stride <= window and the last window is clipped

@@ -65,9 +65,17 @@ def image(seed: int = 1) -> torch.Tensor:
 
 
 def loop_reference(f, x, fill_image, window, stride):
-    """One forward per window, one Python loop per pixel: (grid, heat map)."""
-    tops = range(0, x.shape[1] - window + 1, stride)
-    lefts = range(0, x.shape[2] - window + 1, stride)
+    """One forward per window, one Python loop per pixel: (grid, heat map).
+
+    Windows step by ``stride`` while they fit, plus one more, clipped at the border, when the steps
+    miss it (captum's rule).
+    """
+
+    def corners(n):
+        starts = list(range(0, n - window + 1, stride))
+        return starts + [starts[-1] + stride] if starts[-1] + window < n else starts
+
+    tops, lefts = corners(x.shape[1]), corners(x.shape[2])
     base = f(x)
     grid = np.zeros((len(tops), len(lefts)))
     total = np.zeros(x.shape[1:])
@@ -77,8 +85,8 @@ def loop_reference(f, x, fill_image, window, stride):
             occluded = x.clone()
             occluded[:, t : t + window, l : l + window] = fill_image[:, t : t + window, l : l + window]
             grid[i, j] = base - f(occluded)
-            for y in range(t, t + window):
-                for z in range(l, l + window):
+            for y in range(t, min(t + window, x.shape[1])):
+                for z in range(l, min(l + window, x.shape[2])):
                     total[y, z] += grid[i, j]
                     count[y, z] += 1
     heat = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
@@ -113,7 +121,7 @@ def assert_unchanged(model, before):
 
 
 @pytest.mark.parametrize("fill", ["zero", "mean", "blur"])
-@pytest.mark.parametrize("window, stride", [(6, 3), (5, 5), (4, 7)])
+@pytest.mark.parametrize("window, stride", [(6, 3), (5, 5), (8, 5), (4, 4), (9, 9)])  # (6, 3), (8, 5), (9, 9): a border left over
 def test_equals_loop_reference(fill, window, stride):
     model = make(TinyNet)
     net, x = wrap(model), image()
@@ -149,7 +157,8 @@ def test_blur_fill_equals_scipy():
 
 @pytest.mark.parametrize("fill", ["zero", "mean"])
 @pytest.mark.parametrize("quantity", ["probability", "logit"])
-def test_equals_captum_occlusion(fill, quantity):
+@pytest.mark.parametrize("window, stride", [(6, 2), (6, 4), (7, 5), (3, 3)])  # all but the first leave a border
+def test_equals_captum_occlusion(fill, quantity, window, stride):
     captum_attr = pytest.importorskip("captum.attr")
     model = make(TinyNet)
     net, x = wrap(model), image(3)
@@ -162,10 +171,10 @@ def test_equals_captum_occlusion(fill, quantity):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = captum_attr.Occlusion(forward).attribute(
-            x[None], sliding_window_shapes=(3, 6, 6), strides=(3, 2, 2), baselines=baseline[None],
+            x[None], sliding_window_shapes=(3, window, window), strides=(3, stride, stride), baselines=baseline[None],
             target=1, perturbations_per_eval=8,
         )[0]
-    ours = net.occlusion(x, 1, window=6, stride=2, fill=fill, quantity=quantity, batch_size=8)
+    ours = net.occlusion(x, 1, window=window, stride=stride, fill=fill, quantity=quantity, batch_size=8)
     # captum spreads the drop over all 3 channels equally and returns float32
     torch.testing.assert_close(theirs[0].double(), theirs[2].double())
     torch.testing.assert_close(ours, theirs[0].to(ours.dtype), rtol=1e-5, atol=1e-7)
@@ -189,11 +198,37 @@ def test_linear_model_disjoint_windows_give_w_dot_x_pieces():
     torch.testing.assert_close(heat, pieces.repeat_interleave(10, 0).repeat_interleave(10, 1))
 
 
-def test_uncovered_pixels_are_zero():
-    net, x = wrap(make(TinyNet)), image(5)
-    heat = net.occlusion(x, 0, window=4, stride=7)  # windows at 0, 7, 14 cover 0-3, 7-10, 14-17
-    assert (heat[4:7] == 0).all() and (heat[:, 18:] == 0).all()
-    assert heat[:4, :4].abs().max() > 0
+@pytest.mark.parametrize("size", [(20, 20), (23, 17), (31, 29)])
+@pytest.mark.parametrize("window, stride", [(4, 3), (6, 4), (7, 7), (5, 1), (8, 5)])
+def test_every_pixel_is_covered(size, window, stride):
+    """Each pixel lies in a window, the border ones too, whatever (size - window) % stride is."""
+    height, width = size
+    net = cw.Network(make(TinyNet), preprocess=lambda img: torch.zeros(3, height, width))
+    x = torch.randn(3, height, width, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    grid = net.occlusion(x, 0, window=window, stride=stride, fill="zero", grid=True)
+    count = torch.zeros(size, dtype=torch.int64)
+    top_count, left_count = grid.shape
+    for i in range(top_count):
+        for j in range(left_count):
+            count[i * stride : i * stride + window, j * stride : j * stride + window] += 1
+    assert count.min() >= 1, f"uncovered pixels: {(count == 0).nonzero().tolist()[:5]}"
+    assert (top_count - 1) * stride < height <= (top_count - 1) * stride + window  # the last one reaches the border
+    heat = net.occlusion(x, 0, window=window, stride=stride, fill="zero")
+    assert heat.shape == size and torch.isfinite(heat).all()
+    # the bottom-right corner pixel holds exactly the last window's drop (it lies in no other window)
+    if (height - window) % stride and (width - window) % stride:
+        torch.testing.assert_close(heat[-1, -1], grid[-1, -1])
+
+
+def test_stride_larger_than_window_is_refused():
+    model = make(TinyNet)
+    net, x = wrap(model), image(5)
+    before = snapshot(model)
+    with pytest.raises(OptionError, match="stride 7 is larger than the window 4"):
+        net.occlusion(x, 0, window=4, stride=7)
+    assert_unchanged(model, before)
+    # one window spanning the whole input has nowhere to step: any stride is fine
+    assert net.occlusion(x, 0, window=SIZE, stride=SIZE + 5, grid=True).shape == (1, 1)
 
 
 # ------------------------------------------------------------------------------------------ targets
