@@ -6,14 +6,15 @@ from .digits_model import digits_cnn
 from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, OptionError, TargetError
 from .images import SAMPLE_IMAGES, sample_image, to_rgb_image
 from .layers import LayerInfo, ReceptiveField
-from .core import NetworkBase, Prediction, imagenet_preprocess
+from .core import NetworkBase, Prediction
+from .preprocess import imagenet_preprocess
 from .network import Network
 from .scan import ChannelStats, Scan, ScanError, TopImage
 from .targets import Unit
 from .zoo import load_model
 
 __all__ = [
-    "ChannelStats", "Scan", "ScanError", "TopImage", "datasets", "digits_cnn",
+    "ChannelStats", "NetworkBase", "Scan", "ScanError", "TopImage", "datasets", "digits_cnn",
     "CnnWidgetsError", "ImageError", "LayerInfo", "LayerNotFoundError", "ModelError", "Network",
     "NonFiniteError", "OptionError", "Prediction", "ReceptiveField", "SAMPLE_IMAGES", "TargetError", "Unit",
     "imagenet_labels", "imagenet_preprocess", "load_default", "load_model", "sample_image", "to_rgb_image",

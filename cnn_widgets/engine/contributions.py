@@ -126,13 +126,14 @@ def root_unit(net: "NetworkBase", target: Target, image: "ImageLike", reduce: st
         target = net.top_class(image)
     resolved = net.resolve_target(target)
     if isinstance(resolved, ClassTarget):
-        last = net.layers[-1]
-        if last.shape != (net.num_classes,):
+        # the class scores are the output of a layer: a linear head, or a conv classifier's 1x1 map
+        logits = net.logit_layer
+        if logits is None:
             raise TargetError(
-                f"the last explorable layer {last.name!r} is not the logit layer; root the tree at a "
-                "cw.Unit(layer, channel) instead of a class"
+                f"no explorable layer of {net.name} outputs the class scores (they are computed after the "
+                "last layer), so a class cannot root the tree; root it at a cw.Unit(layer, channel) instead"
             )
-        return Unit(last.name, resolved.index, reduce=reduce), resolved.label
+        return Unit(logits, resolved.index, reduce=reduce), resolved.label
     unit = resolved if resolved.position is not None else Unit(resolved.layer, resolved.channel, reduce=reduce)
     return unit, str(unit)
 

@@ -22,31 +22,14 @@ from PIL import Image
 from torch import nn
 
 from .checks import check_int
-from .errors import ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
+from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
 from .hooks import StopForward, capture_outputs, inference_state
-from .images import ImageLike, model_input, to_rgb_image
-from .layers import LayerInfo, discover_layers
+from .images import ImageLike, model_input
+from .layers import LayerInfo
+from .preprocess import display_pixels, imagenet_preprocess
 from .relu_rules import rectifier_rules
+from .structure import OutputSelector, Structure, check_input_size, does_not_fit, learn_structure, modules_key, select_logits
 from .targets import ClassTarget, Target, Unit
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def imagenet_preprocess(size: int = 224, resize: int = 256, interpolation: str = "bilinear") -> Callable:
-    """The usual ImageNet transform: resize the short side, centre-crop, to tensor, normalise."""
-    from torchvision import transforms as T
-
-    mode = getattr(T.InterpolationMode, interpolation.upper())
-    return T.Compose(
-        [
-            T.Resize(resize, interpolation=mode),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -72,6 +55,17 @@ class NetworkBase:
         resize 256 / centre-crop 224 / normalise.
     labels
         Class names, one per output. Default: ``"class 0"``, ``"class 1"``, ...
+    input_size
+        ``(H, W)`` (or one int) of the image the layers are first learned from, for a
+        ``preprocess`` that does not resize (e.g. ``T.ToTensor()`` on a 32x32 model). Default: the
+        size of the first image given, else a 256x256 image through ``preprocess``.
+    output
+        Where the class scores are in the model's output: ``None`` (a tensor; the first tensor of
+        a tuple; a dict's ``"logits"``; an object's ``.logits``), a key or index, or a callable.
+
+    Layer shapes are learned from real inputs, once per input shape: ``net.layers`` describes the
+    input shape of the last image prepared (all images share one shape when ``preprocess``
+    resizes, as the default does).
 
     Images passed to any method may be a PIL image, a path, an ``HxWx3`` array (uint8 or float in
     [0, 1]), an ``HxW`` or ``HxWx4`` array (converted), or an already preprocessed tensor
@@ -87,6 +81,8 @@ class NetworkBase:
         preprocess: Callable[[Image.Image], torch.Tensor] | None = None,
         labels: Sequence[str] | None = None,
         name: str | None = None,
+        input_size: int | tuple[int, int] | None = None,
+        output: OutputSelector = None,
     ):
         if not isinstance(model, nn.Module):
             raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
@@ -99,8 +95,11 @@ class NetworkBase:
         self.preprocess = preprocess if preprocess is not None else imagenet_preprocess()
         self._labels = [str(label) for label in labels] if labels is not None else None
         self.name = name or type(model).__name__
-        self._layers: list[LayerInfo] | None = None
-        self._num_classes: int | None = None
+        self.output = output
+        self._first_size = check_input_size(input_size)
+        self._shape: tuple[int, ...] | None = None  # input shape [C, H, W] that net.layers describes
+        self._structures: dict[tuple, Structure] = {}
+        self.last_rule: tuple[str, tuple[str, ...]] = ("gradient", ())  # set by each session
         self._activation_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self.cache_size = 4
 
@@ -126,46 +125,54 @@ class NetworkBase:
         x = model_input(image, self.preprocess).unsqueeze(0)
         if not torch.isfinite(x).all():
             raise ImageError("the image tensor contains NaN or infinite values; clean it before passing it in")
-        return x.to(device=self.device, dtype=self.dtype)
+        x = x.to(device=self.device, dtype=self.dtype)
+        self._structure(x)  # learn the layers at this input shape (or say the image does not fit)
+        self._shape = tuple(x.shape[1:])
+        return x
 
     def display_image(self, image: ImageLike) -> np.ndarray:
         """What the model sees, as an ``HxWx3`` uint8 array (preprocessing without normalisation)."""
-        if not isinstance(image, torch.Tensor):
-            transforms = getattr(self.preprocess, "transforms", None)
-            if transforms is not None:
-                from torchvision import transforms as T
-
-                kept = [t for t in transforms if not isinstance(t, T.Normalize)]
-                if len(kept) < len(transforms):
-                    out = T.Compose(kept)(to_rgb_image(image))
-                    if isinstance(out, torch.Tensor):
-                        return (out.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        x = self.prepare(image)[0].float()
-        lo, hi = x.amin(), x.amax()
-        x = (x - lo) / (hi - lo).clamp_min(1e-12)
-        return (x.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        return display_pixels(image, self.preprocess, self.prepare(image))
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return tuple(self._example().shape[-2:])
+        """``(H, W)`` of the model input that :attr:`layers` describes."""
+        self._structure()
+        return tuple(self._shape[-2:])
 
     def _example(self) -> torch.Tensor:
-        blank = Image.new("RGB", (256, 256), (128, 128, 128))
-        return self.prepare(blank)
+        h, w = self._first_size or (256, 256)
+        blank = Image.new("RGB", (w, h), (128, 128, 128))
+        return model_input(blank, self.preprocess).unsqueeze(0).to(device=self.device, dtype=self.dtype)
+
+    def _structure(self, x: torch.Tensor | None = None) -> Structure:
+        """Layers, class count and logit layer at the shape of ``x`` (default: the current shape)."""
+        if x is None and self._shape is None:
+            x = self._example()
+        shape = tuple(x.shape[1:]) if x is not None else self._shape
+        key = (modules_key(self.model), shape)
+        found = self._structures.get(key)
+        if found is not None:
+            return found
+        if x is None:  # the modules changed since this shape was learned: relearn on a blank input of it
+            x = torch.zeros((1, *shape), device=self.device, dtype=self.dtype)
+        try:
+            found = learn_structure(self.model, x, self.output, self.name)
+        except CnnWidgetsError:
+            raise
+        except Exception as err:  # the model cannot run on this input: say so, and how to fix it
+            raise does_not_fit(self.name, shape, err, [k[1] for k in self._structures]) from err
+        self._structures = {k: v for k, v in self._structures.items() if k[0] == key[0]}  # drop a replaced model's
+        self._structures[key] = found
+        if self._shape is None:
+            self._shape = shape
+        return found
 
     # ------------------------------------------------------------------ layers
     @property
     def layers(self) -> list[LayerInfo]:
         """Explorable layers in forward order (name, kind, shape, receptive field)."""
-        if self._layers is None:
-            with inference_state(self.model):
-                layers = discover_layers(self.model, self._example())
-            if not any(layer.kind == "conv" for layer in layers):
-                raise ModelError(
-                    f"{self.name} has no convolution layer that runs in its forward pass; cnn_widgets explores CNNs"
-                )
-            self._layers = layers
-        return self._layers
+        return self._structure().layers
 
     @property
     def layer_names(self) -> list[str]:
@@ -199,10 +206,11 @@ class NetworkBase:
         below = info.input_layer
         # Residual blocks that keep the shape add their input to their output, so channel j of the
         # block below feeds channel j straight through and would top every ranking. Step over such
-        # runs of blocks to the input of the stage: the tree then walks stage by stage.
-        while below is not None and info.kind == "block":
+        # runs of joins (blocks, or a residual add read through its activation, as in timm) to the
+        # input of the stage: the tree then walks stage by stage.
+        while below is not None and info.is_join:
             lower = self.layer(below)
-            if lower.kind != "block" or lower.shape != info.shape or lower.input_layer is None:
+            if not lower.is_join or lower.shape != info.shape or lower.input_layer is None:
                 break
             below = self.layer_below(below)
         return below
@@ -210,11 +218,12 @@ class NetworkBase:
     # ------------------------------------------------------------------ classes
     @property
     def num_classes(self) -> int:
-        if self._num_classes is None:
-            with inference_state(self.model), torch.no_grad(), rectifier_rules():
-                out = self.model(self._example())
-            self._num_classes = int(out.shape[-1])
-        return self._num_classes
+        return self._structure().num_classes
+
+    @property
+    def logit_layer(self) -> str | None:
+        """The last explorable layer whose output is the class scores (``None`` if no layer is)."""
+        return self._structure().logit_layer
 
     @property
     def labels(self) -> list[str]:
@@ -241,9 +250,16 @@ class NetworkBase:
     # ------------------------------------------------------------------ forward passes
     @contextmanager
     def session(self, rule: str = "gradient") -> Iterator:
-        """Eval mode, frozen parameters and rectifier rules for the duration of one computation."""
+        """Eval mode, frozen parameters and rectifier rules for the duration of one computation.
+
+        Afterwards :attr:`last_rule` says which rule ran and on which nonlinearities (empty when
+        the model has none the rule applies to: then any rule is the plain gradient).
+        """
         with inference_state(self.model), rectifier_rules(rule) as state:
-            yield state
+            try:
+                yield state
+            finally:
+                self.last_rule = (rule, tuple(sorted(state.applied)))
 
     def forward(
         self,
@@ -261,11 +277,9 @@ class NetworkBase:
         logits = None
         with capture_outputs(modules, stop_after=stop_early and bool(names)) as outputs:
             try:
-                logits = self.model(x)
+                logits = select_logits(self.model(x), self.output, self.name)
             except StopForward:
                 pass
-        if isinstance(logits, (tuple, list)):
-            logits = logits[0]
         checked = [logits] if logits is not None else list(outputs.values())
         if not all(bool(torch.isfinite(t).all()) for t in checked):
             raise NonFiniteError(

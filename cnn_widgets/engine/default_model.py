@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from .core import IMAGENET_MEAN, IMAGENET_STD
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 from .network import Network
 
 # Blocks per stage of EfficientNet-Lite0; the weight file numbers blocks 0..15 flat.

@@ -12,45 +12,25 @@ receptive field per tensor:
   arithmetic", and Araujo et al., "Computing receptive fields of CNNs", Distill 2019);
 * elementwise operations and concatenation take the union of their inputs' intervals (so a
   residual block's field is that of its widest branch);
-* anything that mixes all positions (global pooling, flatten, linear, attention-like products
-  with a 1x1 map of global extent) has the whole image as its field.
+* anything that mixes all positions (global pooling, flatten, linear) has the whole image as
+  its field; a broadcast 1x1 operand (a squeeze-and-excitation gate) rescales whole channels and
+  does not widen the field of what it multiplies.
+
+The same pass records which module calls each tensor comes from, so each layer knows the layers it
+reads (``inputs``, two or more at a residual add or a concatenation) and the nearest layer every
+path to it goes through (``input_layer``): residual handling follows the graph, not module classes.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.overrides import TorchFunctionMode
+
+from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
-AxisField = tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class ReceptiveField:
-    """Receptive field of one output position of a layer, in input pixels."""
-
-    size: tuple[int, int]
-    stride: tuple[int, int]
-    start: tuple[int, int]
-    is_global: bool = False
-
-    def box(self, y: int, x: int, image_size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
-        """Input box ``(top, left, bottom, right)`` (exclusive ends) seen by output position (y, x).
-
-        Clipped to ``image_size`` (H, W) when it is given.
-        """
-        top = self.start[0] + y * self.stride[0]
-        left = self.start[1] + x * self.stride[1]
-        bottom, right = top + self.size[0], left + self.size[1]
-        if image_size is not None:
-            top, left = max(top, 0), max(left, 0)
-            bottom, right = min(bottom, image_size[0]), min(right, image_size[1])
-        return int(top), int(left), int(bottom), int(right)
 
 
 @dataclass
@@ -70,10 +50,15 @@ class LayerInfo:
         :class:`ReceptiveField` of one output position (``None`` when it cannot be traced, e.g.
         after an upsampling).
     input_layer
-        Name of the explorable layer that finished last before this one started (its input).
+        The nearest explorable layer that every path from the image to this layer goes through
+        (its immediate dominator in the traced graph; for a chain, simply the layer before).
     mixes_channels
         Whether an output channel depends on several input channels (convolutions other than
-        depthwise, linear layers, blocks). Contribution trees step across such layers.
+        depthwise, linear layers, blocks, and joins such as a residual add). Contribution trees
+        step across such layers.
+    inputs
+        The explorable layers whose outputs this layer reads directly (two or more at a join:
+        a residual add, a concatenation).
     """
 
     name: str
@@ -84,6 +69,7 @@ class LayerInfo:
     input_layer: str | None = None
     mixes_channels: bool = False
     index: int = 0
+    inputs: tuple[str, ...] = ()
     _module: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -93,6 +79,11 @@ class LayerInfo:
     @property
     def is_spatial(self) -> bool:
         return len(self.shape) == 3
+
+    @property
+    def is_join(self) -> bool:
+        """A block, or a layer that joins several paths (a residual add read through its activation)."""
+        return self.kind == "block" or len(self.inputs) > 1
 
     def __str__(self) -> str:
         rf = self.receptive_field
@@ -130,162 +121,6 @@ def _mixes_channels(module: nn.Module, kind: str) -> bool:
     return False
 
 
-# --------------------------------------------------------------------------------------------
-# receptive-field propagation through every torch operation
-# --------------------------------------------------------------------------------------------
-
-_GLOBAL = "global"
-
-
-def _pair(v) -> tuple:
-    if isinstance(v, (list, tuple)):
-        return tuple(v) if len(v) == 2 else (v[0], v[0])
-    return (v, v)
-
-
-def _arg(args, kwargs, index, name, default):
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-
-def _window(axis: AxisField, k: int, s: int, pad: float, d: int = 1) -> AxisField:
-    size, jump, start = axis
-    return (size + (k - 1) * d * jump, jump * s, start - pad * jump)
-
-
-def _union(fields: list) -> object:
-    if any(f == _GLOBAL for f in fields):
-        return _GLOBAL
-    out = []
-    for axis in range(2):
-        sizes = [f[axis] for f in fields]
-        jump = max(a[1] for a in sizes)
-        start = min(a[2] for a in sizes)
-        end = max(a[2] + a[0] for a in sizes)
-        out.append((end - start, jump, start))
-    return tuple(out)
-
-
-class ReceptiveFieldTracer(TorchFunctionMode):
-    """Follow a forward pass and attach a receptive field to every spatial tensor it creates."""
-
-    def __init__(self, image: torch.Tensor):
-        super().__init__()
-        self.fields: dict[int, object] = {id(image): ((1, 1, 0), (1, 1, 0))}
-        self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
-
-    def field_of(self, tensor: torch.Tensor) -> object | None:
-        return self.fields.get(id(tensor))
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        try:
-            self._propagate(func, args, kwargs, out)
-        except Exception:  # a field we cannot trace is simply unknown, never a failed forward
-            pass
-        return out
-
-    def _inputs(self, args, kwargs) -> list[tuple[torch.Tensor, object]]:
-        found = []
-
-        def visit(obj):
-            if isinstance(obj, torch.Tensor):
-                f = self.fields.get(id(obj))
-                if f is not None:
-                    found.append((obj, f))
-            elif isinstance(obj, (list, tuple)):
-                for o in obj:
-                    visit(o)
-
-        visit(args)
-        visit(list(kwargs.values()))
-        return found
-
-    def _set(self, out, value):
-        if isinstance(out, torch.Tensor):
-            self.fields[id(out)] = value
-            self._alive.append(out)
-        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            self._set(out[0], value)
-
-    def _propagate(self, func, args, kwargs, out):
-        inputs = self._inputs(args, kwargs)
-        if not inputs:
-            return
-        name = getattr(func, "__name__", "")
-        first, first_field = inputs[0]
-        main = out[0] if isinstance(out, (tuple, list)) else out
-        if not isinstance(main, torch.Tensor):
-            return
-        if main.dim() < 3 or first_field == _GLOBAL:
-            self._set(out, _GLOBAL)
-            return
-        if name in ("conv2d",) and first is args[0]:
-            weight = _arg(args, kwargs, 1, "weight", None)
-            k = weight.shape[-2:]
-            s = _pair(_arg(args, kwargs, 3, "stride", 1))
-            pad = _arg(args, kwargs, 4, "padding", 0)
-            d = _pair(_arg(args, kwargs, 5, "dilation", 1))
-            if isinstance(pad, str):
-                pad = (0, 0) if pad == "valid" else tuple(((kk - 1) * dd) // 2 for kk, dd in zip(k, d))
-            pad = _pair(pad)
-            self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
-            return
-        in_hw = first.shape[-2:]
-        out_hw = main.shape[-2:]
-        if "adaptive" in name:
-            fields = []
-            for i in range(2):
-                n_in, n_out = in_hw[i], out_hw[i]
-                if n_out == 1:
-                    self._set(out, _GLOBAL)
-                    return
-                if n_in % n_out == 0:
-                    k = s = n_in // n_out
-                else:
-                    k, s = math.ceil(n_in / n_out) + 1, n_in // n_out
-                fields.append(_window(first_field[i], k, s, 0))
-            self._set(out, tuple(fields))
-            return
-        if "max_pool2d" in name or "avg_pool2d" in name:
-            k = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
-            stride = _arg(args, kwargs, 2, "stride", None)
-            s = _pair(stride if stride not in (None, []) else k)
-            pad = _pair(_arg(args, kwargs, 3, "padding", 0))
-            d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if "max" in name else (1, 1)
-            self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
-            return
-        if func is F.pad or name == "pad":
-            pads = _arg(args, kwargs, 1, "pad", (0, 0, 0, 0))
-            left, top = pads[0], pads[2] if len(pads) > 2 else 0
-            self._set(out, ((first_field[0][0], first_field[0][1], first_field[0][2] - top * first_field[0][1]),
-                            (first_field[1][0], first_field[1][1], first_field[1][2] - left * first_field[1][1])))
-            return
-        spatial = [(t, f) for t, f in inputs if t.dim() >= 3]
-        if all(tuple(t.shape[-2:]) == tuple(out_hw) for t, _ in spatial):
-            # elementwise, normalisation, concatenation, ...; a broadcast 1x1 global map makes it global
-            others = [f for t, f in inputs if t.dim() < 3 or tuple(t.shape[-2:]) != tuple(out_hw)]
-            self._set(out, _union([f for _, f in spatial] + [f for f in others if f == _GLOBAL]))
-            return
-        if tuple(out_hw) == (1, 1):
-            self._set(out, _GLOBAL)
-        # otherwise (upsampling, cropping, ...): unknown
-
-
-def _to_receptive_field(value, image_hw: tuple[int, int]) -> ReceptiveField | None:
-    if value is None:
-        return None
-    if value == _GLOBAL:
-        return ReceptiveField(size=tuple(image_hw), stride=tuple(image_hw), start=(0, 0), is_global=True)
-    return ReceptiveField(
-        size=tuple(int(round(a[0])) for a in value),
-        stride=tuple(int(round(a[1])) for a in value),
-        start=tuple(int(round(a[2])) for a in value),
-    )
-
-
 def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     """Trace one forward pass of ``model`` on ``example`` ([1, 3, H, W]) and list explorable layers.
 
@@ -298,13 +133,17 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     calls: dict[str, dict] = {}
     clock = [0]
     handles = []
+    tracer = ReceptiveFieldTracer(example)
+    reads: dict[tuple[str, int], frozenset] = {}  # module call -> the calls its inputs come from
+    outer: dict[tuple[str, int], list[tuple[str, int]]] = {}  # call -> enclosing calls returning its very output
 
-    def pre_hook(module, _inputs):
+    def pre_hook(module, inputs):
         name = names[module]
         entry = calls.setdefault(name, {"count": 0})
         entry["count"] += 1
         entry["pre"] = clock[0]
         clock[0] += 1
+        reads[(name, entry["count"] - 1)] = tracer.sources_of(inputs)
 
     def post_hook(module, _inputs, output):
         name = names[module]
@@ -312,8 +151,15 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         entry["post"] = clock[0]
         clock[0] += 1
         entry["output"] = output
+        call = (name, entry["count"] - 1)
+        main = output[0] if isinstance(output, (tuple, list)) and output else output
+        if isinstance(main, torch.Tensor):
+            inner = [c for c in tracer.sources.get(id(main), ()) if c != INPUT and c[0].startswith(name + ".")]
+            if inner:  # a container returning a descendant's output: the descendant's call stands for both
+                outer.setdefault(inner[0], []).append(call)
+            else:
+                tracer.tag(main, call)
 
-    tracer = ReceptiveFieldTracer(example)
     try:
         for module in names:
             handles.append(module.register_forward_pre_hook(pre_hook))
@@ -346,21 +192,66 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     kept.sort(key=lambda c: c[1]["post"])
 
     image_hw = tuple(example.shape[-2:])
+    inputs = _layer_inputs([n for n, _, _ in kept], reads, outer)
+    dominator = _immediate_dominators([n for n, _, _ in kept], inputs)
     layers: list[LayerInfo] = []
     for index, (name, entry, kind) in enumerate(kept):
         module = modules[name]
-        before = [layer for layer in layers if calls[layer.name]["post"] < entry["pre"]]
         layers.append(
             LayerInfo(
                 name=name,
                 kind=kind,
                 shape=tuple(entry["output"].shape[1:]),
                 module_type=type(module).__name__,
-                receptive_field=_to_receptive_field(tracer.field_of(entry["output"]), image_hw),
-                input_layer=before[-1].name if before else None,
-                mixes_channels=_mixes_channels(module, kind),
+                receptive_field=to_receptive_field(tracer.field_of(entry["output"]), image_hw),
+                input_layer=dominator[name],
+                mixes_channels=_mixes_channels(module, kind) or len(inputs[name]) > 1,
                 index=index,
+                inputs=tuple(sorted(inputs[name] - {INPUT}, key=[n for n, _, _ in kept].index)),
                 _module=module,
             )
         )
     return layers
+
+
+def _layer_inputs(kept: list[str], reads: dict, outer: dict) -> dict[str, set]:
+    """For each kept layer, the kept layers (or :data:`INPUT`) its inputs come from directly.
+
+    A module call that is not an explorable layer (a batch norm, a reused ReLU, a container) is
+    looked through to what it read, unless an enclosing kept call returned its very output.
+    """
+    kept_set = set(kept)
+    memo: dict = {}
+
+    def resolve(call) -> frozenset:
+        if call == INPUT:
+            return frozenset({INPUT})
+        if call[0] in kept_set:
+            return frozenset({call[0]})
+        for wrapper in outer.get(call, ()):
+            if wrapper[0] in kept_set:
+                return frozenset({wrapper[0]})
+        if call not in memo:
+            memo[call] = frozenset()  # guards a cycle, which a forward pass cannot make
+            memo[call] = frozenset().union(*(resolve(c) for c in reads.get(call, ())))
+        return memo[call]
+
+    return {name: set().union(*(resolve(c) for c in reads.get((name, 0), ()))) for name in kept}
+
+
+def _immediate_dominators(kept: list[str], inputs: dict[str, set]) -> dict[str, str | None]:
+    """The nearest kept layer every path from the image to each layer passes through (None: the image).
+
+    ``kept`` is in forward order, which is a topological order of the graph: a layer's inputs are
+    finished before it starts.
+    """
+    order = {name: i for i, name in enumerate(kept)}
+    dominators: dict = {INPUT: {INPUT}}
+    result: dict[str, str | None] = {}
+    for name in kept:
+        preds = [p for p in inputs[name] if p in dominators] or [INPUT]
+        common = set.intersection(*(dominators[p] for p in preds))
+        dominators[name] = common | {name}
+        named = [d for d in common if d != INPUT]
+        result[name] = max(named, key=order.__getitem__) if named else None
+    return result

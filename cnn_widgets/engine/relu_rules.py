@@ -10,6 +10,14 @@ from the true gradient only at rectifiers. For a rectifier ``y = relu(x)`` with 
 
 (``relu6`` / ``hardtanh(0, t)`` use the mask ``0 < x < t``; ``leaky_relu`` keeps its slope.)
 
+Smooth gated activations ``y = x * gate(x)`` (GELU, SiLU/Swish, Hardswish, Mish: ConvNeXt,
+EfficientNet, MobileNetV3) get the same rules with their own slope ``a'(x)``: ``gradient`` is
+``g * a'(x)``, ``deconvnet`` is ``max(g, 0)``, and ``guided`` is ``max(g, 0) * a'(x) * [x > 0]``,
+positive-part gating as for a ReLU (``a'(x) > 0`` for ``x > 0`` in all four), which is how
+guided backprop is usually carried over to these networks. Without this a guided map of such a
+model would silently be the plain gradient. :attr:`RuleState.applied` records which kinds of
+nonlinearity the rule was applied to, so callers can say which rule actually ran.
+
 Models apply rectifiers as ``nn.ReLU`` / ``nn.ReLU6`` modules (possibly in place, possibly one
 instance reused several times, as torchvision's ResNet does) or as ``F.relu`` / ``torch.relu`` /
 ``Tensor.relu`` calls inside ``forward``. Module hooks (captum's approach) miss the functional
@@ -26,7 +34,7 @@ hook before an in-place ``ReLU(inplace=True)`` keeps its pre-activation value.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
@@ -38,9 +46,10 @@ RULES = ("gradient", "deconvnet", "guided")
 
 @dataclass
 class RuleState:
-    """Mutable holder: which backward rule rectifiers use right now."""
+    """Mutable holder: which backward rule rectifiers use right now, and where it was applied."""
 
     rule: str = "gradient"
+    applied: set = field(default_factory=set)  # names of the nonlinearities routed through the rule
 
 
 class _Rectifier(torch.autograd.Function):
@@ -87,6 +96,49 @@ class _Rectifier(torch.autograd.Function):
         return out, None, None, None, None
 
 
+class _Gated(torch.autograd.Function):
+    """A smooth gated activation (GELU, SiLU, Hardswish, Mish) with the backward chosen by ``state.rule``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x, state, kind, approximate):
+        return _GATED_FORWARD[kind](x, approximate)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, state, kind, approximate = inputs
+        ctx.state, ctx.kind, ctx.approximate = state, kind, approximate
+        ctx.save_for_backward(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        rule = ctx.state.rule
+        if rule == "deconvnet":
+            return grad.clamp(min=0), None, None, None
+        if rule == "guided":
+            out = _GATED_BACKWARD[ctx.kind](grad.clamp(min=0), x, ctx.approximate)
+            return out * (x > 0), None, None, None
+        return _GATED_BACKWARD[ctx.kind](grad, x, ctx.approximate), None, None, None
+
+
+_GATED_FORWARD = {
+    "gelu": lambda x, approximate: F.gelu(x, approximate=approximate),
+    "silu": lambda x, _: F.silu(x),
+    "hardswish": lambda x, _: F.hardswish(x),
+    "mish": lambda x, _: F.mish(x),
+}
+# torch's own derivative kernels: d/dx of each activation times the incoming gradient
+_GATED_BACKWARD = {
+    "gelu": lambda g, x, approximate: torch.ops.aten.gelu_backward(g, x, approximate=approximate),
+    "silu": lambda g, x, _: torch.ops.aten.silu_backward(g, x),
+    "hardswish": lambda g, x, _: torch.ops.aten.hardswish_backward(g, x),
+    "mish": lambda g, x, _: torch.ops.aten.mish_backward(g, x),
+}
+_GATED_FUNCS = {F.gelu: "gelu", F.silu: "silu", F.hardswish: "hardswish", F.mish: "mish"}
+
+
 def _relu_args(func, args, kwargs):
     """Return ``(x, lower, upper, negative_slope)`` if ``func`` is a rectifier call, else None."""
     if func in _RELU_FUNCS:
@@ -110,7 +162,7 @@ _RELU6_FUNCS = {F.relu6}
 _HARDTANH_FUNCS = {F.hardtanh, F.hardtanh_}
 _LEAKY_FUNCS = {F.leaky_relu, F.leaky_relu_}
 #: every rectifier function: the mode sees every torch call, so non-rectifiers take one set lookup
-_ALL_RECTIFIERS = frozenset(_RELU_FUNCS | _RELU6_FUNCS | _HARDTANH_FUNCS | _LEAKY_FUNCS)
+_ALL_RECTIFIERS = frozenset(_RELU_FUNCS | _RELU6_FUNCS | _HARDTANH_FUNCS | _LEAKY_FUNCS | set(_GATED_FUNCS))
 
 
 class RectifierMode(TorchFunctionMode):
@@ -124,10 +176,19 @@ class RectifierMode(TorchFunctionMode):
         if func not in _ALL_RECTIFIERS:
             return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
+        kind = _GATED_FUNCS.get(func)
+        if kind is not None:
+            x = args[0]
+            approximate = kwargs.get("approximate", args[1] if kind == "gelu" and len(args) > 1 else "none")
+            if not (isinstance(x, torch.Tensor) and x.requires_grad):
+                return _GATED_FORWARD[kind](x, approximate)  # out of place, as for the rectifiers
+            self.state.applied.add(kind)
+            return _Gated.apply(x, self.state, kind, approximate)
         parsed = _relu_args(func, args, kwargs)
         if parsed is not None:
             x, lower, upper, slope = parsed
             if isinstance(x, torch.Tensor) and x.requires_grad:
+                self.state.applied.add(getattr(func, "__name__", "relu").rstrip("_"))
                 return _Rectifier.apply(x, self.state, lower, upper, slope)
             # No autograd: compute out of place so a tensor captured by a hook is never mutated.
             return _out_of_place(func, args, kwargs)

@@ -133,7 +133,7 @@ def test_path_and_grayscale_file(net, tmp_path):
         (np.full((8, 8, 3), np.nan), "NaN"),
         ("/no/such/file.png", "not found"),
         (42, "cannot use an object of type int"),
-        (torch.zeros(2, 3, 16, 16), r"\[1, 3, H, W\]"),
+        (torch.zeros(2, 3, 16, 16), r"\[1, C, H, W\]; got a batch of 2"),
         (torch.zeros(3, 16, 16, dtype=torch.uint8), "must be float"),
     ],
 )

@@ -1,0 +1,134 @@
+"""What a model is made of at one input shape: its explorable layers, its class count and its logit layer.
+
+Layer shapes depend on the input size (a CIFAR-style model with no resizing preprocess runs only
+on 32x32), so the structure is learned from a real input, once per input shape, and relearned
+when the model's modules change (a head replaced after wrapping).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checks import check_int
+from .errors import CnnWidgetsError, ImageError, ModelError, OptionError
+from .hooks import capture_outputs, inference_state
+from .layers import LayerInfo, discover_layers
+from .relu_rules import rectifier_rules
+
+#: how to find the class scores in a model's output: None (automatic), a key/index, or a callable
+OutputSelector = Any  # None | str | int | Callable[[Any], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The explorable layers of a model at one input shape, its class count and its logit layer."""
+
+    layers: list[LayerInfo]
+    num_classes: int
+    logit_layer: str | None  # the last explorable layer whose output *is* the class scores, if any
+
+
+def describe(out) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"a tensor of shape {tuple(out.shape)}"
+    if isinstance(out, dict):
+        return f"a dict with keys {list(out)[:8]}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)} items ({', '.join(type(o).__name__ for o in out[:4])})"
+    return f"a {type(out).__name__}"
+
+
+def select_logits(out, output: OutputSelector, model_name: str) -> torch.Tensor:
+    """The ``[N, classes]`` class scores inside whatever the model returned.
+
+    ``output=None`` takes a tensor as it is, the first tensor of a tuple or list, the ``"logits"``
+    entry of a dict or the ``.logits`` attribute of an output object (Hugging Face style); a key or
+    index selects an entry; a callable maps the output to the scores. A ``[N, C, ...]`` tensor
+    is flattened to ``[N, C * ...]`` scores.
+    """
+    fix = "pass output=<key or index> or output=<callable returning the [N, classes] scores> to cw.Network"
+    if callable(output):
+        out = output(out)
+    elif output is not None:
+        try:
+            out = out[output]
+        except (KeyError, IndexError, TypeError):
+            raise ModelError(f"output={output!r} does not select anything from {model_name}'s output, "
+                             f"which is {describe(out)}; {fix}") from None
+    elif isinstance(out, (tuple, list)):
+        tensors = [o for o in out if isinstance(o, torch.Tensor)]
+        if not tensors:
+            raise ModelError(f"{model_name} returned {describe(out)} with no tensor in it; {fix}")
+        out = tensors[0]
+    elif isinstance(out, dict):
+        if "logits" not in out:
+            raise ModelError(f"{model_name} returned {describe(out)}; say which entry holds the class scores: {fix} "
+                             f"(e.g. output={next(iter(out), 'key')!r})")
+        out = out["logits"]
+    elif not isinstance(out, torch.Tensor) and isinstance(getattr(out, "logits", None), torch.Tensor):
+        out = out.logits
+    if isinstance(out, torch.Tensor) and out.dim() > 2:
+        out = out.flatten(1)  # e.g. a conv classifier's [N, classes, 1, 1]: every number is one score
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        raise ModelError(f"the class scores of {model_name} must be a tensor [N, classes]; got {describe(out)}. {fix}")
+    return out
+
+
+def modules_key(model: nn.Module) -> tuple:
+    """Identity of the model's modules: changes when a layer or head is replaced after wrapping."""
+    return tuple(id(m) for m in model.modules())
+
+
+def learn_structure(model: nn.Module, example: torch.Tensor, output: OutputSelector, model_name: str) -> Structure:
+    """Trace ``model`` on ``example`` ``[1, C, H, W]``: layers, class count and logit layer.
+
+    Raises whatever the model raises when it cannot run on this input (the caller says why).
+    """
+    with inference_state(model):
+        layers = discover_layers(model, example)
+    if not any(layer.kind == "conv" for layer in layers):
+        raise ModelError(f"{model_name} has no convolution layer that runs in its forward pass; cnn_widgets explores CNNs")
+    # the logit layer: a layer whose whole output is one number per class (a linear head, or a conv
+    # classifier's 1x1 map flattened in forward, as in SqueezeNet), equal to the scores it returns
+    small = {layer.name: layer._module for layer in layers if math.prod(layer.shape[1:]) == 1}
+    with inference_state(model), torch.no_grad(), rectifier_rules(), capture_outputs(small) as outputs:
+        logits = select_logits(model(example), output, model_name)
+    num_classes = int(logits.shape[-1])
+    logit_layer = None
+    for layer in reversed(layers):
+        value = outputs.get(layer.name)
+        if value is not None and value[0].numel() == num_classes and torch.allclose(
+            value[0].flatten().float(), logits[0].float(), rtol=1e-4, atol=1e-5
+        ):
+            logit_layer = layer.name
+            break
+    return Structure(layers, num_classes, logit_layer)
+
+
+def check_input_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+        raise OptionError(f"input_size must be an int or (height, width), got {size!r}")
+    return check_int("input_size height", pair[0]), check_int("input_size width", pair[1])
+
+
+def does_not_fit(model_name: str, shape: tuple[int, ...], err: Exception, known: list[tuple[int, ...]]) -> CnnWidgetsError:
+    """The error for a model that cannot run on an input of ``shape``: what it runs on, and the fix."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if known:
+        c, h, w = known[-1]
+        return ImageError(
+            f"{model_name} cannot run on an input of shape {list(shape)} ({reason}); it runs on "
+            f"{[c, h, w]}: resize images to {h}x{w}, e.g. preprocess=T.Compose([T.Resize(({h}, {w})), T.ToTensor()])"
+        )
+    return ModelError(
+        f"{model_name} cannot run on an input of shape {list(shape)} from preprocess ({reason}); pass "
+        "input_size=(H, W) to cw.Network (the image size the model expects), or a preprocess that resizes"
+    )

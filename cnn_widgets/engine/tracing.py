@@ -1,0 +1,222 @@
+"""Receptive fields and dataflow, traced through every torch operation of one forward pass.
+
+A :class:`torch.overrides.TorchFunctionMode` sees every op, however the model writes it
+(modules, ``F.*`` calls, tensor methods), and attaches to each spatial tensor it creates the
+receptive field of one of its positions, as ``(size, jump, start)`` per axis, and the module calls
+it was computed from (the traced graph that ``discover_layers`` reads inputs and dominators from).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+AxisField = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of one output position of a layer, in input pixels."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    start: tuple[int, int]
+    is_global: bool = False
+
+    def box(self, y: int, x: int, image_size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+        """Input box ``(top, left, bottom, right)`` (exclusive ends) seen by output position (y, x).
+
+        Clipped to ``image_size`` (H, W) when it is given.
+        """
+        top = self.start[0] + y * self.stride[0]
+        left = self.start[1] + x * self.stride[1]
+        bottom, right = top + self.size[0], left + self.size[1]
+        if image_size is not None:
+            top, left = max(top, 0), max(left, 0)
+            bottom, right = min(bottom, image_size[0]), min(right, image_size[1])
+        return int(top), int(left), int(bottom), int(right)
+
+
+# --------------------------------------------------------------------------------------------
+# receptive-field propagation through every torch operation
+# --------------------------------------------------------------------------------------------
+
+_GLOBAL = "global"
+INPUT = ("<input>", 0)  # the image, as a source in the traced dataflow graph
+
+
+def _pair(v) -> tuple:
+    if isinstance(v, (list, tuple)):
+        return tuple(v) if len(v) == 2 else (v[0], v[0])
+    return (v, v)
+
+
+def _arg(args, kwargs, index, name, default):
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _window(axis: AxisField, k: int, s: int, pad: float, d: int = 1) -> AxisField:
+    size, jump, start = axis
+    return (size + (k - 1) * d * jump, jump * s, start - pad * jump)
+
+
+def _union(fields: list) -> object:
+    if any(f == _GLOBAL for f in fields):
+        return _GLOBAL
+    out = []
+    for axis in range(2):
+        sizes = [f[axis] for f in fields]
+        jump = max(a[1] for a in sizes)
+        start = min(a[2] for a in sizes)
+        end = max(a[2] + a[0] for a in sizes)
+        out.append((end - start, jump, start))
+    return tuple(out)
+
+
+class ReceptiveFieldTracer(TorchFunctionMode):
+    """Follow a forward pass and attach a receptive field to every spatial tensor it creates."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.fields: dict[int, object] = {id(image): ((1, 1, 0), (1, 1, 0))}
+        # which module calls a tensor was computed from (nearest ones): the traced dataflow graph
+        self.sources: dict[int, frozenset] = {id(image): frozenset({INPUT})}
+        self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
+
+    def sources_of(self, obj) -> frozenset:
+        """Union of the module calls behind every tensor in ``obj`` (nested tuples / lists / dicts)."""
+        if isinstance(obj, torch.Tensor):
+            return self.sources.get(id(obj), frozenset())
+        if isinstance(obj, (list, tuple)):
+            return frozenset().union(*(self.sources_of(o) for o in obj)) if obj else frozenset()
+        if isinstance(obj, dict):
+            return self.sources_of(list(obj.values()))
+        return frozenset()
+
+    def tag(self, tensor: torch.Tensor, call: tuple[str, int]) -> None:
+        self.sources[id(tensor)] = frozenset({call})
+        self._alive.append(tensor)
+
+    def field_of(self, tensor: torch.Tensor) -> object | None:
+        return self.fields.get(id(tensor))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        try:
+            found = self.sources_of((args, kwargs))
+            if found:
+                for tensor in (out if isinstance(out, (tuple, list)) else (out,)):
+                    if isinstance(tensor, torch.Tensor):
+                        self.sources[id(tensor)] = found
+                        self._alive.append(tensor)
+            self._propagate(func, args, kwargs, out)
+        except Exception:  # a field we cannot trace is simply unknown, never a failed forward
+            pass
+        return out
+
+    def _inputs(self, args, kwargs) -> list[tuple[torch.Tensor, object]]:
+        found = []
+
+        def visit(obj):
+            if isinstance(obj, torch.Tensor):
+                f = self.fields.get(id(obj))
+                if f is not None:
+                    found.append((obj, f))
+            elif isinstance(obj, (list, tuple)):
+                for o in obj:
+                    visit(o)
+
+        visit(args)
+        visit(list(kwargs.values()))
+        return found
+
+    def _set(self, out, value):
+        if isinstance(out, torch.Tensor):
+            self.fields[id(out)] = value
+            self._alive.append(out)
+        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+            self._set(out[0], value)
+
+    def _propagate(self, func, args, kwargs, out):
+        inputs = self._inputs(args, kwargs)
+        if not inputs:
+            return
+        name = getattr(func, "__name__", "")
+        first, first_field = inputs[0]
+        main = out[0] if isinstance(out, (tuple, list)) else out
+        if not isinstance(main, torch.Tensor):
+            return
+        in_hw, out_hw = tuple(first.shape[-2:]), tuple(main.shape[-2:])
+        if main.dim() < 3 or (first_field == _GLOBAL and not (first.dim() >= 3 and in_hw == (1, 1))):
+            self._set(out, _GLOBAL)
+            return
+        if name in ("conv2d",) and first is args[0]:
+            weight = _arg(args, kwargs, 1, "weight", None)
+            k = weight.shape[-2:]
+            s = _pair(_arg(args, kwargs, 3, "stride", 1))
+            pad = _arg(args, kwargs, 4, "padding", 0)
+            d = _pair(_arg(args, kwargs, 5, "dilation", 1))
+            if isinstance(pad, str):
+                pad = (0, 0) if pad == "valid" else tuple(((kk - 1) * dd) // 2 for kk, dd in zip(k, d))
+            pad = _pair(pad)
+            self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
+            return
+        if "adaptive" in name:
+            fields = []
+            for i in range(2):
+                n_in, n_out = in_hw[i], out_hw[i]
+                if n_out == 1:
+                    self._set(out, _GLOBAL)
+                    return
+                if n_in % n_out == 0:
+                    k = s = n_in // n_out
+                else:
+                    k, s = math.ceil(n_in / n_out) + 1, n_in // n_out
+                fields.append(_window(first_field[i], k, s, 0))
+            self._set(out, tuple(fields))
+            return
+        if "max_pool2d" in name or "avg_pool2d" in name:
+            k = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
+            stride = _arg(args, kwargs, 2, "stride", None)
+            s = _pair(stride if stride not in (None, []) else k)
+            pad = _pair(_arg(args, kwargs, 3, "padding", 0))
+            d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if "max" in name else (1, 1)
+            self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
+            return
+        if func is F.pad or name == "pad":
+            pads = _arg(args, kwargs, 1, "pad", (0, 0, 0, 0))
+            left, top = pads[0], pads[2] if len(pads) > 2 else 0
+            self._set(out, ((first_field[0][0], first_field[0][1], first_field[0][2] - top * first_field[0][1]),
+                            (first_field[1][0], first_field[1][1], first_field[1][2] - left * first_field[1][1])))
+            return
+        spatial = [(t, f) for t, f in inputs if t.dim() >= 3]
+        same = [f for t, f in spatial if tuple(t.shape[-2:]) == out_hw]
+        broadcast = [f for t, f in spatial if tuple(t.shape[-2:]) == (1, 1) != out_hw]
+        if same and len(same) + len(broadcast) == len(spatial):
+            # elementwise, normalisation, concatenation, ... A broadcast 1x1 operand (a squeeze-and-
+            # excitation gate, a per-channel scale) rescales whole channels: it does not widen the
+            # region of the image a position of the result looks at, so it takes no part in the union.
+            self._set(out, _union(same))
+            return
+        if tuple(out_hw) == (1, 1):
+            self._set(out, _GLOBAL)
+        # otherwise (upsampling, cropping, ...): unknown
+
+
+def to_receptive_field(value, image_hw: tuple[int, int]) -> ReceptiveField | None:
+    if value is None:
+        return None
+    if value == _GLOBAL:
+        return ReceptiveField(size=tuple(image_hw), stride=tuple(image_hw), start=(0, 0), is_global=True)
+    return ReceptiveField(
+        size=tuple(int(round(a[0])) for a in value),
+        stride=tuple(int(round(a[1])) for a in value),
+        start=tuple(int(round(a[2])) for a in value),
+    )
