@@ -5,8 +5,8 @@ pass inside ``net.session(rule)`` (eval mode, frozen parameters, every ReLU-fami
 through the backward rule ``"deconvnet"`` or ``"guided"``; for the true gradient the native
 rectifiers already are the rule), the target's scalar per batch row, and
 ``torch.autograd.grad(sum of scalars, x)`` -- gradients w.r.t. the input only, no weight gradient
-is ever computed and the model is left untouched. ``grad_cam`` backpropagates to a layer output
-instead of the input, over the same session.
+is ever computed and the model is left untouched. ``grad_cam`` (in :mod:`.grad_cam`) backpropagates
+to a layer output instead of the input, over the same session.
 
 All maps are raw (signed, unnormalised) attributions w.r.t. the *preprocessed* input, shape
 ``[3, H, W]`` (``grad_cam``: ``[H, W]`` at input size), detached, on the model's device.
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .checks import check_choice, check_float, check_int
 from .errors import CnnWidgetsError, OptionError
+from .grad_cam import grad_cam
 from .hooks import inference_state
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
 
@@ -217,73 +218,6 @@ def integrated_gradients(
         grad = input_gradients(net, x0 + a * delta, resolved, "gradient", quantity)[0]
         total += (w * grad).sum(dim=0)
     return delta[0] * total
-
-
-def grad_cam(net, x, target, layer: str | None = None, quantity: str = "logit") -> torch.Tensor:
-    """Grad-CAM, ``relu(sum_k w_k A^k)`` with ``w_k = mean_{ij} d f / d A^k_{ij}``, upsampled.
-
-    ``A`` is the output of a spatial ``layer``; the map is bilinearly upsampled to the input size
-    and returned as ``[H, W]``. Default layer, for a class target: the last spatial (H*W > 1)
-    non-pooling layer before global pooling -- VGG16's relu5_3 as in the paper, ResNet's last
-    block, EfficientNet's head activation. For a :class:`Unit` on a spatial layer: the layer it
-    is explained in, ``net.layer_below(unit.layer)`` (the input of the nearest channel-mixing
-    layer), or the unit's own layer when there is none below; for a unit of a non-spatial layer
-    (e.g. a fully connected neuron): the last spatial layer before it. (A map taken at the unit's
-    own layer with ``reduce="sum"`` is just the unit's activation map, which says nothing new.)
-
-    Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra, "Grad-CAM: Visual Explanations from Deep
-    Networks via Gradient-based Localization", ICCV 2017.
-    """
-    resolved = _resolve(net, x, target, lazy=True)
-    name = _cam_layer(net, resolved, layer)
-    # x requires grad only so that the layer output joins the graph; the backward stops at it
-    x = x.detach().requires_grad_(True)
-    unit = isinstance(resolved, Unit)
-    with net.session("gradient"), torch.enable_grad():
-        logits, outputs = net.forward(x, layers=_layers_for(resolved) + [name], stop_early=unit)
-        if resolved is TOP_CLASS:
-            index = int(logits[0].argmax())
-            resolved = ClassTarget(index, net.label(index))
-        value = scalar(resolved, logits, outputs, quantity)
-        activation = outputs[name]
-        (grad,) = torch.autograd.grad(value.sum(), activation)
-    weights = grad.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
-    return cam[0, 0]
-
-
-def _cam_layer(net, target, layer: str | None) -> str:
-    layers = net.layers
-    spatial = [info for info in layers if info.is_spatial and info.shape[1] * info.shape[2] > 1]
-    if not spatial:
-        raise OptionError(f"{net.name} has no spatial layer with more than one position; grad_cam needs one")
-    if layer is not None:
-        info = net.layer(layer)
-        if not info.is_spatial:
-            names = [i.name for i in spatial[-3:]]
-            raise OptionError(
-                f"grad_cam needs a spatial layer [C, H, W]; {info.name!r} has shape {info.shape}. "
-                f"Try one of {', '.join(repr(n) for n in names)}"
-            )
-        if isinstance(target, Unit) and info.index > net.layer(target.layer).index:
-            raise OptionError(
-                f"grad_cam layer {info.name!r} comes after the unit's layer {target.layer!r}, so it cannot "
-                "explain it; pick a layer at or below the unit's"
-            )
-        return info.name
-    if isinstance(target, Unit):
-        own = net.layer(target.layer)
-        if own.is_spatial:
-            below = net.layer_below(own.name)
-            if below is not None and net.layer(below).is_spatial:
-                return below
-            return own.name
-        spatial = [info for info in spatial if info.index < own.index]
-        if not spatial:
-            raise OptionError(f"no spatial layer comes before {own.name!r}; pass grad_cam a layer=")
-    candidates = [info for info in spatial if info.kind != "pool"] or spatial
-    return candidates[-1].name
 
 
 # --------------------------------------------------------------------------------------------

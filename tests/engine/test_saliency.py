@@ -424,12 +424,12 @@ def test_grad_cam_default_layers():
 
 def test_grad_cam_default_layer_on_torchvision():
     tv = pytest.importorskip("torchvision")
-    from cnn_widgets.engine.saliency import _cam_layer
+    from cnn_widgets.engine.grad_cam import _cam_layer
     from cnn_widgets.engine.targets import ClassTarget
 
     torch.manual_seed(0)
-    assert _cam_layer(cw.Network(tv.models.resnet18(num_classes=3)), ClassTarget(0, ""), None) == "layer4.1"
-    assert _cam_layer(cw.Network(tv.models.alexnet(num_classes=3)), ClassTarget(0, ""), None) == "features.11"
+    assert _cam_layer(cw.Network(tv.models.resnet18(num_classes=3)), ClassTarget(0, ""), None)[0] == "layer4.1"
+    assert _cam_layer(cw.Network(tv.models.alexnet(num_classes=3)), ClassTarget(0, ""), None)[0] == "features.11"
 
 
 def test_grad_cam_bad_layers():
