@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .checks import check_choice, check_float, check_int
 from .errors import CnnWidgetsError, OptionError
