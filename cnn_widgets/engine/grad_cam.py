@@ -89,9 +89,10 @@ def grad_cam(
 class _Watch(TorchFunctionMode):
     """Follows the captured output of ``name`` through the rest of the forward pass.
 
-    It notes the output's version counter right after capture (an in-place change later, such as a
-    residual ``out += identity`` on a ``bn2`` output, would silently turn it into another tensor)
-    and what the first ReLU-family call taking it returns (``after_relu``). Entered inside
+    It notes the first output and its version counter right after capture (a second call of a
+    reused module would replace it; an in-place change later, such as a residual
+    ``out += identity`` on a ``bn2`` output, would silently turn it into another tensor) and what
+    the first ReLU-family call taking it returns (``after_relu``). Entered inside
     ``net.session``, so it sees each call first and hands it on to the session's rectifier mode,
     which computes rectifiers out of place.
     """
@@ -99,13 +100,15 @@ class _Watch(TorchFunctionMode):
     def __init__(self, captured: dict[str, torch.Tensor], name: str):
         super().__init__()
         self.captured, self.name = captured, name
-        self.version: int | None = None
+        self.first: torch.Tensor | None = None
+        self.version = 0
         self.rectified: torch.Tensor | None = None
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         output = self.captured.get(self.name)
-        if self.version is None and isinstance(output, torch.Tensor):
-            self.version = output._version  # the first call after the capture: nothing has touched it yet
+        if self.first is None and isinstance(output, torch.Tensor):
+            # the first call after the capture: nothing has touched the output yet
+            self.first, self.version = output, output._version
         result = func(*args, **(kwargs or {}))
         if self.rectified is None and output is not None and func in _RECTIFIERS and args and args[0] is output:
             self.rectified = result
@@ -128,7 +131,12 @@ def _activation(net, name: str, watch: _Watch, target, after_relu: bool) -> torc
             f"grad_cam needs a spatial layer [C, H, W] with more than one position; {name!r} gives {shape}. "
             f"Try one of {', '.join(repr(n) for n in _spatial_names(net)[-3:])}"
         )
-    if watch.version is not None and activation._version != watch.version:
+    if watch.first is not None and activation is not watch.first:
+        raise OptionError(
+            f"the module {name!r} runs more than once in the forward pass (a reused module, like the ReLU of a "
+            "torchvision BasicBlock), so its output is ambiguous; pick a module that runs once"
+        )
+    if watch.first is not None and activation._version != watch.version:
         raise OptionError(
             f"the output of {name!r} is changed in place later in the forward pass (e.g. a residual add), so it "
             "is not what the rest of the network reads; pick the module that returns the changed value (the block)"

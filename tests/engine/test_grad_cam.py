@@ -126,6 +126,14 @@ def test_in_place_changed_output_is_refused():
     assert hook_count(model) == 0
 
 
+def test_reused_module_is_refused():
+    model, net = build("resnet18")
+    # BasicBlock calls its one ReLU module twice; a hook would only keep the second call's output
+    with pytest.raises(OptionError, match="runs more than once"):
+        net.saliency(image(), 0, "grad_cam", layer="layer4.1.relu")
+    assert hook_count(model) == 0
+
+
 def test_bad_names_suggest_module_names():
     model, net = build("densenet121")
     with pytest.raises(cw.LayerNotFoundError, match="features.norm5"):
