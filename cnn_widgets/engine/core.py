@@ -140,6 +140,12 @@ class NetworkBase:
         self._structure()
         return tuple(self._shape[-2:])
 
+    @property
+    def input_channels(self) -> int:
+        """Channels of the model input (3 for RGB models, 1 for grayscale ones)."""
+        self._structure()
+        return self._shape[0]
+
     def _example(self) -> torch.Tensor:
         h, w = self._first_size or (256, 256)
         blank = Image.new("RGB", (w, h), (128, 128, 128))

@@ -17,6 +17,7 @@ from .occlusion import occlusion
 from .saliency import saliency
 from .scan import Scan, scan
 from .targets import Target, Unit
+from .visualize import Visualization, dream, visualize
 
 __all__ = ["Network"]
 
@@ -48,3 +49,11 @@ class Network(NetworkBase):
         """One pass over a dataset: top-k images, statistics and codes per channel; see :func:`.scan.scan`."""
         return scan(self, images, layers=layers, k=k, batch_size=batch_size, num_workers=num_workers,
                     progress=progress, save_to=save_to, resume=resume)
+
+    def visualize(self, target, steps: int = 256, size: int | None = None, **options) -> Visualization:
+        """What ``target`` looks for, with no input image (feature visualisation); see :func:`.visualize.visualize`."""
+        return visualize(self, target, steps=steps, size=size, **options)
+
+    def dream(self, image: ImageLike, layer, octaves: int = 4, steps: int = 10, seed: int = 0, **options) -> Visualization:
+        """DeepDream on ``image``: amplify what ``layer`` sees; see :func:`.visualize.dream`."""
+        return dream(self, image, layer, octaves=octaves, steps=steps, seed=seed, **options)

@@ -57,3 +57,27 @@ def display_pixels(image: ImageLike, preprocess: Callable, model_input: torch.Te
     if lo >= 0 and hi <= 1:  # already pixels in [0, 1] (e.g. T.ToTensor()): show them as they are
         return _to_rgb_uint8(x)
     return _to_rgb_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
+
+
+def normalize_steps(preprocess: Callable) -> list:
+    """The ``Normalize`` transforms of a ``Compose`` preprocess, in order (empty for anything else)."""
+    from torchvision import transforms as T
+
+    return [t for t in getattr(preprocess, "transforms", []) or [] if isinstance(t, T.Normalize)]
+
+
+def pixels_to_input(pixels: torch.Tensor, preprocess: Callable, channels: int) -> torch.Tensor:
+    """Differentiably map RGB pixels ``[N, 3, H, W]`` in ``[0, 1]`` to model inputs ``[N, C, H, W]``.
+
+    Applies the ``Normalize`` steps of ``preprocess`` (the only part of a usual preprocess that
+    acts after resizing); a one-channel model gets the ITU-R 601 luma, as ``T.Grayscale`` gives.
+    """
+    x = pixels
+    if channels == 1:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        x = (x * weights).sum(dim=1, keepdim=True)
+    for step in normalize_steps(preprocess):
+        mean = torch.as_tensor(step.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.as_tensor(step.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    return x

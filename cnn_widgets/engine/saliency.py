@@ -15,6 +15,7 @@ All maps are raw (signed, unnormalised) attributions w.r.t. the *preprocessed* i
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from .grad_cam import grad_cam
 from .hooks import inference_state
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
 
-__all__ = ["METHODS", "OptionError", "SaliencyMethod", "input_gradients", "saliency"]
+__all__ = ["METHODS", "OptionError", "RuleWarning", "SaliencyMethod", "input_gradients", "saliency"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,20 +230,23 @@ class SaliencyMethod:
 
     ``function(net, x, target, **options)`` returns the raw map for a prepared input ``x``
     ``[1, 3, H, W]``; ``label`` is what menus show; ``output`` is ``"rgb"`` for a ``[3, H, W]``
-    attribution or ``"map"`` for an ``[H, W]`` one at input size (displayed as its positive part).
+    attribution or ``"map"`` for an ``[H, W]`` one at input size (displayed as its positive part);
+    ``rule`` is the backward rule it uses at nonlinearities (so callers can say when a rule had
+    nothing to act on).
     """
 
     function: Callable[..., torch.Tensor]
     label: str
     output: str = "rgb"
+    rule: str = "gradient"  # the backward rule at rectifiers: "gradient", "deconvnet" or "guided"
 
 
 # The registry: adding a method is one function above plus one entry here; ``saliency`` and the
 # Explorer's method menu read this table and nothing else.
 METHODS: dict[str, SaliencyMethod] = {
     "gradient": SaliencyMethod(gradient, "gradient"),
-    "deconvnet": SaliencyMethod(deconvnet, "deconvnet"),
-    "guided_backprop": SaliencyMethod(guided_backprop, "guided backprop"),
+    "deconvnet": SaliencyMethod(deconvnet, "deconvnet", rule="deconvnet"),
+    "guided_backprop": SaliencyMethod(guided_backprop, "guided backprop", rule="guided"),
     "input_x_gradient": SaliencyMethod(input_x_gradient, "input × gradient"),
     "smoothgrad": SaliencyMethod(smoothgrad, "SmoothGrad"),
     "integrated_gradients": SaliencyMethod(integrated_gradients, "integrated gradients"),
@@ -284,7 +288,19 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
         )
     check_choice("quantity", options.get("quantity", "logit"), QUANTITIES)
     x = net.prepare(image)
-    return fn(net, x, target, **options).detach()
+    result = fn(net, x, target, **options).detach()
+    rule = METHODS[method].rule
+    if rule != "gradient" and not net.last_rule[1]:
+        warnings.warn(
+            f"{net.name} has no ReLU-family or gated activation (GELU, SiLU, Hardswish, Mish) on the way to "
+            f"this target, so {method} has nothing to act on and equals the plain gradient",
+            RuleWarning, stacklevel=3,
+        )
+    return result
+
+
+class RuleWarning(UserWarning):
+    """A backward rule (guided, deconvnet) found no nonlinearity to act on: the map is the gradient."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,274 @@
+"""Gradient ascent on the input: what a unit or class looks for (feature visualisation) and DeepDream.
+
+Erhan et al. 2009 and Simonyan et al. 2014 (activation maximisation); Olah, Mordvintsev &
+Schubert, "Feature Visualization", Distill 2017 (Fourier parametrisation, colour decorrelation,
+transformation robustness, diversity); Mordvintsev, Olah & Tyka, "Inceptionism" 2015 (DeepDream).
+From a start image ``x0`` instead of noise, a few steps towards another class give an image that
+still looks like ``x0`` but is classified as the target: an adversarial example (Szegedy et al. 2014).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..checks import check_bool, check_choice, check_float, check_int
+from ..core import NetworkBase
+from ..errors import CnnWidgetsError, OptionError
+from ..hooks import inference_state
+from ..images import ImageLike
+from ..preprocess import display_pixels, pixels_to_input
+from ..targets import Target, Unit
+from .objectives import Direction, LayerTarget, Objective, diversity, objective_layer, objective_value
+from .param import PARAMS, ImageParam
+from .transforms import TRANSFORM_SETS, apply_all, transform_set
+
+FrameCallback = Callable[[int, np.ndarray, float], "bool | None"]  # (step, frame, objective) -> False stops
+
+
+@dataclass
+class Visualization:
+    """The result of :func:`visualize` or :func:`dream`.
+
+    Attributes
+    ----------
+    image
+        The (first) picture, a ``PIL.Image`` in pixel space.
+    images
+        Every picture of the batch (``n`` of them with ``n > 1``).
+    input
+        The model input ``[C, H, W]`` for :attr:`image` (normalised, at the model's input size):
+        ``net.activations(viz.input)`` measures it the way the engine measures any tensor.
+    objective
+        The objective (mean over the batch) after each step.
+    frames
+        ``uint8 [F, H, W, 3]`` snapshots of the first picture every ``every`` steps (and the last).
+    interrupted
+        True when Ctrl-C or a callback stopped the run early (everything above is what was reached).
+    """
+
+    image: Image.Image
+    images: list[Image.Image]
+    input: torch.Tensor
+    objective: list[float]
+    frames: np.ndarray
+    interrupted: bool = False
+    settings: dict = field(default_factory=dict)
+
+
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    return (pixels.detach().clamp(0, 1).permute(1, 2, 0).cpu().float().numpy() * 255).round().astype(np.uint8)
+
+
+def _objective(net: NetworkBase, target) -> Objective:
+    if isinstance(target, (Direction, LayerTarget)):
+        net.layer(target.layer)
+        return target
+    if isinstance(target, str) and target in net.layer_names:
+        return LayerTarget(target)
+    return net.resolve_target(target)
+
+
+def runs_at(net: NetworkBase, size: int) -> bool:
+    """Whether the model runs on ``size x size`` inputs (a fully convolutional body with global pooling)."""
+    try:
+        net._structure(torch.zeros(1, net.input_channels, size, size, device=net.device, dtype=net.dtype))
+    except CnnWidgetsError:
+        return False
+    return True
+
+
+def _model_input(net: NetworkBase, pixels: torch.Tensor, size: int, native: bool) -> torch.Tensor:
+    """Pixels after the transforms back at ``size`` (or at the model's input size if it needs that)."""
+    hw = (size, size) if native else net.input_size
+    if tuple(pixels.shape[-2:]) != tuple(hw):
+        pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
+    return pixels_to_input(pixels, net.preprocess, net.input_channels)
+
+
+def start_pixels(net: NetworkBase, image: ImageLike, size: int) -> torch.Tensor:
+    """``[1, 3, size, size]`` pixels in ``[0, 1]`` of what the model sees of ``image``."""
+    shown = display_pixels(image, net.preprocess, net.prepare(image))
+    x = torch.from_numpy(shown).permute(2, 0, 1)[None].float() / 255
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) if x.shape[-1] != size else x
+
+
+def _forward_value(net: NetworkBase, objective: Objective, x: torch.Tensor):
+    layer = objective_layer(objective)
+    logits, outputs = net.forward(x, layers=[layer] if layer else [], stop_early=layer is not None)
+    return objective_value(objective, logits, outputs), outputs.get(layer) if layer else None
+
+
+def visualize(
+    net: NetworkBase, target: Target | str | Direction, steps: int = 256, size: int | None = None, lr: float = 0.05,
+    param: str = "fourier", decorrelate: bool = True, transforms: str = "standard", start: ImageLike | None = None,
+    seed: int = 0, every: int = 16, progress: bool = True, negative: bool = False, n: int = 1,
+    diversity_weight: float = 0.0, l2: float = 0.0, tv: float = 0.0, callback: FrameCallback | None = None,
+) -> Visualization:
+    """Optimise an image so that ``target`` is as large as possible (or as small: ``negative``).
+
+    Parameters
+    ----------
+    target
+        Class index or label (its logit), ``cw.Unit`` (the mean of its map; with a position, that
+        neuron), a layer name (DeepDream's mean square) or a :class:`Direction`.
+    steps, lr
+        Adam steps and learning rate on the parameters.
+    size
+        Side of the optimised picture (default: the model's input side); it is resized to the
+        model's input size after the transforms.
+    param, decorrelate
+        ``"fourier"`` (default) or ``"pixel"`` (the naive ascent, for comparison); colour decorrelation.
+    transforms
+        ``"standard"`` (pad, jitter, scale, rotate, jitter; Lucid's set) or ``"none"``.
+    start
+        An image to start from instead of noise (``x0``): a few steps towards a class give an
+        adversarial example.
+    seed
+        Makes the run reproducible (initial noise and transforms).
+    every
+        Keep a frame (and call ``callback``) every ``every`` steps.
+    n, diversity_weight
+        A batch of ``n`` pictures pushed apart by Lucid's diversity term with this weight.
+    l2, tv
+        Weights of an L2 penalty on ``pixels - 0.5`` and of total variation (Mahendran & Vedaldi 2015).
+    callback
+        Called as ``callback(step, frame, objective)`` with every kept frame; returning ``False`` stops.
+    """
+    objective = _objective(net, target)
+    steps, every, n = check_int("steps", steps), check_int("every", every), check_int("n", n)
+    lr = check_float("lr", lr, low=0, open_low=True)
+    check_choice("param", param, PARAMS)
+    check_choice("transforms", transforms, TRANSFORM_SETS)
+    decorrelate, negative, progress = check_bool("decorrelate", decorrelate), check_bool("negative", negative), check_bool("progress", progress)
+    diversity_weight, l2, tv = (check_float(name, v, low=0) for name, v in (("diversity_weight", diversity_weight), ("l2", l2), ("tv", tv)))
+    seed = check_int("seed", seed, low=0)
+    size = check_int("size", size, low=8, high=1024) if size is not None else net.input_size[0]
+    if diversity_weight and objective_layer(objective) is None:
+        raise OptionError("diversity_weight needs a unit, layer or direction target (a class has no layer to compare)")
+    generator = torch.Generator().manual_seed(seed)
+    native = size == net.input_size[0] == net.input_size[1] or runs_at(net, size)
+    x0 = start_pixels(net, start, size) if start is not None else None
+    image = ImageParam(n, size, param, decorrelate, start=x0, generator=generator).to(net.device)
+    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    chain = transform_set(transforms, size)
+    sign = -1.0 if negative else 1.0
+    curve: list[float] = []
+    frames: list[np.ndarray] = []
+    interrupted = False
+    bar = _bar(steps, "visualize", progress)
+    try:
+        with inference_state(net.model), torch.enable_grad():
+            for step in range(1, steps + 1):
+                optimizer.zero_grad(set_to_none=True)
+                pixels = image()
+                x = _model_input(net, apply_all(chain, pixels, generator), size, native)
+                value, h = _forward_value(net, objective, x.to(net.dtype))
+                loss = -sign * value.mean()
+                if diversity_weight and h is not None:
+                    loss = loss + diversity_weight * diversity(h)
+                if l2:
+                    loss = loss + l2 * (pixels - 0.5).pow(2).mean()
+                if tv:
+                    loss = loss + tv * ((pixels[..., 1:, :] - pixels[..., :-1, :]).abs().mean()
+                                        + (pixels[..., :, 1:] - pixels[..., :, :-1]).abs().mean())
+                loss.backward()
+                optimizer.step()
+                curve.append(float(value.detach().mean()))
+                if bar is not None:
+                    bar.update(1)
+                if step % every == 0 or step == steps:
+                    frame = _to_uint8(image().detach()[0])
+                    frames.append(frame)
+                    if callback is not None and callback(step, frame, curve[-1]) is False:
+                        interrupted = step < steps
+                        break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    with torch.no_grad():
+        final = image().detach().float()
+    settings = dict(steps=steps, size=size, lr=lr, param=param, decorrelate=decorrelate, transforms=transforms,
+                    seed=seed, negative=negative, n=n, start=start is not None)
+    return _result(net, final, curve, frames, interrupted, settings)
+
+
+def _result(net, final: torch.Tensor, curve, frames, interrupted, settings) -> Visualization:
+    pictures = [Image.fromarray(_to_uint8(p)) for p in final]
+    with torch.no_grad():
+        model_input = _model_input(net, final[:1].to(net.device), net.input_size[0], False).to(net.dtype)[0].detach()
+    shape = (0, *final.shape[-2:], 3)
+    stacked = np.stack(frames) if frames else np.zeros(shape, np.uint8)
+    return Visualization(pictures[0], pictures, model_input, curve, stacked, interrupted, settings)
+
+
+def _bar(total: int, desc: str, show: bool):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False)
+
+
+def dream(
+    net: NetworkBase, image: ImageLike, layer: str | Unit, octaves: int = 4, octave_scale: float = 1.4,
+    steps: int = 10, lr: float = 0.02, jitter: int = 32, seed: int = 0, progress: bool = True,
+    callback: FrameCallback | None = None,
+) -> Visualization:
+    """DeepDream (Mordvintsev, Olah & Tyka 2015): amplify what ``layer`` sees in ``image``.
+
+    Gradient ascent of the layer's mean square (or a unit's mean) on the image itself, octave by
+    octave from ``octave_scale ** (octaves - 1)`` times smaller up to full size, each step with a
+    random shift of up to ``jitter`` pixels and a gradient normalised by its mean magnitude; the
+    detail found at one octave is carried up to the next.
+    """
+    objective = LayerTarget(net.layer(layer).name) if isinstance(layer, str) else net.resolve_target(layer)
+    octaves, steps, seed = check_int("octaves", octaves), check_int("steps", steps), check_int("seed", seed, low=0)
+    jitter = check_int("jitter", jitter, low=0)
+    lr = check_float("lr", lr, low=0, open_low=True)
+    octave_scale = check_float("octave_scale", octave_scale, low=1)
+    generator = torch.Generator().manual_seed(seed)
+    h, w = net.input_size
+    base = start_pixels(net, image, h).to(net.device)
+    if (h, w) != tuple(base.shape[-2:]):
+        base = F.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
+    sizes = [(max(8, round(h / octave_scale**i)), max(8, round(w / octave_scale**i))) for i in reversed(range(octaves))]
+    detail = torch.zeros_like(base)
+    curve, frames, interrupted = [], [], False
+    bar = _bar(octaves * steps, "dream", progress)
+    try:
+        with inference_state(net.model), torch.enable_grad():
+            for octave, hw in enumerate(sizes):
+                octave_base = F.interpolate(base, size=hw, mode="bilinear", align_corners=False)
+                x = (octave_base + F.interpolate(detail, size=hw, mode="bilinear", align_corners=False)).detach()
+                for step in range(steps):
+                    dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
+                    shifted = torch.roll(x, (dy, dx), dims=(2, 3)).requires_grad_(True)
+                    value, _ = _forward_value(net, objective, pixels_to_input(shifted, net.preprocess, net.input_channels).to(net.dtype))
+                    (grad,) = torch.autograd.grad(value.sum(), shifted)
+                    grad = torch.roll(grad, (-dy, -dx), dims=(2, 3))
+                    x = (x + lr * grad / grad.abs().mean().clamp_min(1e-12)).clamp(0, 1).detach()
+                    curve.append(float(value.detach().sum()))
+                    if bar is not None:
+                        bar.update(1)
+                detail = x - octave_base
+                frame = _to_uint8(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0])
+                frames.append(frame)
+                if callback is not None and callback(octave + 1, frame, curve[-1]) is False:
+                    interrupted = octave + 1 < octaves
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    final = (base + F.interpolate(detail, size=(h, w), mode="bilinear", align_corners=False)).clamp(0, 1)
+    settings = dict(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter, seed=seed)
+    return _result(net, final.cpu(), curve, frames, interrupted, settings)

@@ -1,0 +1,158 @@
+"""Feature visualisation and DeepDream against independent measurements: the objective is measured
+again through ``net.activations`` (not read back from the optimiser), the frequency content through
+an FFT, the adversarial flip through ``net.predict``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+import cnn_widgets as cw
+from cnn_widgets.engine.hooks import hook_count
+from cnn_widgets.engine.visualize import high_frequency_energy
+
+
+def small_net(act=nn.ReLU) -> cw.Network:
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), act(), nn.Conv2d(8, 8, 3, padding=1), act(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return cw.Network(model, preprocess=T.Compose([T.Resize((32, 32)), T.ToTensor()]), labels=list("abcd"))
+
+
+def snapshot(model):
+    return ({k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in model.modules()],
+            [p.requires_grad for p in model.parameters()], hook_count(model))
+
+
+def assert_untouched(model, before):
+    state, training, grads, hooks = before
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert [m.training for m in model.modules()] == training
+    assert [p.requires_grad for p in model.parameters()] == grads
+    assert hook_count(model) == hooks and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.SiLU, nn.ReLU6])
+def test_ascent_raises_the_unit_measured_independently(act):
+    net = small_net(act)
+    net.model.train()  # must come back in train mode
+    before = snapshot(net.model)
+    unit = cw.Unit("2", 5)
+    viz = net.visualize(unit, steps=24, progress=False)
+    after = net.activations(viz.input, ["2"])["2"][5].mean().item()
+    noise = net.activations(torch.rand(3, 32, 32), ["2"])["2"][5].mean().item()
+    assert after > noise + 0.1
+    assert viz.objective[-1] > viz.objective[0]
+    assert viz.image.size == (32, 32) and viz.input.shape == (3, 32, 32)
+    assert viz.frames.dtype == np.uint8 and viz.frames.shape == (2, 32, 32, 3)
+    assert_untouched(net.model, before)
+
+
+def test_negative_lowers_the_unit_and_a_class_target_raises_its_logit():
+    net = small_net()
+    low = net.visualize(cw.Unit("2", 5), steps=16, negative=True, progress=False)
+    high = net.visualize(cw.Unit("2", 5), steps=16, progress=False)
+    measure = lambda v: net.activations(v.input, ["2"])["2"][5].mean().item()  # noqa: E731
+    assert measure(low) < measure(high)
+    cls = net.visualize("c", steps=16, progress=False)
+    assert net.logits(cls.input)[2] > net.logits(torch.full((3, 32, 32), 0.5))[2]
+
+
+def test_same_seed_same_picture_other_seed_other_picture():
+    net = small_net()
+    a = net.visualize(cw.Unit("0", 1), steps=6, progress=False, seed=3)
+    b = net.visualize(cw.Unit("0", 1), steps=6, progress=False, seed=3)
+    c = net.visualize(cw.Unit("0", 1), steps=6, progress=False, seed=4)
+    assert np.array_equal(np.asarray(a.image), np.asarray(b.image))
+    assert not np.array_equal(np.asarray(a.image), np.asarray(c.image))
+
+
+def test_fourier_has_less_high_frequency_energy_than_pixels():
+    net = small_net()
+    kw = dict(steps=24, progress=False, transforms="none", seed=0)
+    fourier = net.visualize(cw.Unit("2", 3), param="fourier", **kw)
+    pixel = net.visualize(cw.Unit("2", 3), param="pixel", **kw)
+    to_t = lambda v: torch.from_numpy(np.array(v.image)).permute(2, 0, 1).float() / 255  # noqa: E731
+    assert high_frequency_energy(to_t(fourier)) < high_frequency_energy(to_t(pixel))
+
+
+def test_diversity_gives_different_pictures_and_callback_stops():
+    net = small_net()
+    viz = net.visualize(cw.Unit("2", 1), steps=8, n=3, diversity_weight=1.0, progress=False)
+    assert len(viz.images) == 3
+    assert not np.array_equal(np.asarray(viz.images[0]), np.asarray(viz.images[1]))
+    seen = []
+    stopped = net.visualize(cw.Unit("2", 1), steps=40, every=4, progress=False,
+                            callback=lambda step, frame, value: seen.append(step) or len(seen) < 2)
+    assert seen == [4, 8] and stopped.interrupted and len(stopped.objective) == 8
+
+
+def test_start_image_and_pixel_param_reproduce_the_start():
+    net = small_net()
+    cat = cw.sample_image("cat")
+    viz = net.visualize(0, steps=1, lr=1e-6, start=cat, param="pixel", transforms="none", progress=False)
+    shown = net.display_image(cat).astype(int)
+    assert np.abs(np.asarray(viz.image).astype(int) - shown).max() <= 2
+    fourier = net.visualize(0, steps=1, lr=1e-6, start=cat, param="fourier", transforms="none", progress=False)
+    assert np.abs(np.asarray(fourier.image).astype(int) - shown).max() <= 2
+
+
+def test_dream_amplifies_its_layer():
+    net = small_net()
+    cat = cw.sample_image("cat")
+    before = snapshot(net.model)
+    dream = net.dream(cat, "2", octaves=2, steps=5, progress=False)
+    energy = lambda x: net.activations(x, ["2"])["2"].pow(2).mean().item()  # noqa: E731
+    assert energy(dream.input) > energy(cat)
+    assert dream.image.size == (32, 32) and len(dream.frames) == 2
+    assert_untouched(net.model, before)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda n: n.visualize(cw.Unit("2", 0), steps=0), cw.OptionError, "steps must be a positive integer"),
+        (lambda n: n.visualize(cw.Unit("2", 0), param="pixels"), cw.OptionError, "did you mean 'pixel'"),
+        (lambda n: n.visualize(cw.Unit("2", 0), transforms="all"), cw.OptionError, "transforms must be one of"),
+        (lambda n: n.visualize(cw.Unit("2", 0), lr=-1), cw.OptionError, "lr must be a positive number"),
+        (lambda n: n.visualize(0, n=2, diversity_weight=1.0), cw.OptionError, "diversity_weight needs"),
+        (lambda n: n.visualize(cw.Unit("9", 0)), cw.LayerNotFoundError, "no explorable layer"),
+        (lambda n: n.visualize(cw.Unit("2", 99)), cw.TargetError, "out of range"),
+        (lambda n: n.dream(cw.sample_image("cat"), "nope"), cw.LayerNotFoundError, "no explorable layer"),
+        (lambda n: n.dream(cw.sample_image("cat"), "2", octave_scale=0.5), cw.OptionError, "octave_scale"),
+    ],
+)
+def test_bad_options_are_refused_and_leave_the_model(call, error, message):
+    net = small_net()
+    before = snapshot(net.model)
+    with pytest.raises(error, match=message):
+        call(net)
+    assert_untouched(net.model, before)
+
+
+@pytest.mark.slow
+def test_default_model_goldfish_from_the_cat_is_an_adversarial_example():
+    net = cw.load_default()
+    cat = cw.sample_image("cat")
+    adv = net.visualize("goldfish", steps=12, lr=0.02, start=cat, param="pixel", transforms="none", progress=False)
+    assert net.predict(adv.input, k=1)[0].label.startswith("goldfish")
+    change = np.abs(np.asarray(adv.image).astype(int) - net.display_image(cat).astype(int)).max() / 255
+    assert change < 0.1  # still looks like the cat
+
+
+@pytest.mark.slow
+def test_default_model_deep_unit_beats_every_offline_photo():
+    net = cw.load_default()
+    unit = cw.Unit("blocks.5.3", 95)
+    viz = net.visualize(unit, steps=48, progress=False)
+    ours = net.activations(viz.input, [unit.layer])[unit.layer][unit.channel].mean().item()
+    photos = cw.datasets.photos()
+    best = max(net.activations(photos[i][0] if isinstance(photos[i], tuple) else photos[i], [unit.layer])[unit.layer][unit.channel].mean().item()
+               for i in range(len(photos)))
+    assert ours > best
