@@ -59,7 +59,7 @@ def main(repeats: int = 3) -> None:
         times, payload, raw = [], 0, 0
         for i in range(repeats):
             sent.clear()
-            explorer._tree_cache.clear()
+            explorer.panels["tree"].forget()  # time the computation, not the cache
             start = time.perf_counter()
             action(i)
             times.append(time.perf_counter() - start)

@@ -1,41 +1,43 @@
-"""``cw.Explorer``: the live CNN explorer widget (state in traitlets, drawing in js/)."""
+"""``cw.Explorer``: the live CNN explorer widget (state in traitlets, drawing in js/).
+
+This file holds the traits, their validation and the messages from the front end. What each panel
+shows is computed in ``panels/<name>.py``; which trait change recomputes which panel is the table
+in ``panels/__init__.py``; every choice, label and range the front end offers is the ``choices``
+trait, read off the traits below and the engine's registries.
+"""
 
 from __future__ import annotations
 
 import io
-import math
 import pathlib
 import time
 import traceback
 
-import numpy as np
-import torch
 import traitlets
-from traitlets import Bool, Dict, Float, Int, List, TraitError, Unicode, Union, observe, validate
+from traitlets import Dict, Int, List, TraitError, Unicode, Union, observe, validate
 
 import anywidget
 
-from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit, sample_image, to_rgb_image
-from ..engine.errors import closest_names
-from . import colormaps, panels
+from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit, to_rgb_image
+from ..engine.contributions import RULES
+from ..engine.occlusion import FILLS
+from ..engine.targets import REDUCES
+from . import colormaps, validation
+from .options import Choice, FloatRange, IntRange, check_option, describe
+from .panels import PANELS, panels_recomputed_by, triggers
+from .panels.feature_maps import SCALINGS
+from .panels.scan_layer import scan_summary
+from .panels.top_images import RECONSTRUCTIONS
 from .scheduler import Pipeline
 from .serialization import Array
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
-
-#: Panels in the order they are computed (cheap first, occlusion last).
-PANELS = ("image", "predictions", "fmap", "scan_layer", "filters", "top_images", "saliency", "tree", "occlusion")
-#: Reconstructions offered beside the top patches (``Scan.top_images(method=...)``).
-RECONSTRUCTIONS = ("deconvnet", "guided_backprop", "gradient")
-#: The panels below the feature maps, shown one at a time (keeps the widget short enough that
-#: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
-TABS = ("tree", "top_images", "embedding", "filters")
-SCAN_TABS = ("top_images", "embedding")
-#: At most this many scatter thumbnails are sent (more images: every n-th one has a thumbnail).
-MAX_EMBEDDING_THUMBS = 5000
-from ..engine.occlusion import FILLS as OCCLUSION_FILLS
 CUSTOM_IMAGE = "custom"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+#: The views below the feature maps, shown one at a time (keeps the widget short enough that
+#: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
+TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters"}
+SCAN_TABS = ("top_images", "embedding")  # shown only while a scan is attached
 
 
 def default_layer(net: Network) -> str:
@@ -70,64 +72,62 @@ class Explorer(anywidget.AnyWidget):
     _esm = BUNDLE
 
     # ---------------------------------------------------------------- settings (front end <-> kernel)
-    image_name = Unicode("cat").tag(sync=True)
+    image_name = Choice({**{name: name for name in SAMPLE_IMAGES}, CUSTOM_IMAGE: "your image"}, "cat",
+                        unknown="unknown sample image {value!r}; choose one of {allowed}").tag(sync=True)
     layer = Unicode("").tag(sync=True)
     channel = Int(0).tag(sync=True)
     target = Union([Unicode(), Int()], default_value="top").tag(sync=True)
-    method = Unicode("guided_backprop").tag(sync=True)
-    opacity = Float(0.6).tag(sync=True)
-    window = Int(48).tag(sync=True)
-    stride = Int(24).tag(sync=True)
-    fill = Unicode("mean").tag(sync=True)
-    k = Int(5).tag(sync=True)
-    depth = Int(1).tag(sync=True)
-    rule = Unicode("guided").tag(sync=True)
-    reduce = Unicode("max").tag(sync=True)
-    scaling = Unicode("shared").tag(sync=True)
-    colormap = Unicode("viridis").tag(sync=True)
-    tree_path = List(List()).tag(sync=True)
-    reconstruction = Unicode("deconvnet").tag(sync=True)  # of the top patches: deconvnet | guided_backprop | gradient
-    tab = Unicode("tree").tag(sync=True)  # the panel shown below the feature maps: tree | top_images | embedding | filters
-    request_seq = Int(0).tag(sync=True)
+    method = Unicode("guided_backprop").tag(sync=True)  # one of choices["options"]["method"]
+    opacity = FloatRange(0.6, min=0.0, max=1.0, step=0.05).tag(sync=True)
+    window = IntRange(48, min=8, max=224, step=4).tag(sync=True)
+    stride = IntRange(24, min=8, max=112, step=4).tag(sync=True)  # at most 28 x 28 windows; never above the window
+    fill = Choice(FILLS, "mean").tag(sync=True)
+    k = IntRange(5, min=1, max=12).tag(sync=True)
+    depth = IntRange(1, min=1, max=3).tag(sync=True)
+    rule = Choice(RULES, "guided").tag(sync=True)
+    reduce = Choice(REDUCES, "max").tag(sync=True)
+    scaling = Choice(SCALINGS, "shared").tag(sync=True)
+    colormap = Choice(colormaps.names(), "viridis").tag(sync=True)
+    tree_path = List(List()).tag(sync=True)  # the expanded path of the tree: [layer, channel] steps
+    reconstruction = Choice(RECONSTRUCTIONS, "deconvnet").tag(sync=True)  # of the top patches
+    tab = Choice(TABS, "tree").tag(sync=True)
+    request_seq = Int(0).tag(sync=True)  # bumped by the front end with each change that needs the kernel
 
     # ---------------------------------------------------------------- results (kernel -> front end)
-    layers = List(Dict()).tag(sync=True)
-    image_data = Array()
-    predictions = List(Dict()).tag(sync=True)
-    target_label = Unicode("").tag(sync=True)
-    fmap = Array()
+    # Each *_info dict is described by a TypedDict in the panel file that fills it.
+    choices = Dict().tag(sync=True)  # {"options": {trait: [[value, label], ...]}, "ranges": {trait: {min, max, step}},
+    #   "panels": {panel: label}, "scan_tabs": [tab, ...], "shown_only": {trait: [value]}}; set once, at construction
+    layers = List(Dict()).tag(sync=True)  # [{"name", "kind", "shape"}] of every explorable layer
+    image_data = Array()  # panels/image.py
+    predictions = List(Dict()).tag(sync=True)  # panels/predictions.py: PredictionEntry
+    fmap = Array()  # panels/feature_maps.py: uint8 [C, h, w], float32 [C], uint8 [C]; FmapInfo
     fmap_max = Array()
     fmap_dead = Array()
     fmap_info = Dict().tag(sync=True)
-    saliency = Array()
+    saliency = Array()  # panels/saliency.py: uint8 [H, W]; SaliencyInfo
     saliency_info = Dict().tag(sync=True)
-    occlusion = Array()
+    occlusion = Array()  # panels/occlusion.py: uint8 [H, W], 128 = 0; OcclusionInfo
     occlusion_info = Dict().tag(sync=True)
-    filters = Array()
+    filters = Array()  # panels/filters.py; FiltersInfo
     filters_info = Dict().tag(sync=True)
-    tree = Dict().tag(sync=True)
+    tree = Dict().tag(sync=True)  # panels/tree.py: TreeInfo
     tree_pictures = Array()  # uint8 [N, 128, 128, 3]: each node's picture cropped to its energy box
     tree_full = Array()  # uint8 [N, 112, 112, 3]: each node's whole picture (enlarged view, crop box drawn)
-    # dataset scan (issue 4): empty / None while no scan is attached
-    scan_info = Dict().tag(sync=True)  # {"text", "layers", "count", "k", "labels"}; {} without a scan
-    top_info = Dict().tag(sync=True)  # {"unit": "layer:channel", "items": [...], "message", "method", "seq"}
+    scan_info = Dict().tag(sync=True)  # panels/scan_layer.py: ScanInfo; {} without a scan
+    top_info = Dict().tag(sync=True)  # panels/top_images.py: TopInfo
     top_crops = Array()  # uint8 [k, h, w, 3], crop i in [i, :items[i].height, :items[i].width]
     top_reconstructions = Array()  # same layout, grey = 0
-    scan_dead = Array()  # uint8 [C] of scan_layer_info["layer"]: 1 where the channel (nearly) never fires
-    scan_layer_info = Dict().tag(sync=True)  # {"layer", "in_scan", "message", "dead", "label_names", "thumb_step", ...}
+    scan_layer_info = Dict().tag(sync=True)  # panels/scan_layer.py: ScanLayerInfo
+    scan_dead = Array()  # uint8 [C]: 1 where the channel (nearly) never fires over the scan
     embedding = Array()  # float32 [N, 2]: PCA of the scanned images' codes at the layer
     embedding_labels = Array()  # float32 [N]: label code (index into label_names), -1 none; None without labels
     embedding_thumbs = Array()  # uint8 [M, t, t, 3]: thumbnail of image i * thumb_step
     scan_index = Int(-1).tag(sync=True)  # which scanned image is shown (-1: not one of the scan's)
-    methods = List(Unicode(), default_value=list(panels.SALIENCY_METHODS)).tag(sync=True)
-    fills = List(Unicode(), default_value=list(OCCLUSION_FILLS)).tag(sync=True)
-    sample_images = List(Unicode(), default_value=list(SAMPLE_IMAGES)).tag(sync=True)
-    colormap_names = List(Unicode(), default_value=colormaps.names()).tag(sync=True)
     error = Unicode("").tag(sync=True)
-    status = Unicode("idle").tag(sync=True)
+    status = Unicode("idle").tag(sync=True)  # "idle" | "busy" | "error"
     working = Unicode("").tag(sync=True)  # the panel being computed now (shown while busy)
-    result_seq = Int(0).tag(sync=True)
-    timings = Dict().tag(sync=True)  # seconds per panel of the last computation (benchmark, tests)
+    result_seq = Int(0).tag(sync=True)  # the request_seq whose results are all shown
+    timings = Dict().tag(sync=True)  # {panel: seconds} of the last computation (benchmark, tests)
 
     # ---------------------------------------------------------------- kernel-only
     net = traitlets.Instance(Network, allow_none=True)
@@ -136,14 +136,13 @@ class Explorer(anywidget.AnyWidget):
 
     def __init__(self, net: Network | None = None, image=None, scan=None, **kwargs):
         self._errors: dict[str, str] = {}
-        self._thumb_cache: tuple | None = None
         self._next_scan_index = -1
-        self._tree_cache: dict[tuple, tuple[dict, np.ndarray]] = {}
-        self._image_version = 0
         self._image_source: str | None = None
         self._naming_image = False
         self._ready = False
-        self.pipeline = Pipeline(PANELS, self._compute_panel, self._set_busy)
+        self.panels = {row.panel.name: row.panel() for row in PANELS}
+        self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy)
+        self.choices = self._choices()  # before the keyword arguments: `method` is checked against it
         if net is None:
             from ..engine import load_default
 
@@ -156,163 +155,73 @@ class Explorer(anywidget.AnyWidget):
         self.scan = scan
         self._ready = True
         self.on_msg(self._on_custom_message)
-        self.pipeline.request(PANELS, deferred=False)
+        self.pipeline.request(self.panels, deferred=False)
 
-    # ---------------------------------------------------------------- validation
+    def _choices(self) -> dict:
+        options, ranges = describe(self)
+        for row in PANELS:
+            options.update(row.panel.options())  # built now: e.g. methods registered at run time
+        options["target"] = [[value, label] for value, label in validation.TARGETS.items()]
+        return {"options": options, "ranges": ranges, "panels": {row.panel.name: row.panel.label for row in PANELS},
+                "scan_tabs": list(SCAN_TABS), "shown_only": {"image_name": [CUSTOM_IMAGE]}}
+
+    # ---------------------------------------------------------------- validation (what depends on the network)
     @validate("net")
     def _valid_net(self, proposal):
-        value = proposal["value"]
-        if isinstance(value, torch.nn.Module):
-            value = Network(value)
-        if not isinstance(value, Network):
-            raise TraitError(f"net must be a cw.Network or a torch.nn.Module, got {type(value).__name__}")
-        value.layers  # raises ModelError for models without conv layers
-        return value
+        return validation.check_net(proposal["value"])
 
     @validate("image")
     def _valid_image(self, proposal):
-        value = proposal["value"]
         try:
-            if isinstance(value, str) and value in SAMPLE_IMAGES:
-                value = sample_image(value)
-            elif isinstance(value, torch.Tensor):
-                value = value.detach().clone()
-            else:
-                value = to_rgb_image(value)
-            if self.net is not None:
-                self.net.prepare(value)  # wrong sizes, NaNs, ... are refused before anything changes
-            return value
+            return validation.check_image(self.net, proposal["value"])
         except CnnWidgetsError as exc:
             self._report("image", str(exc))
             raise TraitError(str(exc)) from exc
 
     @validate("scan")
     def _valid_scan(self, proposal):
-        value = proposal["value"]
-        if value is None:
-            return None
-        if not all(callable(getattr(value, name, None)) for name in ("top_images", "embedding", "dead_channels")):
-            raise TraitError(f"scan must be the result of net.scan(images) (a cnn_widgets Scan), got {type(value).__name__}")
-        return value
+        return validation.check_scan(proposal["value"])
 
-    @validate("image_name")
-    def _valid_image_name(self, proposal):
-        value = proposal["value"]
-        if value != CUSTOM_IMAGE and value not in SAMPLE_IMAGES:
-            raise TraitError(f"unknown sample image {value!r}; choose one of {', '.join(SAMPLE_IMAGES)}")
-        return value
+    @validate("method")
+    def _valid_method(self, proposal):  # the registry's methods when this Explorer was made
+        check_option("method", proposal["value"], [name for name, _ in self.choices["options"]["method"]])
+        return proposal["value"]
 
     @validate("layer")
     def _valid_layer(self, proposal):
-        value = proposal["value"]
-        if self.net is None:
-            return value
-        names = self.net.layer_names
-        if value not in names:
-            hint = closest_names(str(value), names)
-            raise TraitError(
-                f"no explorable layer {value!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else "")
-            )
-        return value
+        return validation.check_layer(self.net, proposal["value"])
 
     @validate("channel")
     def _valid_channel(self, proposal):
-        value = int(proposal["value"])
-        if self.net is not None and self.layer:
-            channels = self.net.layer(self.layer).channels
-            if not 0 <= value < channels:
-                raise TraitError(f"channel {value} is out of range for layer {self.layer!r} (0..{channels - 1})")
-        elif value < 0:
-            raise TraitError(f"channel must be >= 0, got {value}")
-        return value
+        return validation.check_channel(self.net, self.layer, proposal["value"])
 
     @validate("target")
     def _valid_target(self, proposal):
-        value = proposal["value"]
-        if isinstance(value, str):
-            if value in ("top", "unit"):
-                return value
-            if value.lstrip("-").isdigit():
-                value = int(value)
-            elif self.net is not None:
-                try:
-                    return self.net.class_index(value)
-                except CnnWidgetsError as exc:
-                    raise TraitError(str(exc)) from exc
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TraitError(f"target must be 'top', 'unit', a class index or a class label, got {value!r}")
-        if self.net is not None and not 0 <= value < self.net.num_classes:
-            raise TraitError(f"class index {value} is out of range (0..{self.net.num_classes - 1})")
-        return value
-
-    def _choice(name, options):  # noqa: N805 - a validator factory used in the class body
-        @validate(name)
-        def check(self, proposal):
-            value = proposal["value"]
-            allowed = options(self) if callable(options) else options
-            if value not in allowed:
-                raise TraitError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-            return value
-
-        return check
-
-    _valid_method = _choice("method", panels.SALIENCY_METHODS)
-    _valid_fill = _choice("fill", OCCLUSION_FILLS)
-    _valid_rule = _choice("rule", ("guided", "gradient"))
-    _valid_reduce = _choice("reduce", ("max", "sum"))
-    _valid_scaling = _choice("scaling", ("shared", "per_tile"))
-    _valid_colormap = _choice("colormap", lambda self: colormaps.names())
-    _valid_reconstruction = _choice("reconstruction", RECONSTRUCTIONS)
-    _valid_tab = _choice("tab", TABS)
-    del _choice
-
-    def _int_range(name, lo, hi):  # noqa: N805
-        @validate(name)
-        def check(self, proposal):
-            value = proposal["value"]
-            if not lo <= value <= hi:
-                raise TraitError(f"{name} must be between {lo} and {hi}, got {value}")
-            return value
-
-        return check
-
-    _valid_window = _int_range("window", 4, 224)
-    _valid_stride = _int_range("stride", 8, 112)  # at most 28 x 28 windows
-    _valid_k = _int_range("k", 1, 12)
-    _valid_depth = _int_range("depth", 1, 3)
-    del _int_range
-
-    @validate("opacity")
-    def _valid_opacity(self, proposal):
-        value = float(proposal["value"])
-        if not 0.0 <= value <= 1.0:
-            raise TraitError(f"opacity must be between 0 and 1, got {value}")
-        return value
+        return validation.check_target(self.net, proposal["value"])
 
     @validate("tree_path")
     def _valid_tree_path(self, proposal):
-        path = []
-        for step in proposal["value"]:
-            if len(step) != 2:
-                raise TraitError(f"tree_path steps are [layer, channel] pairs, got {step!r}")
-            layer, channel = str(step[0]), int(step[1])
-            if self.net is not None:
-                info = self.net.layer(layer) if layer in self.net.layer_names else None
-                if info is None or not 0 <= channel < info.channels:
-                    raise TraitError(f"tree_path step {step!r} is not a unit of this network")
-            path.append([layer, channel])
-        return path
+        return validation.check_tree_path(self.net, proposal["value"])
 
-    # ---------------------------------------------------------------- what each change recomputes
+    # ---------------------------------------------------------------- changes
+    def notify_change(self, change):
+        # A change and the changes its observers make are one batch: the panels they dirty are
+        # computed once, after every observer ran (a new layer first puts the channel in range).
+        with self.pipeline.batch():
+            super().notify_change(change)
+
+    @observe(*triggers())
+    def _recompute(self, change):
+        if self._ready:
+            self.pipeline.request(panels_recomputed_by(change["name"], self))
+
     @observe("net")
     def _net_changed(self, change):
-        self._tree_cache.clear()
         net = change["new"]
-        self.layers = [
-            {"name": info.name, "kind": info.kind, "shape": list(info.shape), "mixes": bool(info.mixes_channels)}
-            for info in net.layers
-        ]
-        with self.pipeline.batch(), self.hold_trait_notifications():
+        for panel in self.panels.values():
+            panel.forget()
+        self.layers = [{"name": info.name, "kind": info.kind, "shape": list(info.shape)} for info in net.layers]
+        with self.hold_trait_notifications():
             if self.layer not in net.layer_names:
                 self.layer = default_layer(net)
             if self.channel >= net.layer(self.layer).channels:
@@ -320,26 +229,20 @@ class Explorer(anywidget.AnyWidget):
             if isinstance(self.target, int) and self.target >= net.num_classes:
                 self.target = "top"
             self.tree_path = []
-            self._thumb_cache = None
-            if self._ready:
-                self.pipeline.request(PANELS)
 
     @observe("image")
     def _image_changed(self, change):
-        self._image_version += 1
-        self._tree_cache.clear()
+        for panel in self.panels.values():
+            panel.forget()
         self._clear_error("image")
         name, self._image_source = self._image_source or CUSTOM_IMAGE, None
         self.scan_index, self._next_scan_index = self._next_scan_index, -1
-        with self.pipeline.batch():
-            self._naming_image = True
-            try:
-                self.image_name = name
-            finally:
-                self._naming_image = False
-            self.tree_path = []
-            if self._ready:
-                self.pipeline.request(("image", "predictions", "fmap", "saliency", "tree", "occlusion"))
+        self._naming_image = True
+        try:
+            self.image_name = name
+        finally:
+            self._naming_image = False
+        self.tree_path = []
 
     @observe("image_name")
     def _image_name_changed(self, change):
@@ -350,72 +253,33 @@ class Explorer(anywidget.AnyWidget):
     def _layer_changed(self, change):
         if self.net is not None and self.channel >= self.net.layer(change["new"]).channels:
             self.channel = 0
-        self._request(("fmap", "filters") + self._scan_panels("scan_layer", "top_images") + self._target_panels(unit_only=True))
 
-    @observe("channel")
-    def _channel_changed(self, change):
-        self._request(("filters",) + self._scan_panels("top_images") + self._target_panels(unit_only=True))
+    @observe("window", "stride")
+    def _keep_stride_within_window(self, change):
+        # a stride longer than the window leaves pixels no window covers (the engine refuses it): the other follows
+        if self.stride > self.window:
+            if change["name"] == "window":
+                self.stride = self.window
+            else:
+                self.window = self.stride
 
-    @observe("target")
-    def _target_changed(self, change):
-        self.tree_path = []
-        self._request(self._target_panels())
-
-    @observe("scaling")
-    def _scaling_changed(self, change):
-        self._request(("fmap",))
-
-    @observe("method")
-    def _method_changed(self, change):
-        self._request(("saliency",))
-
-    @observe("window", "stride", "fill")
-    def _occlusion_changed(self, change):
-        self._request(("occlusion",))
-
-    @observe("k", "depth", "rule", "reduce")
-    def _tree_settings_changed(self, change):
-        self.tree_path = []
-        self._request(("tree",))
-
-    @observe("tree_path")
-    def _tree_path_changed(self, change):
-        self._request(("tree",))
+    @observe("target", "k", "depth", "rule", "reduce")
+    def _tree_root_changed(self, change):
+        self.tree_path = []  # the expanded path belongs to the old tree
 
     @observe("scan")
     def _scan_changed(self, change):
-        self._thumb_cache = None
-        scan = change["new"]
-        if scan is None:
-            self.scan_info = {}
+        self.scan_info = scan_summary(change["new"])
+        if change["new"] is None:
             if self.tab in SCAN_TABS:
                 self.tab = "tree"
-        else:
-            if change["old"] is None:
-                self.tab = "top_images"  # a scan was just attached: show what it gives
-            labels = scan.labels
-            self.scan_info = {
-                "text": repr(scan), "layers": list(scan.layers), "count": int(scan.count), "k": int(scan.k),
-                "labels": labels is not None,
-            }
-        self._request(("scan_layer", "top_images"))
+        elif change["old"] is None:
+            self.tab = "top_images"  # a scan was just attached: show what it gives
 
-    @observe("reconstruction")
-    def _reconstruction_changed(self, change):
-        self._request(("top_images",))
-
-    def _scan_panels(self, *panels_: str) -> tuple[str, ...]:
-        """The scan panels among ``panels_``, when a scan is attached (without one they stay empty)."""
-        return panels_ if self.scan is not None else ()
-
-    def _target_panels(self, unit_only: bool = False) -> tuple[str, ...]:
-        if unit_only and self.target != "unit":
-            return ()
-        return ("saliency", "tree", "occlusion")
-
-    def _request(self, panels_: tuple[str, ...]) -> None:
-        if self._ready and panels_:
-            self.pipeline.request(panels_)
+    @observe("error")
+    def _error_changed(self, change):
+        if not self.pipeline.dirty:
+            self.status = "error" if change["new"] else "idle"
 
     # ---------------------------------------------------------------- front-end messages
     def set_state(self, sync_data):
@@ -498,8 +362,8 @@ class Explorer(anywidget.AnyWidget):
         for panel, message in self._errors.items():
             by_message.setdefault(message, []).append(panel)
         self.error = "\n".join(
-            message if panels_ == ["input"] or panels_ == ["image"] else f"{', '.join(panels_)}: {message}"
-            for message, panels_ in by_message.items()
+            message if names in (["input"], ["image"]) else f"{', '.join(names)}: {message}"
+            for message, names in by_message.items()
         )
 
     def _set_busy(self, busy: bool) -> None:
@@ -510,11 +374,6 @@ class Explorer(anywidget.AnyWidget):
                 self.working = ""
                 self.status = "error" if self.error else "idle"
                 self.result_seq = self.request_seq
-
-    @observe("error")
-    def _error_changed(self, change):
-        if not self.pipeline.dirty:
-            self.status = "error" if change["new"] else "idle"
 
     def compute(self) -> None:
         """Finish any pending computation now (front-end changes are otherwise batched)."""
@@ -529,214 +388,22 @@ class Explorer(anywidget.AnyWidget):
             return self.net.top_class(self.image)
         return int(self.target)
 
-    def _compute_panel(self, panel: str) -> None:
-        generation = self.pipeline.generation[panel]
-        self.working = panel
+    def _compute_panel(self, name: str) -> None:
+        generation = self.pipeline.generation[name]
+        self.working = name
         start = time.perf_counter()
         try:
-            result = getattr(self, f"_panel_{panel}")()
+            result = self.panels[name].compute(self)
         except Exception as exc:  # any failure is shown in the widget, which keeps working
             message = str(exc) if isinstance(exc, CnnWidgetsError) else f"{type(exc).__name__}: {exc}"
-            self._report(panel, message)
+            self._report(name, message)
             if not isinstance(exc, CnnWidgetsError):
                 self.log.debug(traceback.format_exc())
             return
-        if self.pipeline.generation[panel] != generation:
+        if self.pipeline.generation[name] != generation:
             return  # a newer request for this panel came in meanwhile; never show the stale result
         with self.hold_sync():
-            for name, value in result.items():
-                setattr(self, name, value)
-            self.timings = {**self.timings, panel: round(time.perf_counter() - start, 4)}
-            self._clear_error(panel)
-
-    def _panel_image(self) -> dict:
-        return {"image_data": self.net.display_image(self.image)}
-
-    def _panel_predictions(self) -> dict:
-        predictions = self.net.predict(self.image, k=5)
-        return {
-            "predictions": [
-                {"label": p.label, "probability": p.probability, "index": p.index, "logit": p.logit} for p in predictions
-            ]
-        }
-
-    def _panel_fmap(self) -> dict:
-        activation = self.net.activations(self.image, [self.layer])[self.layer]
-        maps = panels.feature_maps(activation, self.scaling)
-        info = self.net.layer(self.layer)
-        return {
-            "fmap": maps.fmap,
-            "fmap_max": maps.maxima,
-            "fmap_dead": maps.dead,
-            "fmap_info": {
-                "layer": self.layer, "kind": info.kind, "shape": list(info.shape), "scaling": self.scaling,
-                "lo": maps.lo, "hi": maps.hi, "dead": int(maps.dead.sum()), "seq": self.request_seq,
-            },
-        }
-
-    def _panel_filters(self) -> dict:
-        info = self.net.layer(self.layer)
-        weight = self.net.filters(self.layer) if info.kind in ("conv", "linear") else None
-        shown = panels.filters_display(weight, self.layer, info.kind, self.channel)
-        return {
-            "filters": shown.tiles,
-            "filters_info": {"layer": self.layer, "mode": shown.mode, "caption": shown.caption, "seq": self.request_seq},
-        }
-
-    def _target_text(self, target) -> str:
-        if isinstance(target, Unit):
-            return f"unit {target.layer}[{target.channel}]"
-        return f"class {self.net.label(target)}"
-
-    def _panel_saliency(self) -> dict:
-        target = self.resolved_target()
-        attribution = self.net.saliency(self.image, target, method=self.method)
-        heat, top = panels.saliency_display(attribution, self.method)
-        return {
-            "saliency": heat,
-            "target_label": self._target_text(target),
-            "saliency_info": {"method": self.method, "target": self._target_text(target), "top": top, "seq": self.request_seq},
-        }
-
-    def _panel_occlusion(self) -> dict:
-        target = self.resolved_target()
-        heat = self.net.occlusion(self.image, target, window=self.window, stride=self.stride, fill=self.fill, progress=False)
-        shown, extent = panels.occlusion_display(torch.as_tensor(heat))
-        return {
-            "occlusion": shown,
-            "occlusion_info": {
-                "window": self.window, "stride": self.stride, "fill": self.fill, "extent": extent,
-                "target": self._target_text(target), "seq": self.request_seq,
-            },
-        }
-
-    # ---------------------------------------------------------------- dataset scan panels
-    def _scan_problem(self, layer: str) -> str | None:
-        """Why the scan cannot describe ``layer`` (shown in the panels), or None."""
-        scan = self.scan
-        scanned_net = getattr(scan, "net", None)
-        if scanned_net is not None and scanned_net is not self.net and getattr(scanned_net, "model", None) is not self.net.model:
-            return "the attached scan was made on another network; scan again with net.scan(images)"
-        if layer not in scan.layers:
-            shown = ", ".join(scan.layers[:6]) + (" …" if len(scan.layers) > 6 else "")
-            return (f"layer {layer} is not in this scan (it covers {shown}); scan it with "
-                    f"net.scan(images, layers=[{layer!r}]) or pick a scanned layer")
-        if scan.count == 0:
-            return "the scan covers no image yet"
-        return None
-
-    def _panel_scan_layer(self) -> dict:
-        empty = {"scan_dead": None, "embedding": None, "embedding_labels": None, "embedding_thumbs": None}
-        if self.scan is None:
-            return {**empty, "scan_layer_info": {}}
-        layer, scan = self.layer, self.scan
-        problem = self._scan_problem(layer)
-        if problem:
-            return {**empty, "scan_layer_info": {"layer": layer, "in_scan": False, "message": problem, "seq": self.request_seq}}
-        channels = self.net.layer(layer).channels
-        dead = np.zeros(channels, np.uint8)
-        dead_list = scan.dead_channels(layer)
-        dead[dead_list] = 1
-        info = {"layer": layer, "in_scan": True, "message": "", "dead": len(dead_list), "count": int(scan.count),
-                "method": "pca", "seq": self.request_seq}
-        result = {**empty, "scan_dead": dead}
-        if scan.count >= 2:
-            result["embedding"] = np.ascontiguousarray(scan.embedding(layer, "pca"), np.float32)
-            codes, names = panels.label_codes(scan.labels, getattr(scan, "class_names", None))
-            if len(names):
-                result["embedding_labels"] = codes
-            thumbs, step = self._scan_thumbnails()
-            result["embedding_thumbs"] = thumbs
-            info.update(label_names=names, thumb_step=step, thumb_size=int(thumbs.shape[1]) if thumbs is not None else 0)
-        else:
-            info["message"] = f"an embedding needs at least 2 scanned images, this scan covers {scan.count}"
-        return {**result, "scan_layer_info": info}
-
-    def _scan_thumbnails(self) -> tuple[np.ndarray | None, int]:
-        """Thumbnails of the scanned images (every ``step``-th one), cached per scan and network."""
-        scan = self.scan
-        key = (id(scan), int(scan.count), id(self.net))
-        if self._thumb_cache is not None and self._thumb_cache[0] == key:
-            return self._thumb_cache[1], self._thumb_cache[2]
-        count = int(scan.count)
-        step = max(1, math.ceil(count / MAX_EMBEDDING_THUMBS))
-        indices = range(0, count, step)
-        size = panels.embedding_thumb_size(len(indices))
-        try:
-            thumbs = np.stack([panels.square_thumbnail(self.net.display_image(scan.image(i)), size) for i in indices])
-        except CnnWidgetsError:
-            thumbs = None  # images not available (a loaded scan without them): points only
-        self._thumb_cache = (key, thumbs, step)
-        return thumbs, step
-
-    def _panel_top_images(self) -> dict:
-        if self.scan is None:
-            return {"top_info": {}, "top_crops": None, "top_reconstructions": None}
-        layer, channel = self.layer, self.channel
-        unit = f"{layer}:{channel}"
-        base = {"unit": unit, "layer": layer, "channel": channel, "method": self.reconstruction, "seq": self.request_seq}
-        problem = self._scan_problem(layer)
-        if problem:
-            return {"top_info": {**base, "items": [], "message": problem}, "top_crops": None, "top_reconstructions": None}
-        try:
-            top = self.scan.top_images(Unit(layer, channel), method=self.reconstruction)
-        except CnnWidgetsError as exc:
-            # e.g. a loaded scan without its images: the values are known, the pictures are not
-            table = self.scan.top(layer)
-            items = [{"index": int(i), "value": float(v)} for i, v in zip(table["indices"][channel], table["values"][channel]) if i >= 0]
-            return {"top_info": {**base, "items": items, "message": str(exc)}, "top_crops": None, "top_reconstructions": None}
-        shown = panels.top_patches(top)
-        message = "" if shown.items else "no scanned image yet"
-        return {
-            "top_info": {**base, "items": shown.items, "message": message},
-            "top_crops": shown.crops,
-            "top_reconstructions": shown.reconstructions,
-        }
-
-    def _panel_tree(self) -> dict:
-        target = self.resolved_target()
-        levels, pictures = [], []
-        path: list[Unit] = []
-        for step in [None, *self.tree_path]:
-            if step is not None:
-                path.append(Unit(step[0], int(step[1])))
-            level, level_pictures = self._tree_level(target, tuple(path))
-            offset = len(pictures)
-            pictures.extend(level_pictures)
-            levels.append(_shift_pictures(level, offset))
-        return {
-            "tree": {"levels": levels, "path": [list(s) for s in self.tree_path], "target": self._target_text(target),
-                     "k": self.k, "rule": self.rule, "reduce": self.reduce, "seq": self.request_seq},
-            "tree_pictures": np.stack([crop for crop, _ in pictures]) if pictures else None,
-            "tree_full": np.stack([whole for _, whole in pictures]) if pictures else None,
-        }
-
-    def _tree_level(self, target, path: tuple[Unit, ...]) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
-        key = (self._image_version, id(self.net), target, path, self.k, self.depth, self.rule, self.reduce)
-        cached = self._tree_cache.get(key)
-        if cached is not None:
-            return cached
-        node = self.net.contribution_tree(
-            self.image, target, depth=self.depth, k=self.k, rule=self.rule, reduce=self.reduce, path=path
-        )
-        pictures: list[tuple[np.ndarray, np.ndarray]] = []
-
-        def describe(n) -> dict:
-            # the crop where the picture's energy is, readable at thumbnail size, and the whole picture
-            box = panels.energy_box(n.picture)
-            pictures.append((panels.thumbnail(n.picture, panels.THUMBNAIL, box), panels.thumbnail(n.picture, panels.FULL_THUMBNAIL)))
-            entry = panels.node_json(n, len(pictures) - 1, box, tuple(n.picture.shape[-2:]))
-            entry["children"] = [describe(child) for child in n.children]
-            return entry
-
-        level = describe(node)
-        if len(self._tree_cache) > 64:
-            self._tree_cache.clear()
-        self._tree_cache[key] = (level, pictures)
-        return level, pictures
-
-
-def _shift_pictures(node: dict, offset: int) -> dict:
-    return {**node, "picture": node["picture"] + offset, "children": [_shift_pictures(c, offset) for c in node["children"]]}
-
-
+            for trait, value in result.items():
+                setattr(self, trait, value)
+            self.timings = {**self.timings, name: round(time.perf_counter() - start, 4)}
+            self._clear_error(name)

@@ -60,6 +60,7 @@ class Pipeline:
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
         self._batch_depth = 0
+        self._batch_requested = False
         self._batch_deferred = False
         #: None: defer exactly when handling a front-end (comm) message; True/False forces it (tests).
         self.defer: bool | None = None
@@ -77,21 +78,27 @@ class Pipeline:
         if deferred is None:
             deferred = self.defer if self.defer is not None else in_comm_message()
         if self._batch_depth:
+            self._batch_requested = True
             self._batch_deferred = self._batch_deferred or deferred
             return
         self._trigger(deferred)
 
     @contextmanager
     def batch(self):
-        """Collect the requests made inside the block and start computing once, at its end."""
+        """Collect the requests made inside the block and start computing once, at its end.
+
+        A block that requested nothing starts nothing (panels dirtied earlier wait for their timer).
+        """
         self._batch_depth += 1
         try:
             yield
         finally:
             self._batch_depth -= 1
-            if self._batch_depth == 0 and self.dirty:
-                deferred, self._batch_deferred = self._batch_deferred, False
-                self._trigger(deferred)
+            if self._batch_depth == 0:
+                requested, deferred = self._batch_requested, self._batch_deferred
+                self._batch_requested = self._batch_deferred = False
+                if requested and self.dirty:
+                    self._trigger(deferred)
 
     def _trigger(self, deferred: bool) -> None:
         later = self._call_later() if deferred else None

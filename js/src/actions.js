@@ -11,3 +11,8 @@ export function commit(model, changes, { kernel = true } = {}) {
 export function isBusy(model) {
   return model.get("status") === "busy" || (model.get("result_seq") || 0) < (model.get("request_seq") || 0);
 }
+
+/** Ask the kernel to show image `index` of the attached scan. */
+export function openScanImage(model, index) {
+  model.send({ type: "scan_image", index });
+}

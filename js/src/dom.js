@@ -14,14 +14,7 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** A <select> bound to a trait: options are [value, text] pairs. */
-export function traitSelect(trait, options, value, onChange) {
-  const select = h("select", { "data-trait": trait, title: trait });
-  setOptions(select, options, value);
-  select.addEventListener("change", () => onChange(select.value));
-  return select;
-}
-
+/** Fill a <select> with [value, text, disabled] options (rebuilt only when they change) and select value. */
 export function setOptions(select, options, value) {
   const key = JSON.stringify(options);
   if (select.dataset.options !== key) {

@@ -1,7 +1,8 @@
 // Sample images, and a file picked or dropped on the widget. Big photos are scaled down in the
 // browser first (tornado refuses browser->kernel messages over 10 MiB).
-import { h, listen, traitSelect, setOptions } from "./dom.js";
-import { commit } from "./actions.js";
+import { h } from "./dom.js";
+import { options, shownOnlyValues } from "./choices.js";
+import { choiceSelect } from "./controls.js";
 
 export const MAX_SIDE = 1024;
 
@@ -24,8 +25,11 @@ async function encodeForKernel(file) {
 }
 
 export function mountImageInput(model, root, setStatus) {
-  const options = () => [...model.get("sample_images").map((n) => [n, n]), ["custom", "your image", model.get("image_name") !== "custom"]];
-  const select = traitSelect("image_name", options(), model.get("image_name"), (v) => commit(model, { image_name: v }));
+  // the kernel's "your image" entry (a picked, dropped or scanned image) is shown, never chosen
+  const shownOnly = (m, v) => shownOnlyValues(m, "image_name").includes(v) && m.get("image_name") !== v;
+  const select = choiceSelect(model, "image_name", {
+    optionsOf: (m) => options(m, "image_name").map(([v, text]) => [v, text, shownOnly(m, v)]),
+  });
   const file = h("input", { type: "file", class: "cnnw-file", accept: "image/*", title: "open an image file (or drop one on the widget)" });
 
   async function send(f) {
@@ -45,9 +49,8 @@ export function mountImageInput(model, root, setStatus) {
   root.addEventListener("dragover", onDragOver);
   root.addEventListener("dragleave", onDragLeave);
   root.addEventListener("drop", onDrop);
-  const off = listen(model, ["image_name", "sample_images"], () => setOptions(select, options(), model.get("image_name")));
   return {
-    el: h("span", { class: "cnnw-image-input" }, h("label", {}, "image", select), h("label", { class: "cnnw-open" }, "or open", file)),
-    cleanup() { off(); root.removeEventListener("dragover", onDragOver); root.removeEventListener("dragleave", onDragLeave); root.removeEventListener("drop", onDrop); },
+    el: h("span", { class: "cnnw-image-input" }, h("label", {}, "image", select.el), h("label", { class: "cnnw-open" }, "or open", file)),
+    cleanup() { select.cleanup(); root.removeEventListener("dragover", onDragOver); root.removeEventListener("dragleave", onDragLeave); root.removeEventListener("drop", onDrop); },
   };
 }

@@ -28,6 +28,7 @@ export const CSS = `
 .cnnw-controls { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; margin-bottom: 6px; }
 .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
 .cnnw-controls input[type=range] { width: 90px; }
+.cnnw-slider-value { min-width: 2.2em; display: inline-block; text-align: right; font-variant-numeric: tabular-nums; }
 .cnnw-predictions { display: grid; gap: 2px; margin-top: 6px; }
 .cnnw-pred { display: grid; grid-template-columns: minmax(0, 1fr) 44px; gap: 4px; align-items: center; border: 0; background: none;
   padding: 1px 2px; text-align: left; cursor: pointer; border-radius: 3px; }

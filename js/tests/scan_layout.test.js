@@ -1,8 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { topGrid, fitInside, scatterLayout, placePoints, pointAt, scatterThumb, labelColor, LABEL_COLORS, atlasLayout } from "../src/scan_layout.js";
-import { previewBox } from "../src/tree_view.js";
-import { fmapLayout } from "../src/feature_maps.js";
+import { previewBox } from "../src/panels/tree.js";
+import { fmapLayout } from "../src/panels/feature_maps.js";
 
 test("top images: 9 in a 3 x 3 grid, 4 in 2 x 2, cells within the bounds and the width", () => {
   const nine = topGrid(9, 430);

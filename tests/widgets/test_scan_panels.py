@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import cnn_widgets as cw
-from cnn_widgets.widgets import panels
+from cnn_widgets.widgets.panels import scan_layer, tree as tree_panel
 
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "horse", "coins")
 
@@ -28,7 +28,7 @@ def picture_with_blob(size=224, top=150, left=30, side=20, value=1.0):
 
 def test_energy_box_is_a_square_around_the_energy_at_least_a_quarter_of_the_side():
     p = picture_with_blob()
-    top, left, bottom, right = panels.energy_box(p)
+    top, left, bottom, right = tree_panel.energy_box(p)
     assert bottom - top == right - left, "square"
     assert bottom - top >= 224 // 4
     assert 0 <= top and 0 <= left and bottom <= 224 and right <= 224
@@ -39,7 +39,7 @@ def test_energy_box_is_a_square_around_the_energy_at_least_a_quarter_of_the_side
 def test_energy_box_holds_the_mass_and_ignores_a_faint_far_speck():
     p = picture_with_blob(top=100, left=100, side=40)
     p[:, 5, 5] = 0.52  # a faint speck far away: < 1% of the energy
-    top, left, bottom, right = panels.energy_box(p, pad=0.0, min_fraction=0.0)
+    top, left, bottom, right = tree_panel.energy_box(p, pad=0.0, min_fraction=0.0)
     energy = (p - 0.5).abs().sum(0)
     inside = float(energy[top:bottom, left:right].sum() / energy.sum())
     assert inside >= 0.9
@@ -47,22 +47,22 @@ def test_energy_box_holds_the_mass_and_ignores_a_faint_far_speck():
 
 
 def test_energy_box_of_a_flat_picture_is_the_whole_picture_and_corners_are_clamped():
-    assert panels.energy_box(torch.full((3, 224, 224), 0.5)) == (0, 0, 224, 224)
-    assert panels.energy_box(torch.full((3, 100, 160), 0.5)) == (0, 30, 100, 130)
-    corner = panels.energy_box(picture_with_blob(top=0, left=214, side=10))
+    assert tree_panel.energy_box(torch.full((3, 224, 224), 0.5)) == (0, 0, 224, 224)
+    assert tree_panel.energy_box(torch.full((3, 100, 160), 0.5)) == (0, 30, 100, 130)
+    corner = tree_panel.energy_box(picture_with_blob(top=0, left=214, side=10))
     assert corner[0] == 0 and corner[3] == 224 and corner[2] - corner[0] == corner[3] - corner[1] >= 56
     # uint8 H x W x 3 pictures (grey 128) give the same box as [3, H, W] floats
     p = picture_with_blob(top=60, left=120, side=30)
     as_uint8 = (p.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    assert panels.energy_box(as_uint8) == panels.energy_box(p)
+    assert tree_panel.energy_box(as_uint8) == tree_panel.energy_box(p)
 
 
 def test_tree_sends_cropped_pictures_the_whole_pictures_and_each_crop_box(explorer):
     levels = explorer.tree["levels"]
     nodes = [levels[0], *levels[0]["children"]]
     n = explorer.tree_pictures.shape[0]
-    assert explorer.tree_pictures.shape == (n, panels.THUMBNAIL, panels.THUMBNAIL, 3) and panels.THUMBNAIL >= 112
-    assert explorer.tree_full.shape == (n, panels.FULL_THUMBNAIL, panels.FULL_THUMBNAIL, 3)
+    assert explorer.tree_pictures.shape == (n, tree_panel.THUMBNAIL, tree_panel.THUMBNAIL, 3) and tree_panel.THUMBNAIL >= 112
+    assert explorer.tree_full.shape == (n, tree_panel.FULL_THUMBNAIL, tree_panel.FULL_THUMBNAIL, 3)
     for node in nodes:
         top, left, bottom, right = node["box"]
         height, width = node["size"]
@@ -71,9 +71,9 @@ def test_tree_sends_cropped_pictures_the_whole_pictures_and_each_crop_box(explor
     # the crop is the energy box of the picture the engine returns
     root = explorer.net.contribution_tree(explorer.image, explorer.resolved_target(), depth=1, k=explorer.k,
                                           rule=explorer.rule, reduce=explorer.reduce)
-    assert list(panels.energy_box(root.picture)) == levels[0]["box"]
+    assert list(tree_panel.energy_box(root.picture)) == levels[0]["box"]
     np.testing.assert_array_equal(explorer.tree_pictures[levels[0]["picture"]],
-                                  panels.thumbnail(root.picture, panels.THUMBNAIL, panels.energy_box(root.picture)))
+                                  tree_panel.thumbnail(root.picture, tree_panel.THUMBNAIL, tree_panel.energy_box(root.picture)))
 
 
 # ------------------------------------------------------------------ the default model with a scan
@@ -90,7 +90,7 @@ def scanned(net):
 def assert_top_images_are_the_scans(explorer, scan, layer, channel, method="deconvnet"):
     expected = scan.top_images(cw.Unit(layer, channel), method=method)
     info = explorer.top_info
-    assert info["unit"] == f"{layer}:{channel}" and info["message"] == "" and info["method"] == method
+    assert info["unit"] == f"{layer}[{channel}]" == str(cw.Unit(layer, channel)) and info["message"] == "" and info["method"] == method
     assert [item["index"] for item in info["items"]] == [t.index for t in expected]
     assert [item["value"] for item in info["items"]] == [t.value for t in expected]
     assert [item["box"] for item in info["items"]] == [list(t.box) for t in expected]
@@ -225,10 +225,10 @@ def test_labels_colour_the_embedding_and_dead_filters_are_flagged():
 
 
 def test_label_codes_name_integer_labels_by_class_names():
-    codes, names = panels.label_codes(np.array([3, 1, 3, 0]), ["zero", "one", "two", "three"])
+    codes, names = scan_layer.label_codes(np.array([3, 1, 3, 0]), ["zero", "one", "two", "three"])
     np.testing.assert_array_equal(codes, [2, 1, 2, 0])
     assert names == ["zero", "one", "three"]
-    codes, names = panels.label_codes([None, "x", None])
+    codes, names = scan_layer.label_codes([None, "x", None])
     np.testing.assert_array_equal(codes, [-1, 0, -1])
     assert names == ["x"]
-    assert panels.label_codes(None)[1] == []
+    assert scan_layer.label_codes(None)[1] == []

@@ -1,11 +1,12 @@
 // The feature-map grid: every channel of the selected layer as a tile, coloured in the browser.
 // Hover and click work on data already here (no kernel round trip); only `channel` goes back.
-import { decodeArray } from "./buffers.js";
-import { lut } from "./colormaps.js";
-import { gridLayout, naturalTile, tileAt, tileOrigin } from "./layout.js";
-import { renderTiles } from "./pixels.js";
-import { h, listen, paint, traitSelect, setOptions, fmt, onWidth } from "./dom.js";
-import { commit } from "./actions.js";
+import { decodeArray } from "../buffers.js";
+import { lut } from "../colormaps.js";
+import { gridLayout, naturalTile, tileAt, tileOrigin } from "../layout.js";
+import { renderTiles } from "../pixels.js";
+import { h, listen, paint, fmt, onWidth } from "../dom.js";
+import { commit } from "../actions.js";
+import { choiceSelect } from "../controls.js";
 
 const FALLBACK_WIDTH = 860; // used only when the view is never laid out (hidden); replaced once measured
 const MAX_WIDTH = 900;
@@ -16,14 +17,12 @@ export function fmapLayout(C, hh, ww, width) {
     maxTile: naturalTile(hh, ww, { minTile: 10, maxTile: 112 }), gap: 2 });
 }
 
-export function mountFeatureMaps(model) {
+function mount(model) {
   const canvas = h("canvas", { class: "cnnw-fmap", width: 1, height: 1, "data-version": "0" });
   const overlay = h("canvas", { class: "cnnw-fmap-overlay", width: 1, height: 1 });
   const hover = h("span", { class: "cnnw-hover", "data-placeholder": "hover a tile" });
-  const scaling = traitSelect("scaling", [["shared", "shared scale"], ["per_tile", "per-tile scale"]], model.get("scaling"),
-    (v) => commit(model, { scaling: v }));
-  const colormap = traitSelect("colormap", model.get("colormap_names").map((n) => [n, n]), model.get("colormap"),
-    (v) => commit(model, { colormap: v }, { kernel: false }));
+  const scaling = choiceSelect(model, "scaling");
+  const colormap = choiceSelect(model, "colormap", { kernel: false });
   const channelInput = h("input", { type: "number", class: "cnnw-channel", "data-trait": "channel", min: "0", step: "1",
     value: String(model.get("channel")), title: "selected channel" });
   channelInput.addEventListener("change", () => {
@@ -35,7 +34,7 @@ export function mountFeatureMaps(model) {
   const caption = h("div", { class: "cnnw-caption" });
   const scroll = h("div", { class: "cnnw-fmap-scroll" }, h("div", { class: "cnnw-fmap-wrap" }, canvas, overlay));
   const el = h("div", { class: "cnnw-panel cnnw-fmap-panel" }, title,
-    h("div", { class: "cnnw-controls" }, scaling, colormap, h("label", {}, "channel", channelInput), hover),
+    h("div", { class: "cnnw-controls" }, scaling.el, colormap.el, h("label", {}, "channel", channelInput), hover),
     scroll, caption);
 
   let data = null; // {maps, C, hh, ww, maxima, dead}
@@ -85,7 +84,7 @@ export function mountFeatureMaps(model) {
     const deadCount = data.dead ? data.dead.reduce((a, b) => a + b, 0) : 0;
     const scanDeadCount = scanDead ? scanDead.reduce((a, b) => a + b, 0) : 0;
     title.textContent = `Feature maps of ${info.layer ?? ""} (${C} channels, ${hh}×${ww})`;
-    caption.textContent = `${info.scaling === "per_tile" ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo ?? 0)} … ${fmt(info.hi ?? 0)}`}` +
+    caption.textContent = `${info.lo == null ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo)} … ${fmt(info.hi)}`}` +
       ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} on this image crossed out in red` +
       (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a tile to select the unit";
   }
@@ -176,18 +175,18 @@ export function mountFeatureMaps(model) {
   });
   // a view that is never laid out (e.g. hidden) still gets a grid
   const fallback = setTimeout(() => { if (!width) { width = FALLBACK_WIDTH; draw(); } }, 1500);
-  const offColor = listen(model, ["colormap"], () => { setOptions(colormap, model.get("colormap_names").map((n) => [n, n]), model.get("colormap")); draw(); });
-  const offSel = listen(model, ["channel", "scaling"], () => {
+  const offColor = listen(model, ["colormap"], draw);
+  const offSel = listen(model, ["channel"], () => {
     channelInput.value = String(model.get("channel"));
-    setOptions(scaling, [["shared", "shared scale"], ["per_tile", "per-tile scale"]], model.get("scaling"));
     drawOverlay();
   });
   decode(); draw();
 
   return {
     el,
-    redraw: draw,
-    cleanup() { offData(); offScan(); offImage(); offWidth(); clearTimeout(fallback); offColor(); offSel(); canvas.removeEventListener("mousemove", onMove);
-      canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); },
+    cleanup() { offData(); offScan(); offImage(); offWidth(); clearTimeout(fallback); offColor(); offSel(); scaling.cleanup(); colormap.cleanup();
+      canvas.removeEventListener("mousemove", onMove); canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); },
   };
 }
+
+export default { name: "feature_maps", place: "main", mount };

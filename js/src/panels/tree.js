@@ -2,9 +2,10 @@
 // child expands it (the kernel computes the path-conditioned children), "up" goes back a level.
 // Each thumbnail is the node picture cropped (in the kernel) to where its energy is; hovering it
 // shows the whole picture with that crop box drawn.
-import { decodeArray } from "./buffers.js";
-import { h, listen, paint, fmt } from "./dom.js";
-import { commit } from "./actions.js";
+import { decodeArray } from "../buffers.js";
+import { h, listen, paint, fmt } from "../dom.js";
+import { commit } from "../actions.js";
+import { labelOf } from "../choices.js";
 
 const PREVIEW = 240; // CSS px of the enlarged whole picture
 
@@ -29,7 +30,7 @@ export function previewBox(box, size, side) {
   return [(left * side) / pw, (top * side) / ph, ((right - left) * side) / pw, ((bottom - top) * side) / ph];
 }
 
-export function mountTree(model) {
+function mount(model) {
   const up = h("button", { class: "cnnw-tree-up", type: "button", title: "back up one level", text: "▲ up" });
   const rootButton = h("button", { type: "button", class: "cnnw-tree-top", title: "back to the root", text: "⤒ root" });
   const heading = h("span");
@@ -101,7 +102,7 @@ export function mountTree(model) {
     const path = tree.path || [];
     const pictures = decodeArray(model.get("tree_pictures"));
     full = decodeArray(model.get("tree_full"));
-    heading.textContent = tree.target ? `for ${tree.target} · ${tree.rule} rule, ${tree.reduce} · depth ${path.length}` : "";
+    heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)} rule, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}` : "";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;
     if (!levels.length) { body.replaceChildren(); return; }
@@ -134,3 +135,5 @@ export function mountTree(model) {
   draw();
   return { el, cleanup: off };
 }
+
+export default { name: "tree", place: "tab", mount };

@@ -1,10 +1,10 @@
 // The filters (weights) of the selected layer: colour tiles for a first layer, signed maps otherwise.
-import { decodeArray } from "./buffers.js";
-import { lut } from "./colormaps.js";
-import { filterLayout, renderFilterTiles } from "./pixels.js";
-import { h, listen, paint, onWidth } from "./dom.js";
+import { decodeArray } from "../buffers.js";
+import { lut } from "../colormaps.js";
+import { filterLayout, renderFilterTiles } from "../pixels.js";
+import { h, listen, paint, onWidth } from "../dom.js";
 
-export function mountFilters(model) {
+function mount(model) {
   const canvas = h("canvas", { class: "cnnw-filters", width: 1, height: 1, "data-version": "0" });
   const caption = h("div", { class: "cnnw-caption" });
   const body = h("div", { class: "cnnw-filters-body" }, canvas);
@@ -28,5 +28,7 @@ export function mountFilters(model) {
   const offWidth = onWidth(body, (w) => { width = w; draw(); });
   const fallback = setTimeout(() => { if (!width) { width = 860; draw(); } }, 1500);
   draw();
-  return { el, redraw: draw, cleanup() { off(); offWidth(); clearTimeout(fallback); } };
+  return { el, cleanup() { off(); offWidth(); clearTimeout(fallback); } };
 }
+
+export default { name: "filters", place: "tab", mount };

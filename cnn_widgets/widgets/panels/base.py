@@ -1,0 +1,61 @@
+"""What every panel of the Explorer shares: the ``Panel`` interface and a few display helpers."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ...engine import Unit
+
+
+class Panel:
+    """One panel: computes its result traits from the Explorer's settings.
+
+    ``compute(explorer)`` reads the explorer's traits (``net``, ``image``, ``layer``, ...) and
+    returns ``{trait name: value}``; the explorer sets them all at once, or shows the error raised.
+    Which trait changes recompute a panel is not written here but in the table of
+    ``panels/__init__.py``. A panel may keep caches; ``forget`` drops them (new network or image).
+    """
+
+    name: ClassVar[str]  # the key of the panel in the table, ``timings`` and ``working``
+    label: ClassVar[str]  # what the status line says while it is computed ("computing <label>…")
+
+    @staticmethod
+    def options() -> dict[str, list[list[str]]]:
+        """Menus built when an Explorer is made (``{trait: [[value, label], ...]}``), beside the traits' own."""
+        return {}
+
+    def compute(self, explorer) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def forget(self) -> None:
+        """Drop cached results (the network or the image changed)."""
+
+
+def target_text(net, target) -> str:
+    """How captions name a resolved target: ``unit layer[channel]`` or ``class <label>``."""
+    if isinstance(target, Unit):
+        return f"unit {target}"
+    return f"class {net.label(target)}"
+
+
+def signed_bytes(values: torch.Tensor, extent: float) -> np.ndarray:
+    """Signed values as uint8 for a diverging colormap: ``128 + 127 * v / extent``, so 128 is exactly zero."""
+    return (values / extent * 127.0 + 128.0).round().clamp(0, 255).to(torch.uint8).contiguous().numpy()
+
+
+def scan_problem(explorer, layer: str) -> str | None:
+    """Why the attached scan cannot describe ``layer`` (the scan panels show it), or None."""
+    scan, net = explorer.scan, explorer.net
+    scanned_net = getattr(scan, "net", None)
+    if scanned_net is not None and scanned_net is not net and getattr(scanned_net, "model", None) is not net.model:
+        return "the attached scan was made on another network; scan again with net.scan(images)"
+    if layer not in scan.layers:
+        shown = ", ".join(scan.layers[:6]) + (" …" if len(scan.layers) > 6 else "")
+        return (f"layer {layer} is not in this scan (it covers {shown}); scan it with "
+                f"net.scan(images, layers=[{layer!r}]) or pick a scanned layer")
+    if scan.count == 0:
+        return "the scan covers no image yet"
+    return None

@@ -1,0 +1,116 @@
+"""The selected unit's top images over an attached dataset scan: the receptive-field patch of its
+maximum on each, beside a reconstruction of what in it drives the unit (Zeiler & Fergus 2014, fig. 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypedDict
+
+import numpy as np
+
+from ...engine import CnnWidgetsError, Unit
+from ...engine.saliency import METHODS
+from .base import Panel, scan_problem
+
+#: Reconstructions offered beside the top patches (``Scan.top_images(method=...)``), labelled as
+#: the saliency method of the same rectifier rule.
+RECONSTRUCTIONS = {name: METHODS[name].label for name in ("deconvnet", "guided_backprop", "gradient")}
+
+
+class TopItem(TypedDict):
+    """One top image of ``top_info["items"]``, best first."""
+
+    index: int  # the image's index in the scan
+    value: float  # the unit's maximum on it
+    position: list[int] | None  # where that maximum is on the layer's map (y, x)
+    box: list[int]  # its receptive field in the image: top, left, bottom, right
+    height: int  # crop i is top_crops[i, :height, :width] (likewise top_reconstructions)
+    width: int
+    label: str | None  # the image's label, when the scan has labels
+
+
+class TopInfo(TypedDict, total=False):
+    """The ``top_info`` trait, beside ``top_crops`` and ``top_reconstructions`` (uint8 [k, h, w, 3]); ``{}`` without a scan."""
+
+    unit: str  # "layer[channel]", as str(cw.Unit) writes it
+    layer: str
+    channel: int
+    method: str  # the reconstruction (a key of RECONSTRUCTIONS)
+    items: list[TopItem]
+    message: str  # why pictures are missing, or ""
+
+
+@dataclass
+class TopPatches:
+    crops: np.ndarray | None  # uint8 [k, h, w, 3]: crop i in [i, :heights[i], :widths[i]], zero padded
+    reconstructions: np.ndarray | None  # uint8 [k, h, w, 3] likewise (grey = 0); None without them
+    items: list[dict]  # index, value, position, box, height, width, label per top image, best first
+
+
+def top_patches(top_images) -> TopPatches:
+    """A scan's ``top_images(unit)`` (``TopImage`` items) as two padded uint8 stacks plus JSON entries.
+
+    Receptive-field crops are clipped at the image border, so they differ in size; they travel
+    unresized (exactly what the scan gives) in one zero-padded array, with each one's size beside it.
+    """
+    items = list(top_images)
+    if not items:
+        return TopPatches(None, None, [])
+    height = max(int(t.crop.shape[0]) for t in items)
+    width = max(int(t.crop.shape[1]) for t in items)
+    crops = np.zeros((len(items), height, width, 3), np.uint8)
+    with_reconstructions = all(t.reconstruction is not None for t in items)
+    recs = np.zeros_like(crops) if with_reconstructions else None
+    entries = []
+    for i, t in enumerate(items):
+        h, w = int(t.crop.shape[0]), int(t.crop.shape[1])
+        crops[i, :h, :w] = np.asarray(t.crop, np.uint8)[..., :3]
+        if recs is not None:
+            recs[i, :h, :w] = np.asarray(t.reconstruction, np.uint8)[..., :3]
+        entries.append({
+            "index": int(t.index),
+            "value": float(t.value),
+            "position": None if t.position is None else [int(v) for v in t.position],
+            "box": [int(v) for v in t.box],
+            "height": h,
+            "width": w,
+            "label": None if t.label is None else _label_text(t.label),
+        })
+    return TopPatches(crops, recs, entries)
+
+
+def _label_text(label) -> str:
+    if isinstance(label, (np.generic,)):
+        label = label.item()
+    return str(label)
+
+
+class TopImagesPanel(Panel):
+    name = "top_images"
+    label = "top images"
+
+    def compute(self, explorer) -> dict:
+        none = {"top_crops": None, "top_reconstructions": None}
+        scan = explorer.scan
+        if scan is None:
+            return {"top_info": {}, **none}
+        unit = Unit(explorer.layer, explorer.channel)
+        base: TopInfo = {"unit": str(unit), "layer": unit.layer, "channel": unit.channel, "method": explorer.reconstruction}
+        problem = scan_problem(explorer, unit.layer)
+        if problem:
+            return {"top_info": {**base, "items": [], "message": problem}, **none}
+        try:
+            top = scan.top_images(unit, method=explorer.reconstruction)
+        except CnnWidgetsError as exc:
+            # e.g. a loaded scan without its images: the values are known, the pictures are not
+            table = scan.top(unit.layer)
+            items = [{"index": int(i), "value": float(v)}
+                     for i, v in zip(table["indices"][unit.channel], table["values"][unit.channel]) if i >= 0]
+            return {"top_info": {**base, "items": items, "message": str(exc)}, **none}
+        shown = top_patches(top)
+        return {
+            "top_info": {**base, "items": shown.items, "message": "" if shown.items else "no scanned image yet"},
+            "top_crops": shown.crops,
+            "top_reconstructions": shown.reconstructions,
+        }

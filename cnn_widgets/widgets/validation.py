@@ -1,0 +1,99 @@
+"""Checks of the Explorer's settings that depend on the network (layer names, channel range, class
+targets, tree steps): each returns the value to store or raises a ``TraitError`` that says what is
+wrong and what is allowed. Fixed sets and ranges are checked by the trait types in ``options.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from traitlets import TraitError
+
+from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, sample_image, to_rgb_image
+from ..engine.errors import closest_names
+
+#: The targets that are not a class, with their menu labels (the classes of the predictions follow them).
+TARGETS = {"top": "top-1 class", "unit": "selected unit"}
+
+
+def check_net(value) -> Network:
+    if isinstance(value, torch.nn.Module):
+        value = Network(value)
+    if not isinstance(value, Network):
+        raise TraitError(f"net must be a cw.Network or a torch.nn.Module, got {type(value).__name__}")
+    value.layers  # raises ModelError for models without conv layers
+    return value
+
+
+def check_image(net: Network | None, value):
+    """A sample name, tensor or anything ``to_rgb_image`` takes; raises ``CnnWidgetsError`` (the widget reports it)."""
+    if isinstance(value, str) and value in SAMPLE_IMAGES:
+        value = sample_image(value)
+    elif isinstance(value, torch.Tensor):
+        value = value.detach().clone()
+    else:
+        value = to_rgb_image(value)
+    if net is not None:
+        net.prepare(value)  # wrong sizes, NaNs, ... are refused before anything changes
+    return value
+
+
+def check_scan(value):
+    if value is None:
+        return None
+    if not all(callable(getattr(value, name, None)) for name in ("top_images", "embedding", "dead_channels")):
+        raise TraitError(f"scan must be the result of net.scan(images) (a cnn_widgets Scan), got {type(value).__name__}")
+    return value
+
+
+def check_layer(net: Network | None, value: str) -> str:
+    if net is None:
+        return value
+    names = net.layer_names
+    if value not in names:
+        hint = closest_names(str(value), names)
+        raise TraitError(f"no explorable layer {value!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""))
+    return value
+
+
+def check_channel(net: Network | None, layer: str, value) -> int:
+    value = int(value)
+    if net is not None and layer:
+        channels = net.layer(layer).channels
+        if not 0 <= value < channels:
+            raise TraitError(f"channel {value} is out of range for layer {layer!r} (0..{channels - 1})")
+    elif value < 0:
+        raise TraitError(f"channel must be >= 0, got {value}")
+    return value
+
+
+def check_target(net: Network | None, value) -> str | int:
+    """``"top"``, ``"unit"``, a class index, or a class label (stored as its index)."""
+    if isinstance(value, str):
+        if value in TARGETS:
+            return value
+        if value.lstrip("-").isdigit():
+            value = int(value)
+        elif net is not None:
+            try:
+                return net.class_index(value)
+            except CnnWidgetsError as exc:
+                raise TraitError(str(exc)) from exc
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TraitError(f"target must be 'top', 'unit', a class index or a class label, got {value!r}")
+    if net is not None and not 0 <= value < net.num_classes:
+        raise TraitError(f"class index {value} is out of range (0..{net.num_classes - 1})")
+    return value
+
+
+def check_tree_path(net: Network | None, steps) -> list[list]:
+    path = []
+    for step in steps:
+        if len(step) != 2:
+            raise TraitError(f"tree_path steps are [layer, channel] pairs, got {step!r}")
+        layer, channel = str(step[0]), int(step[1])
+        if net is not None:
+            info = net.layer(layer) if layer in net.layer_names else None
+            if info is None or not 0 <= channel < info.channels:
+                raise TraitError(f"tree_path step {step!r} is not a unit of this network")
+        path.append([layer, channel])
+    return path

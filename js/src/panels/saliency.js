@@ -1,0 +1,32 @@
+// The saliency map over the image; the method menu is the engine's registry (from `choices`).
+import { decodeArray } from "../buffers.js";
+import { lut } from "../colormaps.js";
+import { blendHeat } from "../pixels.js";
+import { h, listen, paint } from "../dom.js";
+import { labelOf } from "../choices.js";
+import { choiceSelect, rangeSlider } from "../controls.js";
+import { imageOf, legend } from "../picture.js";
+
+function mount(model) {
+  const canvas = h("canvas", { class: "cnnw-saliency", width: 1, height: 1, "data-version": "0" });
+  const method = choiceSelect(model, "method");
+  const opacity = rangeSlider(model, "opacity", { kernel: false, onInput: (alpha) => draw(alpha), title: "overlay opacity" });
+  const caption = h("div", { class: "cnnw-caption" });
+  const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Saliency" }),
+    h("div", { class: "cnnw-controls" }, method.el, opacity.el), canvas, legend("inferno", "low", "high"), caption);
+
+  function draw(alpha = model.get("opacity")) {
+    const image = imageOf(model);
+    const heat = decodeArray(model.get("saliency"));
+    if (!image) return;
+    const [hh, hw] = heat ? heat.shape : [0, 0];
+    paint(canvas, blendHeat(image.pixels, image.H, image.W, heat && heat.array, hh, hw, lut("inferno"), alpha, (v) => Math.sqrt(v / 255)), image.W, image.H);
+    const info = model.get("saliency_info") || {};
+    caption.textContent = info.target ? `${labelOf(model, "method", info.method)} for ${info.target}` : "";
+  }
+  const off = listen(model, ["saliency", "saliency_info", "image_data", "opacity"], () => draw());
+  draw();
+  return { el, cleanup() { off(); method.cleanup(); opacity.cleanup(); } };
+}
+
+export default { name: "saliency", place: "top", mount };
