@@ -11,7 +11,8 @@
 
 Each dataset is a ``torch.utils.data.Dataset`` returning PIL images (with a label where one exists),
 in the style of torchvision (``transform=`` / ``.targets`` / ``.classes``). Datasets made here
-carry a ``recipe`` (module, function, keyword arguments) so a saved scan can re-create them.
+carry a ``recipe``: the name of their factory in :data:`DATASETS` and its keyword arguments as
+plain values, so a saved scan can re-create them by name (a scan file holds data, never code).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .checks import check_choice
 from .errors import ImageError
 from .images import to_rgb_image
 
 __all__ = [
-    "COLOUR_PHOTOS", "GRAYSCALE_PHOTOS", "AugmentedPhotos", "Digits", "DigitsDataset", "Faces",
-    "Photos", "augmented_photos", "digits", "faces", "photos",
+    "COLOUR_PHOTOS", "DATASETS", "GRAYSCALE_PHOTOS", "AugmentedPhotos", "Digits", "DigitsDataset", "Faces",
+    "Photos", "augmented_photos", "digits", "digits_split", "faces", "photos",
 ]
 
 #: Colour photos bundled with scikit-image: name -> (loader function, file that must exist offline).
@@ -112,7 +114,7 @@ class Photos(Dataset):
         self.classes = list(self.names)
         self.targets = list(range(len(self.names)))
         self.transform = transform
-        self.recipe = ("cnn_widgets.engine.datasets", "photos", {"names": self.names})
+        self.recipe = ("photos", {"names": self.names})
 
     def __len__(self) -> int:
         return len(self.names)
@@ -187,7 +189,6 @@ class AugmentedPhotos(Dataset):
         self.targets = [i % len(self.names) for i in range(self.n)]
         self.transform = transform
         self.recipe = (
-            "cnn_widgets.engine.datasets",
             "augmented_photos",
             {"n": self.n, "seed": self.seed, "size": self.size, "scale": list(self.scale), "names": self.names},
         )
@@ -261,7 +262,7 @@ class DigitsDataset(Dataset):
     classes = [str(d) for d in range(10)]
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor, indices: np.ndarray, split: str,
-                 transform: Callable | None = None, recipe: tuple | None = None):
+                 transform: Callable | None = None, recipe: tuple[str, dict] | None = None):
         self.images, self.targets, self.indices, self.split = images, targets, indices, split
         self.transform = transform
         self.recipe = recipe
@@ -322,15 +323,15 @@ def digits(test_fraction: float = 0.25, seed: int = 0, transform: Callable | Non
     images, labels, train_idx, test_idx = _digits_arrays(float(test_fraction), int(seed))
 
     def split(idx, name):
-        recipe = ("cnn_widgets.engine.datasets", "digits_split",
-                  {"split": name, "test_fraction": float(test_fraction), "seed": int(seed)})
+        recipe = ("digits_split", {"split": name, "test_fraction": float(test_fraction), "seed": int(seed)})
         return DigitsDataset(torch.from_numpy(images[idx]), torch.from_numpy(labels[idx]), idx, name, transform, recipe)
 
     return Digits(train=split(train_idx, "train"), test=split(test_idx, "test"))
 
 
 def digits_split(split: str = "test", test_fraction: float = 0.25, seed: int = 0) -> DigitsDataset:
-    """One split of :func:`digits` (used to re-create a saved scan's images)."""
+    """One split of :func:`digits`, ``"train"`` or ``"test"`` (used to re-create a saved scan's images)."""
+    check_choice("split", split, ("train", "test"))
     return getattr(digits(test_fraction, seed), split)
 
 
@@ -355,7 +356,7 @@ class Faces(Dataset):
         self.images = np.asarray(skimage.data.lfw_subset(), dtype=np.float64)
         self.targets = [1] * 100 + [0] * (len(self.images) - 100)
         self.transform = transform
-        self.recipe = ("cnn_widgets.engine.datasets", "faces", {})
+        self.recipe = ("faces", {})
 
     def __len__(self) -> int:
         return len(self.images)
@@ -370,3 +371,18 @@ class Faces(Dataset):
 def faces(transform: Callable | None = None) -> Faces:
     """scikit-image's bundled face subset (LFW): 100 faces and 100 non-faces, labelled 1 / 0."""
     return Faces(transform)
+
+
+# ------------------------------------------------------------------------------------------
+# registry
+# ------------------------------------------------------------------------------------------
+
+#: The datasets a saved scan may name, by the ``recipe`` name their datasets carry. Loading a scan
+#: file calls only these, with plain keyword arguments (``transform`` excepted); add a dataset
+#: here to make scans of it re-create their images on load.
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "photos": photos,
+    "augmented_photos": augmented_photos,
+    "digits_split": digits_split,
+    "faces": faces,
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -78,6 +79,23 @@ def test_augmented_photos_are_deterministic_and_varied(no_network):
     assert a.targets[:3] == [0, 1, 2] and a.classes[a.targets[0]] == a.params(0)["photo"]
     default = datasets.augmented_photos()
     assert len(default) == 300 and default[299].size == (256, 256)
+
+
+def test_every_dataset_recipe_names_its_registry_factory_with_plain_arguments(no_network):
+    made = [datasets.photos(names=["chelsea", "camera"]), datasets.augmented_photos(n=3, seed=2, size=32),
+            datasets.faces(), datasets.digits(seed=1).train, datasets.digits(seed=1).test]
+    for dataset in made:
+        name, kwargs = dataset.recipe
+        assert datasets.DATASETS[name] is getattr(datasets, name)
+        assert json.loads(json.dumps(kwargs)) == kwargs  # plain data, saved as it is
+        again = datasets.DATASETS[name](**kwargs)
+        assert type(again) is type(dataset) and len(again) == len(dataset)
+        for i in (0, len(dataset) - 1):
+            a, b = dataset[i], again[i]
+            a, b = (a[0], b[0]) if isinstance(a, tuple) else (a, b)
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(cw.OptionError, match="split must"):
+        datasets.digits_split("__class__")
 
 
 def test_digits_cnn_accuracy_determinism_and_cache():

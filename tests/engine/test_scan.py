@@ -19,7 +19,7 @@ from torchvision import transforms as T
 
 import cnn_widgets as cw
 from cnn_widgets.engine import datasets
-from cnn_widgets.engine.errors import LayerNotFoundError, TargetError
+from cnn_widgets.engine.errors import LayerNotFoundError, OptionError, TargetError
 from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.scan import Scan, ScanError, default_scan_layers, reconstruct, scan
 
@@ -399,9 +399,13 @@ def test_no_hooks_left_and_flags_restored_after_a_scan_and_an_error():
     result = net_scan(net, PhotoDataset(n=6), batch_size=4)
     result.top_images(("4", 1))
     assert hook_count(net.model) == 0 and model_flags(net.model) == flags
-    bad = [torch.full((3, 32, 32), math.nan)]
+    # finite input whose activations overflow to inf: the error is raised inside the forward pass
+    overflowing = [torch.full((3, 32, 32), 3e38)]
     with pytest.raises(cw.NonFiniteError):
-        net_scan(net, bad)
+        net_scan(net, overflowing)
+    assert hook_count(net.model) == 0 and model_flags(net.model) == flags
+    with pytest.raises(cw.ImageError, match="NaN"):  # a NaN input is refused before the model
+        net_scan(net, [torch.full((3, 32, 32), math.nan)])
     assert hook_count(net.model) == 0 and model_flags(net.model) == flags
 
 
@@ -448,6 +452,141 @@ def test_dataset_with_recipe_is_recreated_on_load(tmp_path):
     result.save(tmp_path / "r.pt")
     loaded = Scan.load(tmp_path / "r.pt", net)
     np.testing.assert_array_equal(loaded.top_images(("2", 0))[0].image, result.top_images(("2", 0))[0].image)
+
+
+# ------------------------------------------------------------------------------------------
+# scan files are data: loading one never runs code
+# ------------------------------------------------------------------------------------------
+
+SIDE_EFFECT_MODULE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("imported")
+
+def run(**kwargs):
+    pathlib.Path({marker!r}).write_text("called")
+    return list(range(5))
+"""
+
+
+def saved_scan(tmp_path):
+    """A real scan file (5 augmented photos, a package dataset) and its payload."""
+    result = net_scan(small_cnn(), datasets.augmented_photos(n=5, seed=3, size=40), k=2)
+    result.save(tmp_path / "good.pt")
+    return result, torch.load(tmp_path / "good.pt", weights_only=True)
+
+
+def rewrite(tmp_path, payload, name, **changes):
+    """The payload with ``changes`` (``source=...``, ``version=...``) written to ``name``."""
+    path = tmp_path / name
+    torch.save({**payload, **changes}, path)
+    return path
+
+
+@pytest.fixture()
+def side_effect(tmp_path, monkeypatch):
+    """A module of the test's own whose import or call writes a marker file."""
+    marker = tmp_path / "ran"
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "scan_side_effect.py").write_text(SIDE_EFFECT_MODULE.format(marker=str(marker)))
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    yield marker
+    assert "scan_side_effect" not in __import__("sys").modules
+
+
+def test_a_scan_file_naming_code_is_refused_and_nothing_runs(tmp_path, side_effect):
+    result, payload = saved_scan(tmp_path)
+    assert payload["source"]["kind"] == "dataset" and "module" not in payload["source"]
+    marker = side_effect
+    crafted = {
+        # format-1 records named a module and a function: any of them used to be imported and called
+        "own_module": {"kind": "recipe", "module": "scan_side_effect", "function": "run", "kwargs": {}, "length": 5},
+        "os_system": {"kind": "recipe", "module": "os", "function": "system",
+                      "kwargs": {"command": f"touch {marker}"}, "length": 5},
+        "subprocess": {"kind": "recipe", "module": "subprocess", "function": "run",
+                       "kwargs": {"args": ["touch", str(marker)]}, "length": 5},
+        "private_helper": {"kind": "recipe", "module": "cnn_widgets.engine.datasets", "function": "_load_photo",
+                           "kwargs": {"name": "chelsea"}, "length": 5},
+        # format 2: a name from the registry only, no module, plain keyword arguments the factory takes
+        "unknown_name": {"kind": "dataset", "name": "scan_side_effect", "kwargs": {}, "length": 5},
+        "module_key": {"kind": "dataset", "name": "augmented_photos", "module": "scan_side_effect",
+                       "kwargs": {"n": 5}, "length": 5},
+        "transform": {"kind": "dataset", "name": "augmented_photos",
+                      "kwargs": {"n": 5, "transform": "scan_side_effect.run"}, "length": 5},
+        "not_plain": {"kind": "dataset", "name": "augmented_photos", "kwargs": {"n": torch.tensor(5)}, "length": 5},
+        "other_kind": {"kind": "import", "module": "scan_side_effect", "length": 5},
+    }
+    for case, record in crafted.items():
+        for version in (1, 2):
+            path = rewrite(tmp_path, payload, f"{case}.pt", source=record, version=version)
+            with pytest.raises(ScanError, match="images=") as error:
+                Scan.load(path, small_cnn())
+            assert "refused" in str(error.value) or "unknown kind" in str(error.value), case
+            assert not marker.exists(), case
+    # the way on that the message gives: pass the images, the record is not used
+    loaded = Scan.load(tmp_path / "own_module.pt", small_cnn(), images=datasets.augmented_photos(n=5, seed=3, size=40))
+    assert_same_scan(loaded, result)
+    assert not marker.exists()
+
+
+def test_a_scan_file_holding_objects_is_refused(tmp_path, side_effect):
+    class RunsOnUnpickle:
+        def __reduce__(self):
+            return (__import__("os").system, (f"touch {side_effect}",))
+
+    _, payload = saved_scan(tmp_path)
+    path = rewrite(tmp_path, payload, "pickled.pt", labels=[RunsOnUnpickle()] * 5)
+    with pytest.raises(ScanError, match="refused"):
+        Scan.load(path, small_cnn())
+    assert not side_effect.exists()
+    with pytest.raises(ScanError, match="version 99"):
+        Scan.load(rewrite(tmp_path, payload, "future.pt", version=99), small_cnn())
+
+
+@pytest.mark.parametrize("make", [
+    lambda: datasets.augmented_photos(n=6, seed=1, size=36),
+    lambda: datasets.photos(names=["chelsea", "coffee", "camera"]),
+    lambda: datasets.faces(),
+    lambda: datasets.digits().test,
+], ids=["augmented_photos", "photos", "faces", "digits_split"])
+def test_every_package_dataset_round_trips_by_name(make, tmp_path):
+    net = small_cnn()
+    images = make()
+    result = net_scan(net, images, layers=["5"], k=2, batch_size=64)
+    result.save(tmp_path / "d.pt")
+    record = torch.load(tmp_path / "d.pt", weights_only=True)["source"]
+    assert record["kind"] == "dataset" and record["name"] in datasets.DATASETS and "module" not in record
+    loaded = Scan.load(tmp_path / "d.pt", net)
+    assert_same_scan(loaded, result)
+    for i in (0, len(images) - 1):
+        np.testing.assert_array_equal(np.asarray(loaded.image(i)), np.asarray(result.image(i)))
+
+
+def test_format_1_files_of_package_datasets_still_load(tmp_path):
+    result, payload = saved_scan(tmp_path)
+    legacy = {"kind": "recipe", "module": "cnn_widgets.engine.datasets", "function": "augmented_photos",
+              "kwargs": payload["source"]["kwargs"], "length": 5}
+    loaded = Scan.load(rewrite(tmp_path, payload, "v1.pt", source=legacy, version=1), small_cnn())
+    assert_same_scan(loaded, result)
+    np.testing.assert_array_equal(loaded.top_images(("2", 0))[0].image, result.top_images(("2", 0))[0].image)
+
+
+def test_bad_options_raise_option_error():
+    net = small_cnn()
+    result = net_scan(net, PhotoDataset(n=4), layers=["2"], k=2)
+    for kwargs, text in [({"k": 1.5}, "k must"), ({"batch_size": 0}, "batch_size must"),
+                         ({"num_workers": -1}, "num_workers must"), ({"progress": "no"}, "progress must")]:
+        with pytest.raises(OptionError, match=text):
+            net_scan(net, PhotoDataset(n=4), **kwargs)
+    with pytest.raises(OptionError, match="deconvnet"):
+        result.top_images(("2", 0), method="deconv")
+    with pytest.raises(OptionError, match="k must"):
+        result.top_images(("2", 0), k=0)
+    with pytest.raises(OptionError, match="deconvnet"):
+        reconstruct(net, [net.prepare(PhotoDataset(n=1)[0][0])], "2", 0, [None], method="occlusion")
+    with pytest.raises(OptionError, match="threshold"):
+        result.dead_channels("2", threshold=2)
+    with pytest.raises(OptionError, match="seed"):
+        result.embedding("2", seed=-1)
 
 
 def test_loading_on_another_network_fails(tmp_path):
@@ -576,9 +715,9 @@ def test_errors_name_the_fix():
         result.top_images(("2", 99))
     with pytest.raises(ScanError, match="no image files"):
         net_scan(net, _empty_dir())
-    with pytest.raises(ScanError, match="k must"):
+    with pytest.raises(OptionError, match="k must"):
         net_scan(net, PhotoDataset(n=3), k=0)
-    with pytest.raises(ScanError, match="pca"):
+    with pytest.raises(OptionError, match="pca"):
         result.embedding("2", method="umap")
 
 

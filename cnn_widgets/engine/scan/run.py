@@ -1,0 +1,197 @@
+"""The entry point :func:`scan`: one forward pass over a dataset, in batches, interruptible and resumable."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..checks import check_bool, check_int
+from ..hooks import StopForward, inference_state
+from .errors import ScanError
+from .model import default_scan_layers, model_fingerprint
+from .result import Scan
+from .sources import as_source
+from .state import fold
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core import NetworkBase
+
+__all__ = ["scan"]
+
+
+@contextmanager
+def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None],
+               stop_after: bool = False) -> Iterator[None]:
+    """Call ``callback(name, output)`` the moment each named module produces its output.
+
+    The callback sees the output before any later operation can change it in place. With
+    ``stop_after`` the pass is cut short (``StopForward``, the caller catches it) once every module
+    has produced its output. Hooks are removed when the block exits, also on error.
+
+    This is :func:`~cnn_widgets.engine.hooks.capture_outputs` with a callback instead of a dict
+    (``capture_outputs`` is ``on_outputs(modules, outputs.__setitem__)``); it belongs in
+    ``hooks.py`` beside it.
+    """
+    seen: set[str] = set()
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            callback(name, output)
+            seen.add(name)
+            if stop_after and len(seen) == len(modules):
+                raise StopForward
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None:
+    """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically.
+
+    Each layer is folded the moment its output exists: an in-place operation later in the model
+    (``ReLU(inplace=True)``, ``out += identity``) cannot alter what was seen, no output is kept
+    alive to the end of the pass (peak memory: the plain forward's), and no out-of-place copies
+    are needed (the pass is the plain forward; no backward follows, so no rectifier rule is
+    involved). The pass stops after the last scanned layer.
+    Call inside ``inference_state`` and ``no_grad``.
+    """
+    pending = {}
+    layer_states = result._state.layers
+
+    def fold_output(name: str, output: torch.Tensor) -> None:
+        # The reductions are small and memory-bound: on a CPU they run faster on one thread than
+        # split across cores that the convolutions (or other processes) keep busy.
+        threads = torch.get_num_threads()
+        if threads > 1 and output.device.type == "cpu":
+            torch.set_num_threads(1)
+        try:
+            pending[name] = fold(name, output, start, layer_states[name], result.k)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+
+    modules = {name: result.net.layer(name)._module for name in result.layers}
+    with on_outputs(modules, fold_output, stop_after=True):
+        try:
+            result.net.model(x)
+        except StopForward:
+            pass
+    missing = [n for n in result.layers if n not in pending]
+    if missing:
+        raise ScanError(f"layers {missing} produced no output in the forward pass; scan other layers")
+    result._commit(start, pending, labels)
+
+
+def scan(
+    net: "NetworkBase",
+    images,
+    layers: Sequence[str] | str | None = None,
+    k: int = 9,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    save_to: str | os.PathLike | None = None,
+    resume: "Scan | str | os.PathLike | None" = None,
+) -> Scan:
+    """One forward pass over a dataset, keeping top-k images, statistics and codes per channel.
+
+    Parameters
+    ----------
+    net
+        The network.
+    images
+        A map-style torch ``Dataset`` (items: image or ``(image, label)``), a ``DataLoader`` with
+        ``shuffle=False``, a folder of image files, or a list of PIL images / arrays / paths /
+        preprocessed tensors ``[3, H, W]``.
+    layers
+        Layer names; default :func:`default_scan_layers` (every layer of a small network; stem,
+        block outputs and last spatial layer of a large one). Non-spatial layers work too (their
+        code is the vector itself, the top images have no position).
+    k
+        Images kept per channel (9: Zeiler & Fergus' 3x3 grids).
+    batch_size
+        Images per forward pass (default 32, or the resumed scan's batch size: keep it equal to
+        get bit-identical results).
+    num_workers
+        DataLoader worker processes loading and preprocessing images (0: in this process).
+    progress
+        Show a tqdm progress bar.
+    save_to
+        Write the scan there when the pass ends (also when it is interrupted).
+    resume
+        A partial :class:`Scan` or the path of a saved one, made with the same network, layers
+        and images: scanning continues at its first unscanned image. The result equals one
+        uninterrupted scan.
+
+    Ctrl-C stops the pass and returns the images covered so far (``scan.interrupted``; only whole
+    batches are kept); the model, its flags and hooks are left as before.
+    """
+    from tqdm.auto import tqdm
+
+    k = check_int("k", k)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size)
+    num_workers = check_int("num_workers", num_workers, low=0)
+    progress = check_bool("progress", progress)
+    source = as_source(images)
+    if isinstance(layers, str):
+        layers = [layers]
+    names = default_scan_layers(net) if layers is None else [net.layer(n).name for n in layers]
+    names = list(dict.fromkeys(names))
+    if not names:
+        raise ScanError("no layer to scan; pass layers=[...] (net.layers lists them)")
+
+    if resume is not None:
+        result = resume if isinstance(resume, Scan) else Scan.load(resume, net, images=images)
+        if result.fingerprint != model_fingerprint(net.model):
+            raise ScanError("the network's weights changed since this scan began; start a new scan")
+        if layers is not None and names != result.layers:
+            raise ScanError(f"resume scans the layers of the original scan ({len(result.layers)}); leave layers=None")
+        if result.total != len(source):
+            raise ScanError(f"resume needs the same images: the scan was made on {result.total}, got {len(source)}")
+        if k != 9 and k != result.k:  # 9 is the default: left alone, the original k is kept
+            raise ScanError(f"resume keeps the original k={result.k}")
+        result._source = source
+        if batch_size is None:
+            batch_size = result.batch_size
+    else:
+        batch_size = batch_size or 32
+        result = Scan(net, names, k, source, len(source), batch_size, model_fingerprint(net.model))
+
+    start = result.count
+    result.interrupted = False
+    bar = tqdm(total=result.total, initial=start, unit="img", desc=f"scan {net.name}", disable=not progress)
+    try:
+        position = start
+        with inference_state(net.model), torch.no_grad():
+            for x, labels in source.batches(net, start, batch_size, num_workers):
+                _scan_batch(result, x.to(device=net.device, dtype=net.dtype), position, labels)
+                position += len(labels)
+                bar.update(len(labels))
+    except KeyboardInterrupt:
+        result.interrupted = True
+        warnings.warn(
+            f"scan interrupted: {result.count} of {result.total} images covered; continue with "
+            "net.scan(images, resume=scan)", stacklevel=2,
+        )
+    finally:
+        bar.close()
+        if save_to is not None:
+            result.save(save_to)
+    return result

@@ -1,0 +1,160 @@
+"""The running state of a scan: per layer, the top-k table, the statistics and the codes.
+
+One layer's output for a batch is reduced by :func:`fold` to ``[B, C]`` summaries (spatial
+maxima, their positions, global average pools, zero counts) and merged into a *new* state; the
+old one is never mutated, so a state can be shared by a resumed or saved scan and a batch
+interrupted half-way leaves the committed state as it was.
+
+Top-k order: value descending, ties broken by the lower image index; a tie of positions inside
+one map goes to the first in row-major order. The result is independent of the batch size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import NonFiniteError
+
+__all__ = ["LAYER_STATE_FIELDS", "LayerState", "Rows", "State", "empty_layer_state", "fold", "merge_top", "numpy_dtype"]
+
+
+@dataclass
+class LayerState:
+    """Running state of one layer. Replaced as a whole after each batch (never mutated)."""
+
+    top_values: torch.Tensor  # [C, k] model dtype, -inf where empty
+    top_index: torch.Tensor  # [C, k] int64, -1 where empty
+    top_y: torch.Tensor  # [C, k] int64 row of the maximum on the map
+    top_x: torch.Tensor  # [C, k] int64 column
+    code_sum: torch.Tensor  # [C] float64, sum over images of the spatial mean
+    max: torch.Tensor  # [C] model dtype
+    zeros: torch.Tensor  # [C] int64, positions exactly 0
+    firing: torch.Tensor  # [C] int64, images whose spatial max > 0
+
+
+#: The tensors of a :class:`LayerState`, in field order (the keys of a saved scan).
+LAYER_STATE_FIELDS = ("top_values", "top_index", "top_y", "top_x", "code_sum", "max", "zeros", "firing")
+
+
+@dataclass
+class State:
+    """The committed state: how many images are covered, and each layer's :class:`LayerState`."""
+
+    count: int
+    layers: dict[str, LayerState]
+
+
+def empty_layer_state(channels: int, k: int, dtype: torch.dtype) -> LayerState:
+    return LayerState(
+        top_values=torch.full((channels, k), -math.inf, dtype=dtype),
+        top_index=torch.full((channels, k), -1, dtype=torch.int64),
+        top_y=torch.zeros((channels, k), dtype=torch.int64),
+        top_x=torch.zeros((channels, k), dtype=torch.int64),
+        code_sum=torch.zeros(channels, dtype=torch.float64),
+        max=torch.full((channels,), -math.inf, dtype=dtype),
+        zeros=torch.zeros(channels, dtype=torch.int64),
+        firing=torch.zeros(channels, dtype=torch.int64),
+    )
+
+
+def numpy_dtype(dtype: torch.dtype):
+    """The numpy dtype the codes of a model of ``dtype`` are kept in (float64 stays, the rest float32)."""
+    return {torch.float64: np.float64, torch.float16: np.float32, torch.bfloat16: np.float32}.get(dtype, np.float32)
+
+
+class Rows:
+    """A growable ``[N, ...]`` array; rows past ``count`` are scratch (invisible until committed)."""
+
+    def __init__(self, width: int | None, dtype, capacity: int):
+        self.width, self.dtype = width, dtype
+        self.data = self._empty(max(capacity, 1))
+
+    def _empty(self, rows: int) -> np.ndarray:
+        shape = (rows,) if self.width is None else (rows, self.width)
+        return np.empty(shape, dtype=self.dtype) if self.dtype is not object else np.full(shape, None, dtype=object)
+
+    def write(self, start: int, rows) -> None:
+        end = start + len(rows)
+        if end > len(self.data):
+            new = self._empty(max(end, 2 * len(self.data)))
+            new[: len(self.data)] = self.data
+            self.data = new
+        if self.dtype is object:
+            for j, r in enumerate(rows):
+                self.data[start + j] = r
+        else:
+            self.data[start:end] = rows
+
+
+def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
+    """New ``(top_values, top_index, top_y, top_x)``: the old top-k of each channel merged with this
+    batch's entering ``[B, C]`` candidates. Only channels with a candidate are re-sorted."""
+    rows = entering.any(dim=0).nonzero().squeeze(1)
+    if len(rows) == 0:
+        return old.top_values, old.top_index, old.top_y, old.top_x
+    every = len(rows) == values.shape[1]
+    pick = (lambda t: t) if every else (lambda t: t[rows])
+    batch = values.shape[0]
+    index = torch.arange(start, start + batch, dtype=torch.int64)
+    cand_v = torch.cat([pick(old.top_values), pick(values.masked_fill(~entering, -math.inf).T)], dim=1)
+    cand_i = torch.cat([pick(old.top_index), index.expand(len(rows), batch)], dim=1)
+    cand_y = torch.cat([pick(old.top_y), pick(ys.T)], dim=1)
+    cand_x = torch.cat([pick(old.top_x), pick(xs.T)], dim=1)
+    # Stable descending sort: equal values keep candidate order, i.e. the kept entries (all from
+    # earlier images, themselves in index order among equals) first, then this batch in index
+    # order => ties go to the lower image index, whatever the batch size.
+    order = torch.sort(cand_v, dim=1, descending=True, stable=True).indices[:, :k]
+    merged = [cand.gather(1, order) for cand in (cand_v, cand_i, cand_y, cand_x)]
+    if every:
+        return tuple(merged)
+    result = []
+    for previous, new in zip((old.top_values, old.top_index, old.top_y, old.top_x), merged):
+        full = previous.clone()  # states are never mutated: a resumed or saved scan may share them
+        full[rows] = new
+        result.append(full)
+    return tuple(result)
+
+
+def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> tuple[LayerState, np.ndarray]:
+    """One layer's output for images ``start ..`` folded into a new state, and the batch's codes ``[B, C]``.
+
+    For channel ``c`` and image ``i`` the top-k ranks ``m_i = max_{y,x} h_c(image_i)[y, x]`` with
+    its position; the code is the global average pool ``mean_{y,x} h_c(image_i)[y, x]``.
+    """
+    batch = out.shape[0]
+    flat = out.detach().reshape(batch, out.shape[1], -1)  # [B, C, P] on the model's device
+    # the running state lives on the CPU; only [B, C] summaries leave the device
+    values = flat.amax(dim=2).cpu()  # [B, C] spatial maxima
+    if not torch.isfinite(values).all():
+        raise NonFiniteError(
+            f"layer {name!r} produced NaN or infinite values on images {start}..{start + batch - 1}; "
+            "check the images and that the preprocessing matches the model"
+        )
+    codes = flat.mean(dim=2).cpu()  # [B, C] global average pool
+    # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
+    # 2**24 positions) and is several times faster than summing a bool tensor.
+    nonzero = flat.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).to(torch.int64).cpu()
+    # Only (image, channel) pairs beating the channel's current k-th value can enter its top-k
+    # (an equal value loses to the earlier image): locate the maximum for those alone.
+    entering = values.to(old.top_values.dtype) > old.top_values[:, -1][None, :]
+    share = float(entering.float().mean())
+    if share > 0.25:  # early batches: nearly every pair enters, one argmax over all is cheaper
+        positions = flat.argmax(dim=2).cpu()  # first maximum in row-major order on ties
+    else:
+        positions = torch.zeros_like(values, dtype=torch.int64)
+        if share > 0:
+            positions[entering] = flat[entering.to(flat.device)].argmax(dim=1).cpu()
+    width = out.shape[-1] if out.dim() >= 3 else 1
+    top = merge_top(old, values.to(old.top_values.dtype), entering, positions // width, positions % width, start, k)
+    new = LayerState(
+        *top,
+        code_sum=old.code_sum + codes.sum(dim=0, dtype=torch.float64),
+        max=torch.maximum(old.max, values.amax(dim=0).to(old.max.dtype)),
+        zeros=old.zeros + (flat.shape[0] * flat.shape[2] - nonzero),
+        firing=old.firing + (values > 0).sum(dim=0),
+    )
+    return new, codes.to(torch.float64 if codes.dtype == torch.float64 else torch.float32).numpy()
