@@ -6,6 +6,7 @@ Every hook is removed when the block exits, on success and on error, and the mod
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -41,6 +42,39 @@ def inference_state(model: nn.Module, *, input_grad_only: bool = True) -> Iterat
 
 
 @contextmanager
+def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None],
+               stop_after: bool = False) -> Iterator[None]:
+    """Call ``callback(name, output)`` the moment each named module produces its output.
+
+    The callback sees the output before any later operation can change it in place (a
+    ``ReLU(inplace=True)``, ResNet's ``out += identity``). With ``stop_after`` the pass is cut short
+    (``StopForward``, the caller catches it) once every module has produced its output. Hooks are
+    removed when the block exits, also on error.
+    """
+    seen: set[str] = set()
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if isinstance(output, (tuple, list)):
+                output = output[0]
+            callback(name, output)
+            seen.add(name)
+            if stop_after and len(seen) == len(modules):
+                raise StopForward
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in modules.items():
+            handles.append(module.register_forward_hook(make_hook(name)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def capture_outputs(
     modules: dict[str, nn.Module], stop_after: bool = False
 ) -> Iterator[dict[str, torch.Tensor]]:
@@ -50,25 +84,8 @@ def capture_outputs(
     has produced its output; the caller catches it.
     """
     outputs: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            outputs[name] = output
-            if stop_after and len(outputs) == len(modules):
-                raise StopForward
-
-        return hook
-
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+    with on_outputs(modules, outputs.__setitem__, stop_after):
         yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def hook_count(model: nn.Module) -> int:

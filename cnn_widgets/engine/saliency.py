@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .checks import check_choice, check_float, check_int
-from .errors import CnnWidgetsError, OptionError
+from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
@@ -37,32 +37,44 @@ __all__ = ["METHODS", "OptionError", "RuleWarning", "SaliencyMethod", "input_gra
 
 
 def _layers_for(target) -> list[str]:
-    return [target.layer] if isinstance(target, Unit) else []
+    if isinstance(target, Unit):
+        return [target.layer]
+    if isinstance(target, (list, tuple)):
+        return [target[0].layer]
+    return []
 
 
 def input_gradients(
     net,
     x: torch.Tensor,
-    target: Unit | ClassTarget | object,
+    target: Unit | ClassTarget | Sequence[Unit] | object,
     rule: str = "gradient",
     quantity: str = "logit",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Unit | ClassTarget]:
     """Backpropagate the target's scalar of each row of ``x`` to ``x`` with a rectifier ``rule``.
 
     Rows are independent (eval mode), so ``d(sum_b f(x_b)) / dx`` gives every row its own
-    gradient in one backward pass. For a unit target the forward pass stops after the unit's
-    layer (the rest of the network cannot change it).
+    gradient in one backward pass. ``target`` may also be one unit per row, all on one layer (a
+    dataset scan reconstructs each top image's own position this way). For unit targets the
+    forward pass stops after the unit's layer (the rest of the network cannot change it).
 
     Returns ``(gradient [B, 3, H, W], captured layer outputs, resolved target)``.
     """
     x = x.detach().requires_grad_(True)
-    unit = isinstance(target, Unit)
+    per_row = isinstance(target, (list, tuple))
+    if per_row and (len(target) != len(x) or len({u.layer for u in target}) != 1):
+        raise OptionError("one unit per row of x, all on one layer, is needed for per-row targets")
+    unit = per_row or isinstance(target, Unit)
     with _session(net, rule), torch.enable_grad():
         logits, outputs = net.forward(x, layers=_layers_for(target), stop_early=unit)
         if target is TOP_CLASS:
             index = int(logits[0].argmax())
             target = ClassTarget(index, net.label(index))
-        value = scalar(target, logits, outputs, quantity)
+        if per_row:
+            layer = target[0].layer
+            value = torch.stack([scalar(u, None, {layer: outputs[layer][b : b + 1]})[0] for b, u in enumerate(target)])
+        else:
+            value = scalar(target, logits, outputs, quantity)
         (grad,) = torch.autograd.grad(value.sum(), x)
     return grad, outputs, target
 

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ..checks import check_bool, check_int
-from ..hooks import StopForward, inference_state
+from ..hooks import StopForward, inference_state, on_outputs
 from .errors import ScanError
 from .model import default_scan_layers, model_fingerprint
 from .result import Scan
@@ -23,42 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
 
 __all__ = ["scan"]
-
-
-@contextmanager
-def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None],
-               stop_after: bool = False) -> Iterator[None]:
-    """Call ``callback(name, output)`` the moment each named module produces its output.
-
-    The callback sees the output before any later operation can change it in place. With
-    ``stop_after`` the pass is cut short (``StopForward``, the caller catches it) once every module
-    has produced its output. Hooks are removed when the block exits, also on error.
-
-    This is :func:`~cnn_widgets.engine.hooks.capture_outputs` with a callback instead of a dict
-    (``capture_outputs`` is ``on_outputs(modules, outputs.__setitem__)``); it belongs in
-    ``hooks.py`` beside it.
-    """
-    seen: set[str] = set()
-
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            callback(name, output)
-            seen.add(name)
-            if stop_after and len(seen) == len(modules):
-                raise StopForward
-
-        return hook
-
-    handles = []
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None:

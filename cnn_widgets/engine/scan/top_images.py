@@ -16,7 +16,8 @@ import torch
 from ..checks import check_choice
 from ..images import to_rgb_image
 from ..pictures import signed_to_uint8
-from ..targets import Unit, scalar
+from ..saliency import input_gradients
+from ..targets import Unit
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -69,23 +70,6 @@ class TopImage:
     label: Any = None
 
 
-def _unit_gradients(net: "NetworkBase", x: torch.Tensor, units: list[Unit], rule: str) -> torch.Tensor:
-    """``d(sum_b u_b(x_b)) / dx`` with row ``b``'s own unit ``u_b`` (all on one layer), in one pass.
-
-    :func:`~cnn_widgets.engine.saliency.input_gradients` with one target per row: rows are
-    independent in eval mode, so each gets the gradient of its own unit. Each value is
-    :func:`~cnn_widgets.engine.targets.scalar` of that row.
-    """
-    x = x.detach().requires_grad_(True)
-    layer = units[0].layer
-    with net.session(rule), torch.enable_grad():
-        _, outputs = net.forward(x, [layer], stop_early=True)
-        out = outputs[layer]
-        values = [scalar(unit, None, {layer: out[row : row + 1]})[0] for row, unit in enumerate(units)]
-        (grad,) = torch.autograd.grad(torch.stack(values).sum(), x)
-    return grad
-
-
 def reconstruct(net: "NetworkBase", inputs: list[torch.Tensor], layer: str, channel: int,
                 positions: list[tuple[int, int] | None], method: str = "deconvnet") -> list[np.ndarray]:
     """Input-space picture of ``layer[channel]`` at each position, one per input (``H x W x 3`` float32).
@@ -104,7 +88,7 @@ def reconstruct(net: "NetworkBase", inputs: list[torch.Tensor], layer: str, chan
         groups.setdefault(tuple(x.shape), []).append(i)
     for members in groups.values():
         units = [Unit(layer, channel, position=positions[i], reduce="max") for i in members]
-        grad = _unit_gradients(net, torch.cat([inputs[i] for i in members]), units, rule)
+        grad = input_gradients(net, torch.cat([inputs[i] for i in members]), units, rule)[0]
         for row, i in enumerate(members):
             results[i] = grad[row].permute(1, 2, 0).detach().float().cpu().numpy()
     return results  # type: ignore[return-value]
