@@ -40,16 +40,6 @@ TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "S
 SCAN_TABS = ("top_images", "embedding")  # shown only while a scan is attached
 
 
-def default_layer(net: Network) -> str:
-    """A mid-level layer worth showing first: the last block/conv output still at least 14 pixels wide."""
-    spatial = [layer for layer in net.layers if layer.is_spatial and layer.shape[1] >= 14]
-    for kinds in (("block",), ("conv", "activation")):
-        good = [layer for layer in spatial if layer.kind in kinds]
-        if good:
-            return good[-1].name
-    return ([layer for layer in net.layers if layer.is_spatial] or net.layers)[-1].name
-
-
 class Explorer(anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
@@ -223,7 +213,7 @@ class Explorer(anywidget.AnyWidget):
         self.layers = [{"name": info.name, "kind": info.kind, "shape": list(info.shape)} for info in net.layers]
         with self.hold_trait_notifications():
             if self.layer not in net.layer_names:
-                self.layer = default_layer(net)
+                self.layer = validation.default_layer(net)
             if self.channel >= net.layer(self.layer).channels:
                 self.channel = 0
             if isinstance(self.target, int) and self.target >= net.num_classes:

@@ -15,6 +15,16 @@ from ..engine.errors import closest_names
 TARGETS = {"top": "top-1 class", "unit": "selected unit"}
 
 
+def default_layer(net: Network) -> str:
+    """A mid-level layer worth showing first: the last block/conv output still at least 14 pixels wide."""
+    spatial = [layer for layer in net.layers if layer.is_spatial and layer.shape[1] >= 14]
+    for kinds in (("block",), ("conv", "activation")):
+        good = [layer for layer in spatial if layer.kind in kinds]
+        if good:
+            return good[-1].name
+    return ([layer for layer in net.layers if layer.is_spatial] or net.layers)[-1].name
+
+
 def check_net(value) -> Network:
     if isinstance(value, torch.nn.Module):
         value = Network(value)

@@ -519,9 +519,9 @@ def test_bad_image_shows_an_error_and_the_widget_keeps_working(explorer_page):
 
 
 def test_scan_top_patches_follow_the_selected_unit(explorer_page):
-    """Issue 4: with a scan attached, selecting a unit shows its top patches.
+    """With a scan attached, selecting a unit shows its top patches.
 
-    DOM contract: a panel ``.cnnw-top-images`` whose ``data-unit`` is ``"<layer>:<channel>"`` once it shows that unit, holding
+    DOM contract: a panel ``.cnnw-top-images`` whose ``data-unit`` is ``"<layer>[<channel>]"`` (as ``str(cw.Unit)``) once it shows that unit, holding
     one ``.cnnw-top-patch`` per top image, best first, each with ``data-index`` (the image's index
     in the scanned source) and ``data-value`` (the unit's maximum on it).
     """
@@ -540,7 +540,7 @@ def test_scan_top_patches_follow_the_selected_unit(explorer_page):
     page.mouse.click(point["x"], point["y"])
     page.wait_for_function(
         "(unit) => { const p = document.querySelector('.cnnw-top-images'); return p && p.dataset.unit === unit; }",
-        arg=f"{layer}:{channel}",
+        arg=f"{layer}[{channel}]",
         timeout=UPDATE_TIMEOUT_MS,
     )
     wait_idle(page)

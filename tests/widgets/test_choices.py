@@ -95,7 +95,7 @@ def test_stride_never_exceeds_the_window(tiny):
 
 def test_the_renderer_holds_no_copy_of_the_choices():
     source = "\n".join(p.read_text() for p in JS_SOURCE.rglob("*.js"))
-    for copied in ("guided_backprop", "Grad-CAM", "per_tile", "per-tile scale", "deconvnet", '"mean"', "top-1 class", '"custom"'):
+    for copied in ("guided_backprop", "Grad-CAM", "per_tile", "per-tile scale", "deconvnet", '"mean"', '"selected unit', '"custom"'):
         assert copied not in source, copied
 
 

@@ -1,4 +1,4 @@
-"""Explorer panels over a dataset scan (issue 4) and the contribution-tree crops (issue 3 follow-up).
+"""Explorer panels over a dataset scan (top images, embedding, dead channels) and the contribution-tree crops.
 
 The traits must carry exactly what the scan says: ``scan.top_images(unit)`` crops and
 reconstructions byte for byte, ``scan.embedding(layer, "pca")``, ``scan.dead_channels(layer)``.
