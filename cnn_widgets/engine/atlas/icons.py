@@ -1,0 +1,144 @@
+"""Cell icons: feature visualisation of many directions at once, or the mean of real patches.
+
+* :func:`direction_icons`: a batch of ``n`` images where image ``i`` maximises Lucid's direction
+  objective for direction ``v_i``, ``mean over positions of <h, v_i> * cos(h, v_i)^p`` (Olah et al.,
+  "Feature Visualization", Distill 2017; Carter et al., "Activation Atlases", Distill 2019). Every
+  image of the batch has its own direction, so a whole atlas is rendered in a few batched ascents
+  with the parametrisation (Fourier basis, colour decorrelation) and transforms of
+  :mod:`~cnn_widgets.engine.visualize`.
+* :func:`patch_icons`: the fast version, the mean of the receptive-field patches (resized to the
+  icon size) of the sampled positions that fell in each cell: what the cell's inputs look like on
+  average, without optimisation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import CnnWidgetsError
+from ..hooks import inference_state
+from ..preprocess import pixels_to_input
+from ..visualize.param import ImageParam
+from ..visualize.transforms import apply_all, transform_set
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..core import NetworkBase
+    from ..scan.sources import Source
+
+__all__ = ["direction_icons", "direction_values", "patch_icons"]
+
+
+def direction_values(h: torch.Tensor, directions: torch.Tensor, cossim_power: float = 1.0) -> torch.Tensor:
+    """Row ``i``: ``mean_{y,x} <h_i[:, y, x], v_i> * max(cos(h_i[:, y, x], v_i), 1e-3)^p``.
+
+    The batched form of :func:`~cnn_widgets.engine.visualize.objectives.objective_value` for a
+    ``Direction``: ``h`` is ``[n, C, H, W]`` (or ``[n, C]``), ``directions`` ``[n, C]``.
+    """
+    v = directions.to(dtype=h.dtype, device=h.device)
+    hv = h if h.dim() == 4 else h[:, :, None, None]
+    dot = torch.einsum("nchw,nc->nhw", hv, v)
+    cos = dot / (hv.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
+    return (dot * cos.clamp_min(1e-3) ** cossim_power).flatten(1).mean(dim=1)
+
+
+def _runs_at(net: "NetworkBase", size: int) -> bool:
+    try:
+        net._structure(torch.zeros(1, net.input_channels, size, size, device=net.device, dtype=net.dtype))
+    except CnnWidgetsError:
+        return False
+    return True
+
+
+def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | torch.Tensor, steps: int = 128,
+                    size: int = 64, seed: int = 0, cossim_power: float = 1.0, lr: float = 0.05,
+                    transforms: str = "standard", batch: int = 48, progress: bool = True) -> tuple[np.ndarray, bool]:
+    """``(uint8 [n, size, size, 3] icons, interrupted)``: icon ``i`` maximises direction ``i`` of ``layer``.
+
+    Directions are optimised ``batch`` at a time (one forward and backward per step for the whole
+    batch, stopped at ``layer``); each batch draws its initial noise and transforms from a generator
+    seeded with ``seed`` and the batch number, so the icons are reproducible. The picture is fed
+    at ``size`` when the model runs at that size (a fully convolutional body), else resized to the
+    model's input size. Ctrl-C keeps the pictures reached so far (``interrupted`` is True).
+    """
+    from tqdm.auto import tqdm
+
+    v_all = torch.as_tensor(np.asarray(directions), dtype=torch.float32)
+    n = len(v_all)
+    native = size == net.input_size[0] == net.input_size[1] or _runs_at(net, size)
+    hw = (size, size) if native else net.input_size
+    name = net.layer(layer).name
+    icons = np.zeros((n, size, size, 3), dtype=np.uint8)
+    chain = transform_set(transforms, size)
+    interrupted = False
+    bar = tqdm(total=steps * ((n + batch - 1) // batch), unit="step", desc=f"atlas: icons {layer}",
+               disable=not progress, leave=False)
+    try:
+        with inference_state(net.model), torch.enable_grad():
+            for b, first in enumerate(range(0, n, batch)):
+                v = v_all[first:first + batch].to(net.device)
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
+                image = ImageParam(len(v), size, "fourier", True, generator=generator).to(net.device)
+                optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+                try:
+                    for _ in range(steps):
+                        optimizer.zero_grad(set_to_none=True)
+                        pixels = apply_all(chain, image(), generator)
+                        if tuple(pixels.shape[-2:]) != hw:
+                            pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
+                        x = pixels_to_input(pixels, net.preprocess, net.input_channels).to(net.dtype)
+                        _, outputs = net.forward(x, layers=[name], stop_early=True)
+                        loss = -direction_values(outputs[name], v, cossim_power).sum()
+                        loss.backward()
+                        optimizer.step()
+                        bar.update(1)
+                finally:
+                    with torch.no_grad():
+                        icons[first:first + len(v)] = _to_uint8(image().detach())
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    return icons, interrupted
+
+
+def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    return (pixels.clamp(0, 1).permute(0, 2, 3, 1).cpu().float().numpy() * 255).round().astype(np.uint8)
+
+
+def patch_icons(net: "NetworkBase", source: "Source", layer: str, image_index: np.ndarray, position: np.ndarray,
+                cell: np.ndarray, cells: int, size: int = 64, progress: bool = True) -> np.ndarray:
+    """``uint8 [cells, size, size, 3]``: per cell, the mean of its samples' receptive-field patches.
+
+    ``cell[m]`` is the (flat) cell of sample ``m``. A second pass loads each image once and adds
+    its patches into per-cell sums (memory: ``cells * size^2 * 3`` floats, whatever the dataset).
+    """
+    from tqdm.auto import tqdm
+
+    info = net.layer(layer)
+    rf = info.receptive_field
+    sums = np.zeros((cells, size, size, 3), dtype=np.float64)
+    counts = np.zeros(cells, dtype=np.int64)
+    order = np.argsort(image_index, kind="stable")
+    wanted = np.unique(image_index)
+    starts = np.searchsorted(image_index[order], wanted)
+    ends = np.searchsorted(image_index[order], wanted, side="right")
+    for i, lo, hi in tqdm(list(zip(wanted, starts, ends)), unit="img", desc=f"atlas: patches {layer}",
+                          disable=not progress, leave=False):
+        shown = net.display_image(source.image(int(i)))
+        for m in order[lo:hi]:
+            if rf is None or rf.is_global or not info.is_spatial:
+                crop = shown
+            else:
+                top, left, bottom, right = rf.box(int(position[m, 0]), int(position[m, 1]), image_size=shown.shape[:2])
+                crop = shown[top:bottom, left:right]
+            if crop.size == 0:
+                continue
+            resized = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR), dtype=np.float64)
+            sums[cell[m]] += resized
+            counts[cell[m]] += 1
+    return (sums / np.maximum(counts, 1)[:, None, None, None]).round().clip(0, 255).astype(np.uint8)
