@@ -56,14 +56,16 @@ def _runs_at(net: "NetworkBase", size: int) -> bool:
 
 def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | torch.Tensor, steps: int = 128,
                     size: int = 64, seed: int = 0, cossim_power: float = 1.0, lr: float = 0.05,
-                    transforms: str = "standard", batch: int = 48, progress: bool = True) -> tuple[np.ndarray, bool]:
+                    transforms: str = "standard", batch: int = 48, progress: bool = True, param: str = "fourier",
+                    decorrelate: bool = True) -> tuple[np.ndarray, bool]:
     """``(uint8 [n, size, size, 3] icons, interrupted)``: icon ``i`` maximises direction ``i`` of ``layer``.
 
     Directions are optimised ``batch`` at a time (one forward and backward per step for the whole
     batch, stopped at ``layer``); each batch draws its initial noise and transforms from a generator
     seeded with ``seed`` and the batch number, so the icons are reproducible. The picture is fed
     at ``size`` when the model runs at that size (a fully convolutional body), else resized to the
-    model's input size. Ctrl-C keeps the pictures reached so far (``interrupted`` is True).
+    model's input size. ``param``, ``decorrelate`` and ``transforms`` are those of
+    :func:`~cnn_widgets.engine.visualize.visualize`. Ctrl-C keeps the pictures reached so far (``interrupted`` is True).
     """
     from tqdm.auto import tqdm
 
@@ -82,7 +84,7 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
             for b, first in enumerate(range(0, n, batch)):
                 v = v_all[first:first + batch].to(net.device)
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
-                image = ImageParam(len(v), size, "fourier", True, generator=generator).to(net.device)
+                image = ImageParam(len(v), size, param, decorrelate, generator=generator).to(net.device)
                 optimizer = torch.optim.Adam(image.parameters(), lr=lr)
                 try:
                     for _ in range(steps):
