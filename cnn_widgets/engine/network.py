@@ -45,10 +45,16 @@ class Network(NetworkBase):
         return contribution_tree(self, image, unit, depth=depth, k=k, rule=rule, reduce=reduce, path=path, **options)
 
     def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
-             progress: bool = True, save_to=None, resume=None) -> Scan:
-        """One pass over a dataset: top-k images, statistics and codes per channel; see :func:`.scan.scan`."""
+             progress: bool = True, save_to=None, resume=None, backend: str = "local", workers: int | None = None,
+             resources: dict | None = None) -> Scan:
+        """One pass over a dataset: top-k images, statistics and codes per channel; see :func:`.scan.scan`.
+
+        ``backend="ray"`` runs the batches on Ray workers (``workers``, each with ``resources``) and
+        returns the same :class:`Scan`, identical to a local scan with the same batch size.
+        """
         return scan(self, images, layers=layers, k=k, batch_size=batch_size, num_workers=num_workers,
-                    progress=progress, save_to=save_to, resume=resume)
+                    progress=progress, save_to=save_to, resume=resume, backend=backend, workers=workers,
+                    resources=resources)
 
     def visualize(self, target, steps: int = 256, size: int | None = None, **options) -> Visualization:
         """What ``target`` looks for, with no input image (feature visualisation); see :func:`.visualize.visualize`."""

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..checks import check_bool, check_int
+from ..checks import check_bool, check_choice, check_int
+from ..errors import OptionError
 from ..hooks import StopForward, inference_state, on_outputs
 from .errors import ScanError
 from .model import default_scan_layers, model_fingerprint
@@ -24,7 +25,16 @@ __all__ = ["scan"]
 
 
 def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None:
-    """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically.
+    """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically."""
+    result._commit(start, fold_batch(result.net, result.layers, result._state.layers, result.k, x, start), labels)
+
+
+def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int, x: torch.Tensor,
+               start: int) -> dict:
+    """Forward one batch (images ``start .. start + B - 1``) and fold every layer into ``layer_states``.
+
+    Returns ``{layer: (new LayerState, codes [B, C])}``; nothing is committed (a distributed
+    scan's worker folds into empty states and sends this to the driver).
 
     Each layer is folded the moment its output exists: an in-place operation later in the model
     (``ReLU(inplace=True)``, ``out += identity``) cannot alter what was seen, no output is kept
@@ -34,7 +44,6 @@ def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None
     Call inside ``inference_state`` and ``no_grad``.
     """
     pending = {}
-    layer_states = result._state.layers
 
     def fold_output(name: str, output: torch.Tensor) -> None:
         # The reductions are small and memory-bound: on a CPU they run faster on one thread than
@@ -43,21 +52,21 @@ def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None
         if threads > 1 and output.device.type == "cpu":
             torch.set_num_threads(1)
         try:
-            pending[name] = fold(name, output, start, layer_states[name], result.k)
+            pending[name] = fold(name, output, start, layer_states[name], k)
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
 
-    modules = {name: result.net.layer(name)._module for name in result.layers}
+    modules = {name: net.layer(name)._module for name in layers}
     with on_outputs(modules, fold_output, stop_after=True):
         try:
-            result.net.model(x)
+            net.model(x)
         except StopForward:
             pass
-    missing = [n for n in result.layers if n not in pending]
+    missing = [n for n in layers if n not in pending]
     if missing:
         raise ScanError(f"layers {missing} produced no output in the forward pass; scan other layers")
-    result._commit(start, pending, labels)
+    return pending
 
 
 def scan(
@@ -70,6 +79,9 @@ def scan(
     progress: bool = True,
     save_to: str | os.PathLike | None = None,
     resume: "Scan | str | os.PathLike | None" = None,
+    backend: str = "local",
+    workers: int | None = None,
+    resources: dict | None = None,
 ) -> Scan:
     """One forward pass over a dataset, keeping top-k images, statistics and codes per channel.
 
@@ -100,6 +112,17 @@ def scan(
         A partial :class:`Scan` or the path of a saved one, made with the same network, layers
         and images: scanning continues at its first unscanned image. The result equals one
         uninterrupted scan.
+    backend
+        ``"local"`` (this process) or ``"ray"``: the batches run on Ray workers (the connected
+        cluster, ``RAY_ADDRESS``, or a local one) and the driver merges them in order; the result
+        is the same :class:`Scan`, identical to a local scan with the same batch size. ``images``
+        may then also be a ``ray.data.Dataset`` or a URI Ray reads. See :mod:`.ray_backend`.
+    workers
+        Ray workers (actors, each holding a copy of the network); default: as many as the
+        cluster's CPUs (GPUs) hold. ``backend="ray"`` only.
+    resources
+        Ray resources per worker, e.g. ``{"num_cpus": 4, "num_gpus": 1}`` (default one CPU, and
+        one GPU where the cluster has GPUs). ``backend="ray"`` only.
 
     Ctrl-C stops the pass and returns the images covered so far (``scan.interrupted``; only whole
     batches are kept); the model, its flags and hooks are left as before.
@@ -111,7 +134,17 @@ def scan(
         batch_size = check_int("batch_size", batch_size)
     num_workers = check_int("num_workers", num_workers, low=0)
     progress = check_bool("progress", progress)
-    source = as_source(images)
+    backend = check_choice("backend", backend, ("local", "ray"))
+    if backend == "ray":
+        from . import ray_backend  # the only module that imports ray, lazily
+
+        workers, resources = ray_backend.check_ray_options(workers, resources)
+        ray_backend.import_ray()
+        source = ray_backend.ray_source(images)
+    else:
+        if workers is not None or resources is not None:
+            raise OptionError("workers and resources are options of backend='ray'; pass backend='ray' or leave them out")
+        source = as_source(images)
     if isinstance(layers, str):
         layers = [layers]
     names = default_scan_layers(net) if layers is None else [net.layer(n).name for n in layers]
@@ -120,7 +153,7 @@ def scan(
         raise ScanError("no layer to scan; pass layers=[...] (net.layers lists them)")
 
     if resume is not None:
-        result = resume if isinstance(resume, Scan) else Scan.load(resume, net, images=images)
+        result = resume if isinstance(resume, Scan) else Scan.load(resume, net, images=source)
         if result.fingerprint != model_fingerprint(net.model):
             raise ScanError("the network's weights changed since this scan began; start a new scan")
         if layers is not None and names != result.layers:
@@ -141,11 +174,14 @@ def scan(
     bar = tqdm(total=result.total, initial=start, unit="img", desc=f"scan {net.name}", disable=not progress)
     try:
         position = start
-        with inference_state(net.model), torch.no_grad():
-            for x, labels in source.batches(net, start, batch_size, num_workers):
-                _scan_batch(result, x.to(device=net.device, dtype=net.dtype), position, labels)
-                position += len(labels)
-                bar.update(len(labels))
+        if backend == "ray":  # the driver only merges; the model here is never run
+            ray_backend.ray_pass(result, source, start, batch_size, num_workers, bar, workers, resources)
+        else:
+            with inference_state(net.model), torch.no_grad():
+                for x, labels in source.batches(net, start, batch_size, num_workers):
+                    _scan_batch(result, x.to(device=net.device, dtype=net.dtype), position, labels)
+                    position += len(labels)
+                    bar.update(len(labels))
     except KeyboardInterrupt:
         result.interrupted = True
         warnings.warn(

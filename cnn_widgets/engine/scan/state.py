@@ -19,7 +19,10 @@ import torch
 
 from ..errors import NonFiniteError
 
-__all__ = ["LAYER_STATE_FIELDS", "LayerState", "Rows", "State", "empty_layer_state", "fold", "merge_top", "numpy_dtype"]
+__all__ = [
+    "LAYER_STATE_FIELDS", "LayerState", "Rows", "State", "empty_layer_state", "fold", "merge_layer_states", "merge_top",
+    "numpy_dtype",
+]
 
 
 @dataclass
@@ -158,3 +161,24 @@ def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> t
         firing=old.firing + (values > 0).sum(dim=0),
     )
     return new, codes.to(torch.float64 if codes.dtype == torch.float64 else torch.float32).numpy()
+
+
+def merge_layer_states(old: LayerState, part: LayerState, k: int) -> LayerState:
+    """``old`` (images ``0 .. s - 1``) followed by ``part``, the state of the next images alone.
+
+    ``part`` is what :func:`fold` makes of a batch from an empty state (a distributed scan's
+    worker sends it). Folded in image order, the result equals folding the batch into ``old``
+    directly, bit for bit: the top-k of the union is the top-k of the two top-k lists (a stable
+    sort keeps ``old``'s lower indices first among equal values), the counts and maxima are exact,
+    and ``code_sum`` gets the batch's float64 sum added in the same order as a local scan.
+    """
+    cand = [torch.cat([a, b], dim=1) for a, b in zip((old.top_values, old.top_index, old.top_y, old.top_x),
+                                                       (part.top_values, part.top_index, part.top_y, part.top_x))]
+    order = torch.sort(cand[0], dim=1, descending=True, stable=True).indices[:, :k]
+    return LayerState(
+        *(c.gather(1, order) for c in cand),
+        code_sum=old.code_sum + part.code_sum,
+        max=torch.maximum(old.max, part.max),
+        zeros=old.zeros + part.zeros,
+        firing=old.firing + part.firing,
+    )
