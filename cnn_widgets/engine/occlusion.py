@@ -3,23 +3,36 @@
 Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014 (section 4.2):
 slide a grey square over the image and record the class probability -- or a feature map's
 activation, as in their layer-5 example (also in the Stanford cs231n notes) -- for every position.
+
+By default each occluded copy is recomputed only where the square can change it (Krypton:
+Nakandala, Kumar & Papakonstantinou, "Incremental and Approximate Inference for Faster
+Occlusion-based Deep CNN Explanations", SIGMOD 2019), exactly; ``approx`` and ``drill_down`` are
+Krypton's approximate modes. See :mod:`cnn_widgets.engine.incremental`.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from .checks import check_choice, check_int
-from .errors import OptionError
+from .checks import check_bool, check_choice, check_float, check_int
+from .errors import NonFiniteError, OptionError
 from .hooks import inference_state
+from .incremental import IncrementalRunner, Patch, plan_for
+from .incremental.regions import read_window
+from .structure import select_logits
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
 
-__all__ = ["FILLS", "occlusion", "occlusion_fill", "window_positions"]
+__all__ = ["FILLS", "METHODS", "OcclusionResult", "occlusion", "occlusion_fill", "window_positions"]
 
 FILLS = ("zero", "mean", "blur")
+METHODS = ("incremental", "full")  # recompute what the window changes (Krypton) | the whole network per copy
+log = logging.getLogger(__name__)
 
 
 def occlusion_fill(x: torch.Tensor, fill: str, window: int) -> torch.Tensor:
@@ -79,6 +92,162 @@ def _check(window, stride, size) -> tuple[int, int]:
     return window, stride
 
 
+@dataclass
+class OcclusionResult:
+    """Heat map, window grid and how they were computed (``occlusion(..., result=True)``).
+
+    Attributes
+    ----------
+    heat
+        ``[H, W]``: mean drop over the windows covering each pixel.
+    grid
+        ``[nh, nw]``: one drop per window corner of :func:`window_positions`.
+    method
+        ``"incremental"`` (Krypton's incremental inference) or ``"full"`` (the whole network per
+        occluded copy: asked for, or the model could not be traced).
+    reason
+        Why ``"incremental"`` was asked for but ``"full"`` ran (``None`` otherwise).
+    exact
+        Whether the result equals full recomputation (``approx`` and ``drill_down`` make it approximate).
+    work
+        Multiply-adds of convolutions and linear layers run, over those of one full forward pass
+        per window (the speed-up limit is ``1 / work``; ``1.0`` for ``"full"``).
+    windows
+        Occluded copies actually run (fewer than ``grid.numel()`` with ``drill_down``).
+    error
+        With ``compare=True`` on an approximate run: ``{"max_abs", "relative", "correlation"}`` of
+        the heat map against the exact one (relative: max abs error over max abs exact value).
+    """
+
+    heat: torch.Tensor
+    grid: torch.Tensor
+    method: str
+    reason: str | None = None
+    exact: bool = True
+    work: float = 1.0
+    windows: int = 0
+    error: dict = field(default_factory=dict)
+
+
+def _heat(grid: torch.Tensor, window: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
+    """Spread each window's drop over its pixels (NaN windows are not done yet; NaN where none is)."""
+    done = ~torch.isnan(grid)
+    box = torch.ones(1, 1, window, window, dtype=grid.dtype, device=grid.device)
+    h, w = size
+    nh, nw = grid.shape
+    # a transposed convolution with a box kernel, cropped to the input (the clipped last windows reach past it)
+    total = F.conv_transpose2d(torch.where(done, grid, 0).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
+    count = F.conv_transpose2d(done.to(grid.dtype).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
+    return torch.where(count > 0, total / count.clamp(min=1), float("nan"))
+
+
+class _Evaluator:
+    """The target's value for the clean image and for batches of occluded copies.
+
+    Runs incrementally when the model traces with torch.fx (Krypton), else (or when asked) the whole
+    network per copy; ``reason`` says why it fell back.
+    """
+
+    def __init__(self, net, x, resolved, quantity, method, approx, fill_image, window):
+        self.net, self.x, self.resolved, self.quantity = net, x, resolved, quantity
+        self.fill_image, self.window = fill_image, window
+        self.unit = isinstance(resolved, Unit)
+        self.runner, self.reason, self.full_windows, self.runs = None, None, 0, 0
+        if method == "incremental":
+            try:
+                leaves = frozenset([resolved.layer]) if self.unit else frozenset()
+                plan, clean = plan_for(net.model, x, leaves)
+                last = plan.output
+                if self.unit:
+                    last = next((op.node for op in plan.ops if op.node.op == "call_module" and op.node.target == resolved.layer), None)
+                    if last is None:
+                        raise ValueError(f"layer {resolved.layer!r} is not a module call of the traced graph")
+                self.runner = IncrementalRunner(plan, clean, last, approx)
+                self.base = self._value(clean[last], 1)
+            except (NonFiniteError, KeyboardInterrupt):
+                raise
+            except Exception as err:  # untraceable or unsupported: the plain model is always right
+                self.reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                log.debug("occlusion runs the full network per window: %s", self.reason)
+        if self.runner is None:
+            self.base = self._full_batch(x)
+
+    def _value(self, out, rows):
+        if self.unit:
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            logits, outputs = None, {self.resolved.layer: out}
+        else:
+            logits, outputs = select_logits(out, self.net.output, self.net.name), {}
+        checked = logits if logits is not None else out
+        if not bool(torch.isfinite(checked).all()):
+            raise NonFiniteError(f"{self.net.name} produced NaN or infinite values for an occluded copy; check the weights")
+        if self.resolved is TOP_CLASS:
+            index = int(logits[0].argmax())
+            self.resolved = ClassTarget(index, self.net.label(index))
+        return scalar(self.resolved, logits, outputs, self.quantity)
+
+    def _full_batch(self, batch):
+        layers = [self.resolved.layer] if self.unit else []
+        logits, outputs = self.net.forward(batch, layers=layers, stop_early=self.unit)
+        if self.resolved is TOP_CLASS:
+            index = int(logits[0].argmax())
+            self.resolved = ClassTarget(index, self.net.label(index))
+        return scalar(self.resolved, logits, outputs, self.quantity)
+
+    def __call__(self, corners: list[tuple[int, int]]) -> torch.Tensor:
+        """Drops ``f(x) - f(occluded)`` for the windows at ``corners``."""
+        x, window = self.x, self.window
+        if self.runner is None:
+            self.full_windows += len(corners)
+            batch = x.repeat(len(corners), 1, 1, 1)
+            for row, (t, l) in enumerate(corners):
+                batch[row, :, t : t + window, l : l + window] = self.fill_image[0, :, t : t + window, l : l + window]
+            return self.base - self._full_batch(batch)
+        h, w = x.shape[-2:]
+        tops = torch.tensor([t for t, _ in corners])
+        lefts = torch.tensor([l for _, l in corners])
+        # the input patch: the window's square, moved back inside the image where it is clipped
+        top, left = tops.clamp(max=h - window), lefts.clamp(max=w - window)
+        rows = top[:, None] + torch.arange(window) >= tops[:, None]
+        cols = left[:, None] + torch.arange(window) >= lefts[:, None]
+        inside = (rows[:, :, None] & cols[:, None, :])[:, None].to(x.device)
+        value = torch.where(inside, read_window(self.fill_image, None, top, left, (window, window)),
+                            read_window(x, None, top, left, (window, window)))
+        out = self.runner.run(Patch(value, top, left), len(corners))
+        return self.base - self._value(out, len(corners))
+
+    @property
+    def work(self) -> float:
+        if self.runner is None:
+            return 1.0
+        return self.runner.macs / max(1, self.runner.macs_full_row * self.runs)
+
+
+
+def _scan(evaluate, corners, batch_size, bar, on_batch) -> torch.Tensor:
+    drops = []
+    for start in range(0, len(corners), batch_size):
+        chunk = corners[start : start + batch_size]
+        drops.append(evaluate(chunk))
+        evaluate.runs += len(chunk)
+        if bar is not None:
+            bar.update(len(chunk))
+        if on_batch is not None:
+            on_batch(start + len(chunk), torch.cat(drops))
+    return torch.cat(drops) if drops else torch.zeros(0)
+
+
+def _window_means(heat: torch.Tensor, corners, window: int) -> torch.Tensor:
+    """Mean of ``heat`` over each window (an integral image: one pass for all windows)."""
+    h, w = heat.shape
+    integral = F.pad(heat.cumsum(0).cumsum(1), (1, 0, 1, 0))
+    t = torch.tensor([c[0] for c in corners])
+    l = torch.tensor([c[1] for c in corners])
+    b, r = (t + window).clamp(max=h), (l + window).clamp(max=w)
+    sums = integral[b, r] - integral[t, r] - integral[b, l] + integral[t, l]
+    return sums / ((b - t) * (r - l)).to(heat.dtype)
+
+
 def occlusion(
     net,
     image,
@@ -90,7 +259,13 @@ def occlusion(
     batch_size: int = 32,
     grid: bool = False,
     progress: bool | None = None,
-) -> torch.Tensor:
+    method: str = "incremental",
+    approx: float | None = None,
+    drill_down: float | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    result: bool = False,
+    compare: bool = False,
+) -> torch.Tensor | OcclusionResult:
     """Drop of the target when a ``window x window`` square (all channels) is replaced by ``fill``.
 
     ``drop(p) = f(x) - f(x with the window at p filled)``, where ``f`` is the class probability
@@ -102,6 +277,13 @@ def occlusion(
     it exactly (``(size - window) % stride != 0``), as in Captum's ``Occlusion``. A ``stride``
     larger than ``window`` would leave unoccluded stripes that read as "no effect", so it is
     refused (:class:`OptionError`), as Captum does.
+
+    Incremental inference (Nakandala, Kumar & Papakonstantinou, "Incremental and Approximate
+    Inference for Faster Occlusion-based Deep CNN Explanations", SIGMOD 2019): the clean image's
+    activations are computed once, and each layer of an occluded copy only where the window can
+    change it (its projective field), read from the cached maps. Ops that mix all positions
+    (global pooling, linear layers, anything unknown) run on whole maps. The result equals full
+    recomputation up to float rounding; a model torch.fx cannot trace runs in full.
 
     Parameters
     ----------
@@ -117,64 +299,116 @@ def occlusion(
         Return the ``[nh, nw]`` window grid instead of the ``[H, W]`` map.
     progress
         Show a tqdm bar (``None``: when there are more than 64 windows). Ctrl-C stops the scan.
+    method
+        ``"incremental"`` (default, exact) or ``"full"`` (the whole network per copy).
+    approx
+        Krypton's projective-field threshold ``tau`` in ``(0, 1]``: a changed region wider than
+        ``tau`` of its map is cut to that, centred (approximate; ``None``: exact).
+    drill_down
+        Krypton's adaptive drill-down: the fraction in ``(0, 1]`` of windows run at ``stride``,
+        those where a first pass at stride ``min(window, 2*stride)`` found the largest drops; the
+        others take that first pass's mean over their square (approximate; ``None``: all windows).
+    callback
+        ``callback(done, total, heat)`` after every batch: windows done, windows in all, and the
+        ``[H, W]`` heat map of the windows done so far (NaN where none is yet). Raise to stop.
+    result
+        Return an :class:`OcclusionResult` (heat map, grid, method, work, error) instead of a tensor.
+    compare
+        With ``approx`` or ``drill_down``: also run the exact method and put the error in
+        ``OcclusionResult.error``.
 
     Returns
     -------
-    torch.Tensor
+    torch.Tensor | OcclusionResult
         ``[H, W]``: each pixel holds the mean drop over the windows covering it (captum's
         ``Occlusion`` convention), or the ``[nh, nw]`` grid, one value per window corner of
-        :func:`window_positions`.
+        :func:`window_positions`; or, with ``result=True``, both and how they were computed.
     """
     check_choice("fill", fill, FILLS)
     check_choice("quantity", quantity, QUANTITIES)
+    check_choice("method", method, METHODS)
     check_int("batch_size", batch_size)
+    grid, result, compare = check_bool("grid", grid), check_bool("result", result), check_bool("compare", compare)
+    if progress is not None:
+        check_bool("progress", progress)
+    if approx is not None:
+        approx = check_float("approx", approx, 0, 1, open_low=True)
+    if drill_down is not None:
+        drill_down = check_float("drill_down", drill_down, 0, 1, open_low=True)
+    if callback is not None and not callable(callback):
+        raise OptionError(f"callback must be a function callback(done, total, heat), got {callback!r}")
     x = net.prepare(image)
     size = tuple(x.shape[-2:])
     window, stride = _check(window, stride, size)
     resolved = net.resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
-    filled = occlusion_fill(x, fill, window)
-
-    unit = isinstance(resolved, Unit)
-    layers = [resolved.layer] if unit else []
-    show = len(corners) > 64 if progress is None else bool(progress)
+    coarse_stride = min(window, 2 * stride)
+    coarse = None
+    if drill_down is not None and coarse_stride > stride:
+        coarse = window_positions(size, window, coarse_stride)
+    total = len(corners) if coarse is None else len(coarse[0]) * len(coarse[1]) + math.ceil(drill_down * len(corners))
+    show = total > 64 if progress is None else progress
     bar = None
     if show:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(corners), desc="occlusion", unit="window", leave=False)
-    values = []
+        bar = tqdm(total=total, desc="occlusion", unit="window", leave=False)
+    nh, nw = len(tops), len(lefts)
     try:
         # eval mode + frozen parameters; no rectifier rules (no backward pass), so native in-place
         # ReLUs run at full speed -- a unit's output is captured as the pass stops right after it
         with inference_state(net.model), torch.no_grad():
-            for start in range(0, len(corners), batch_size):
-                chunk = corners[start : start + batch_size]
-                # the first batch also carries the unoccluded image (row 0): no extra forward for f(x)
-                first = start == 0
-                batch = x.repeat(len(chunk) + first, 1, 1, 1)
-                for row, (t, l) in enumerate(chunk, start=first):
-                    batch[row, :, t : t + window, l : l + window] = filled[0, :, t : t + window, l : l + window]
-                logits, outputs = net.forward(batch, layers=layers, stop_early=unit)
-                if resolved is TOP_CLASS:
-                    index = int(logits[0].argmax())
-                    resolved = ClassTarget(index, net.label(index))
-                values.append(scalar(resolved, logits, outputs, quantity))
-                if bar is not None:
-                    bar.update(len(chunk))
+            evaluate = _Evaluator(net, x, resolved, quantity, method, approx, occlusion_fill(x, fill, window), window)
+            drops = torch.full((nh * nw,), float("nan"), dtype=x.dtype, device=x.device)
+            todo = list(range(len(corners)))
+            offset = 0
+            if coarse is not None:
+                coarse_corners = [(t, l) for t in coarse[0] for l in coarse[1]]
+                shape = (len(coarse[0]), len(coarse[1]))
+
+                def coarse_batch(done, values):
+                    if callback is not None:
+                        partial = torch.full((len(coarse_corners),), float("nan"), dtype=x.dtype, device=x.device)
+                        partial[: len(values)] = values
+                        callback(done, total, _heat(partial.view(shape), window, coarse_stride, size))
+
+                values = _scan(evaluate, coarse_corners, batch_size, bar, coarse_batch)
+                estimate = _window_means(_heat(values.view(shape), window, coarse_stride, size), corners, window)
+                keep = math.ceil(drill_down * len(corners))
+                todo = sorted(estimate.topk(keep).indices.tolist())
+                drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
+                offset = len(coarse_corners)
+
+            def fine_batch(done, values):
+                if callback is not None:
+                    partial = drops.clone()
+                    partial[todo[: len(values)]] = values
+                    callback(offset + done, total, _heat(partial.view(nh, nw), window, stride, size))
+
+            values = _scan(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
+            drops[todo] = values.to(drops.dtype)
+            error = {}
+            approximate = evaluate.runner is not None and approx is not None or coarse is not None
+            if compare and approximate:
+                exact = occlusion(net, x, evaluate.resolved, window, stride, fill, quantity, batch_size,
+                                  progress=False, method=method, result=True)
+                error = _error(_heat(drops.view(nh, nw), window, stride, size), exact.heat)
     finally:
         if bar is not None:
             bar.close()
-    values = torch.cat(values)
-    drops = values[0] - values[1:]
-    nh, nw = len(tops), len(lefts)
-    if grid:
-        return drops.view(nh, nw).detach()
-    # spread each window's drop over its pixels: a transposed convolution with a box kernel, cropped
-    # to the input (the clipped last windows reach past the border)
-    box = torch.ones(1, 1, window, window, dtype=drops.dtype, device=drops.device)
-    h, w = size
-    total = F.conv_transpose2d(drops.view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
-    count = F.conv_transpose2d(torch.ones_like(drops).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
-    return (total / count).detach()  # count >= 1 everywhere: stride <= window and the last window is clipped
+    grid_values = drops.view(nh, nw).detach()
+    heat = _heat(grid_values, window, stride, size).detach()  # count >= 1 everywhere: stride <= window
+    if result:
+        return OcclusionResult(heat, grid_values, "full" if evaluate.runner is None else "incremental",
+                               evaluate.reason, not approximate, evaluate.work, evaluate.runs, error)
+    return grid_values if grid else heat
+
+
+def _error(heat: torch.Tensor, exact: torch.Tensor) -> dict:
+    """Max and relative error of an approximate heat map, and its Pearson correlation with the exact one."""
+    diff = (heat - exact).abs().max().item()
+    a, b = heat.flatten().double(), exact.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    corr = float((a * b).sum() / (a.norm() * b.norm()).clamp(min=1e-300))
+    return {"max_abs": diff, "relative": diff / max(exact.abs().max().item(), 1e-300), "correlation": corr}

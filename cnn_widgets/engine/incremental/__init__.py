@@ -1,0 +1,11 @@
+"""Incremental occlusion (Krypton, Nakandala, Kumar & Papakonstantinou, SIGMOD 2019).
+
+``graph``: the model as a labelled ``torch.fx`` graph; ``regions``: patch arithmetic (growth
+through kernels and strides, windows read from cached maps, pastes); ``executor``: one batch of
+occluded copies recomputed only where the patches reach.
+"""
+
+from .executor import CLEAN, IncrementalRunner, plan_for
+from .regions import Patch
+
+__all__ = ["CLEAN", "IncrementalRunner", "Patch", "plan_for"]
