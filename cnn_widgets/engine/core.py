@@ -22,13 +22,14 @@ from PIL import Image
 from torch import nn
 
 from .checks import check_int
-from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
+from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, NonFiniteError, TargetError, closest_names
 from .hooks import StopForward, capture_outputs, inference_state
 from .images import ImageLike, model_input
 from .layers import LayerInfo
 from .preprocess import display_pixels, imagenet_preprocess
 from .relu_rules import rectifier_rules
-from .structure import OutputSelector, Structure, check_input_size, does_not_fit, learn_structure, modules_key, select_logits
+from .structure import (OutputSelector, Structure, check_input_size, check_labels, check_model, check_preprocess,
+                        class_names, does_not_fit, learn_structure, modules_key, select_logits)
 from .targets import ClassTarget, Target, Unit
 
 @dataclass(frozen=True)
@@ -84,16 +85,9 @@ class NetworkBase:
         input_size: int | tuple[int, int] | None = None,
         output: OutputSelector = None,
     ):
-        if not isinstance(model, nn.Module):
-            raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
-        if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
-            raise ModelError(
-                f"{type(model).__name__} has no convolution layers; cnn_widgets explores CNNs "
-                "(models with nn.Conv2d layers)"
-            )
-        self.model = model
-        self.preprocess = preprocess if preprocess is not None else imagenet_preprocess()
-        self._labels = [str(label) for label in labels] if labels is not None else None
+        self.model = check_model(model)
+        self.preprocess = imagenet_preprocess() if preprocess is None else check_preprocess(preprocess)
+        self.labels = labels  # checked by the setter; their count is checked against the classes when used
         self.name = name or type(model).__name__
         self.output = output
         self._first_size = check_input_size(input_size)
@@ -233,13 +227,15 @@ class NetworkBase:
 
     @property
     def labels(self) -> list[str]:
-        if self._labels is None:
-            return [f"class {i}" for i in range(self.num_classes)]
-        return self._labels
+        """One name per class (``"class 0"``, ... when none were given); settable."""
+        return class_names(self._labels, self.num_classes, self.name)
+
+    @labels.setter
+    def labels(self, labels: Sequence[str] | None) -> None:
+        self._labels = check_labels(labels)
 
     def label(self, index: int) -> str:
-        labels = self.labels
-        return labels[index] if index < len(labels) else f"class {index}"
+        return self.labels[index]
 
     def class_index(self, label: str) -> int:
         """Index of a class by its label (exact, or one of its comma-separated synonyms, any case)."""

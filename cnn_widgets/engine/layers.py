@@ -154,8 +154,12 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         call = (name, entry["count"] - 1)
         main = output[0] if isinstance(output, (tuple, list)) and output else output
         if isinstance(main, torch.Tensor):
-            inner = [c for c in tracer.sources.get(id(main), ()) if c != INPUT and c[0].startswith(name + ".")]
-            if inner:  # a container returning a descendant's output: the descendant's call stands for both
+            found = tracer.sources.get(id(main), frozenset())
+            inner = [c for c in found if c != INPUT and c[0].startswith(name + ".")]
+            # a container returning a descendant's output: the descendant's call stands for both. When
+            # the output also comes from outside (ConvNeXt's in-place ``result += input``) the
+            # container computed it: a residual join of its own.
+            if inner and len(inner) == len(found):
                 outer.setdefault(inner[0], []).append(call)
             else:
                 tracer.tag(main, call)
@@ -177,8 +181,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         if entry["count"] != 1 or not isinstance(out, torch.Tensor) or out.dim() not in (2, 4) or out.shape[0] != 1:
             continue
         kind = layer_kind(modules[name])
-        if kind is None:
-            continue
+        if kind is None or tracer.spatial_axes(out) != (out.dim() - 2, out.dim() - 1):
+            continue  # not a layer, or a channels-last [1, H, W, C] map inside a block (ConvNeXt's MLP)
         candidates.append((name, entry, kind))
 
     # a container whose output is the very tensor one of its explorable descendants returned adds nothing

@@ -8,6 +8,7 @@ when the model's modules change (a head replaced after wrapping).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,12 +49,16 @@ def select_logits(out, output: OutputSelector, model_name: str) -> torch.Tensor:
 
     ``output=None`` takes a tensor as it is, the first tensor of a tuple or list, the ``"logits"``
     entry of a dict or the ``.logits`` attribute of an output object (Hugging Face style); a key or
-    index selects an entry; a callable maps the output to the scores. A ``[N, C, ...]`` tensor
-    is flattened to ``[N, C * ...]`` scores.
+    index selects an entry; a callable maps the output to the scores. A ``[N, C, 1, 1]`` tensor
+    (a conv classifier) is flattened to ``[N, C]``; a map per channel is refused.
     """
     fix = "pass output=<key or index> or output=<callable returning the [N, classes] scores> to cw.Network"
     if callable(output):
-        out = output(out)
+        try:
+            out = output(out)
+        except Exception as err:  # the user's selector, not the model, failed: say so
+            raise ModelError(f"output={output!r} raised {type(err).__name__}: {err}, given {model_name}'s output, "
+                             f"which is {describe(out)}; {fix}") from err
     elif output is not None:
         try:
             out = out[output]
@@ -73,7 +78,10 @@ def select_logits(out, output: OutputSelector, model_name: str) -> torch.Tensor:
     elif not isinstance(out, torch.Tensor) and isinstance(getattr(out, "logits", None), torch.Tensor):
         out = out.logits
     if isinstance(out, torch.Tensor) and out.dim() > 2:
-        out = out.flatten(1)  # e.g. a conv classifier's [N, classes, 1, 1]: every number is one score
+        if math.prod(out.shape[2:]) != 1:  # a map per class (segmentation, a conv head without pooling)
+            raise ModelError(f"{model_name} returned {describe(out)}, a map per channel, not one score per class; "
+                             "pass output=lambda out: out.mean((2, 3)) (or another reduction) to cw.Network")
+        out = out.flatten(1)  # a conv classifier's [N, classes, 1, 1]
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ModelError(f"the class scores of {model_name} must be a tensor [N, classes]; got {describe(out)}. {fix}")
     return out
@@ -117,6 +125,49 @@ def check_input_size(size) -> tuple[int, int] | None:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise OptionError(f"input_size must be an int or (height, width), got {size!r}")
     return check_int("input_size height", pair[0]), check_int("input_size width", pair[1])
+
+
+def check_model(model) -> nn.Module:
+    """``model`` if it is a torch module with convolutions (cnn_widgets explores CNNs)."""
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
+    if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        raise ModelError(
+            f"{type(model).__name__} has no convolution layers; cnn_widgets explores CNNs "
+            "(models with nn.Conv2d layers)"
+        )
+    return model
+
+
+def check_preprocess(preprocess):
+    """``preprocess`` if it can be called on an image (``None`` stays ``None``)."""
+    if preprocess is not None and not callable(preprocess):
+        raise OptionError(
+            f"preprocess must be a callable from an RGB PIL image to a tensor [3, H, W] (e.g. a torchvision "
+            f"transform), got {type(preprocess).__name__}"
+        )
+    return preprocess
+
+
+def check_labels(labels) -> list[str] | None:
+    """Class names as a list of strings (``None`` stays ``None``); a bare string is refused, not split."""
+    if labels is None:
+        return None
+    if isinstance(labels, (str, bytes)) or not isinstance(labels, Iterable):
+        raise OptionError(f"labels must be a list of class names, one per output, got {labels!r:.60}")
+    return [str(label) for label in labels]
+
+
+def class_names(labels: list[str] | None, num_classes: int, model_name: str) -> list[str]:
+    """One name per class: ``labels``, or ``"class 0"``, ... when there are none."""
+    if labels is None:
+        return [f"class {i}" for i in range(num_classes)]
+    if len(labels) != num_classes:  # also after a head replaced since wrapping
+        raise OptionError(
+            f"labels has {len(labels)} name{'s' if len(labels) != 1 else ''} but {model_name} outputs "
+            f"{num_classes} classes; pass one label per class (net.labels = None gives 'class 0', 'class 1', ...)"
+        )
+    return labels
 
 
 def does_not_fit(model_name: str, shape: tuple[int, ...], err: Exception, known: list[tuple[int, ...]]) -> CnnWidgetsError:

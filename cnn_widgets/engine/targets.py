@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+import numpy as np
 import torch
 
 from .checks import check_choice
@@ -15,6 +16,22 @@ from .errors import TargetError
 
 REDUCES = ("sum", "max")  # how a unit's whole map becomes one number: its sum, or its largest pixel
 QUANTITIES = ("logit", "probability")  # what a class target explains: its raw score or its softmax
+
+
+def _index(what: str, value) -> int:
+    """``value`` as an ``int`` if it is an integer (also numpy's, a 0-d tensor's, or ``2.0``).
+
+    Bools, strings and fractions are refused rather than converted: ``int(2.7)`` would silently
+    pick channel 2.
+    """
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            number = int(value)
+            if number == value:
+                return number
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            pass
+    raise TargetError(f"{what} must be an integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -40,11 +57,12 @@ class Unit:
 
     def __post_init__(self):
         check_choice("Unit.reduce", self.reduce, REDUCES)
-        if isinstance(self.channel, bool) or not isinstance(self.channel, int):
-            try:
-                object.__setattr__(self, "channel", int(self.channel))
-            except (TypeError, ValueError):
-                raise TargetError(f"Unit.channel must be an integer, got {self.channel!r}") from None
+        object.__setattr__(self, "channel", _index("Unit.channel", self.channel))
+        if self.position is not None:
+            position = self.position
+            if isinstance(position, (str, bytes)) or not hasattr(position, "__len__") or len(position) != 2:
+                raise TargetError(f"Unit.position must be None or a pair (y, x) of integers, got {position!r}")
+            object.__setattr__(self, "position", tuple(_index(f"Unit.position {axis}", v) for axis, v in zip("yx", position)))
 
     def __str__(self) -> str:
         where = f"@{self.position[0]},{self.position[1]}" if self.position is not None else ""

@@ -87,6 +87,9 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         self.fields: dict[int, object] = {id(image): ((1, 1, 0), (1, 1, 0))}
         # which module calls a tensor was computed from (nearest ones): the traced dataflow graph
         self.sources: dict[int, frozenset] = {id(image): frozenset({INPUT})}
+        # where the (H, W) axes of a tensor are, for those not laid out [..., H, W]: a permute to
+        # channels-last [N, H, W, C] (ConvNeXt's LayerNorm and MLP) keeps its field on axes (1, 2)
+        self.axes: dict[int, tuple[int, int]] = {}
         self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
 
     def sources_of(self, obj) -> frozenset:
@@ -105,6 +108,14 @@ class ReceptiveFieldTracer(TorchFunctionMode):
 
     def field_of(self, tensor: torch.Tensor) -> object | None:
         return self.fields.get(id(tensor))
+
+    def spatial_axes(self, tensor: torch.Tensor) -> tuple[int, int]:
+        """The dimensions of ``tensor`` that hold H and W (the last two unless a permute moved them)."""
+        return self.axes.get(id(tensor), (tensor.dim() - 2, tensor.dim() - 1))
+
+    def _hw(self, tensor: torch.Tensor) -> tuple[int, int]:
+        a, b = self.spatial_axes(tensor)
+        return tensor.shape[a], tensor.shape[b]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -137,12 +148,32 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         visit(list(kwargs.values()))
         return found
 
-    def _set(self, out, value):
+    def _set(self, out, value, axes: tuple[int, int] | None = None):
         if isinstance(out, torch.Tensor):
             self.fields[id(out)] = value
+            if axes is not None and axes != (out.dim() - 2, out.dim() - 1):
+                self.axes[id(out)] = axes
             self._alive.append(out)
         elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            self._set(out[0], value)
+            self._set(out[0], value, axes)
+
+    def _moved_axes(self, name: str, first: torch.Tensor, args, kwargs, out: torch.Tensor) -> tuple[int, int] | None:
+        """Where a permute / transpose puts the spatial axes of ``first`` (None: not such an op)."""
+        n = first.dim()
+        if name == "permute":
+            dims = args[1:] if len(args) > 2 or not isinstance(_arg(args, kwargs, 1, "dims", ()), (list, tuple)) \
+                else _arg(args, kwargs, 1, "dims", ())
+            order = [int(d) % n for d in dims]
+        elif name in ("transpose", "swapaxes", "swapdims"):
+            d0, d1 = int(_arg(args, kwargs, 1, "dim0", 0)) % n, int(_arg(args, kwargs, 2, "dim1", 0)) % n
+            order = list(range(n))
+            order[d0], order[d1] = d1, d0
+        else:
+            return None
+        if sorted(order) != list(range(n)) or out.dim() != n:
+            return None
+        a, b = self.spatial_axes(first)
+        return order.index(a), order.index(b)
 
     def _propagate(self, func, args, kwargs, out):
         inputs = self._inputs(args, kwargs)
@@ -153,7 +184,15 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         main = out[0] if isinstance(out, (tuple, list)) else out
         if not isinstance(main, torch.Tensor):
             return
-        in_hw, out_hw = tuple(first.shape[-2:]), tuple(main.shape[-2:])
+        in_hw = self._hw(first)
+        moved = self._moved_axes(name, first, args, kwargs, main)
+        if moved is not None:  # a permute moves the axes, not the field
+            self._set(out, first_field, moved)
+            return
+        # the result keeps the axes of its first input when it keeps its rank (elementwise ops,
+        # a Linear or LayerNorm over channels-last C); any other result is laid out [..., H, W]
+        axes = self.spatial_axes(first) if main.dim() == first.dim() else (main.dim() - 2, main.dim() - 1)
+        out_hw = (main.shape[axes[0]], main.shape[axes[1]]) if main.dim() >= 2 else ()
         if main.dim() < 3 or (first_field == _GLOBAL and not (first.dim() >= 3 and in_hw == (1, 1))):
             self._set(out, _GLOBAL)
             return
@@ -197,13 +236,13 @@ class ReceptiveFieldTracer(TorchFunctionMode):
                             (first_field[1][0], first_field[1][1], first_field[1][2] - left * first_field[1][1])))
             return
         spatial = [(t, f) for t, f in inputs if t.dim() >= 3]
-        same = [f for t, f in spatial if tuple(t.shape[-2:]) == out_hw]
-        broadcast = [f for t, f in spatial if tuple(t.shape[-2:]) == (1, 1) != out_hw]
+        same = [f for t, f in spatial if self._hw(t) == out_hw]
+        broadcast = [f for t, f in spatial if self._hw(t) == (1, 1) != out_hw]
         if same and len(same) + len(broadcast) == len(spatial):
             # elementwise, normalisation, concatenation, ... A broadcast 1x1 operand (a squeeze-and-
             # excitation gate, a per-channel scale) rescales whole channels: it does not widen the
             # region of the image a position of the result looks at, so it takes no part in the union.
-            self._set(out, _union(same))
+            self._set(out, _union(same), axes)
             return
         if tuple(out_hw) == (1, 1):
             self._set(out, _GLOBAL)
