@@ -253,6 +253,11 @@ def _work(source: Source, start: int, batch_size: int, ray):
         yield first, min(first + step, len(source)), "scan_range", None
 
 
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def _actor_options(ray, resources: dict | None) -> dict:
     if resources is None:
         resources = {"num_cpus": 1}
@@ -291,6 +296,13 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
         return actor_class.remote(net_ref, result.layers, result.k, source_ref, num_workers, device)
 
     actors = [new_worker() for _ in range(workers)]
+    try:  # a worker that cannot even start (a package missing on the node, no such resources) stops here
+        ray.get([actor.pid.remote() for actor in actors])
+    except ray.exceptions.RayActorError as exc:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        raise ScanError(f"the Ray workers could not start: {_last_line(exc)} (cnn_widgets and torch must be "
+                        "installed on every node, and the images reachable there)") from None
     lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
     work = _work(source, start, batch_size, ray)
     window = 2 * workers
@@ -335,7 +347,7 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
                 except lost as exc:
                     if tries >= MAX_TRIES:
                         raise ScanError(f"images {item[0]}..{item[1] - 1} killed a Ray worker {tries} times "
-                                        f"({type(exc).__name__}); the scan stops there (resume=scan retries)") from None
+                                        f"({_last_line(exc)}); the scan stops there (resume=scan retries)") from None
                     if isinstance(exc, ray.exceptions.RayActorError) and actors[a] is actor:
                         ray.kill(actor, no_restart=True)
                         actors[a] = new_worker()  # its other in-flight batches fail too, and are redone

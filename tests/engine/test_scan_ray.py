@@ -1,0 +1,262 @@
+"""Scans on Ray (``backend="ray"``): identical to a local scan of the same images with the same batch
+size, a worker killed mid-scan (its batches redone, none counted twice), ``ray.data`` datasets,
+Ctrl-C and resume, the options, and the package without Ray.
+
+One local Ray cluster (2 CPUs) serves the whole module. It is started lean (no autoscaler monitor,
+no log monitor, no dashboard): on a loaded machine the raylet's fixed 30 s wait for its agents
+otherwise times out while they are still importing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+import cnn_widgets as cw
+from cnn_widgets.engine import datasets
+from cnn_widgets.engine.errors import OptionError
+from cnn_widgets.engine.hooks import hook_count
+from cnn_widgets.engine.scan import Scan, model_fingerprint, scan
+
+ray = pytest.importorskip("ray")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray import cloudpickle  # Ray's own copy pickles what it sends
+    from ray.cluster_utils import Cluster
+
+    # the datasets below are defined here: send them by value (workers cannot import test modules)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    for attempt in range(3):  # a start-up can still time out on a machine busy with other work
+        try:
+            head = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 2, "include_dashboard": False, "no_monitor": True, "include_log_monitor": False})
+            break
+        except Exception:
+            if attempt == 2:
+                raise
+    ray.init(address=head.address, include_dashboard=False, log_to_driver=False)
+    try:
+        yield head
+    finally:
+        ray.shutdown()
+        head.shutdown()
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def small_cnn(dtype=torch.float32):
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 5, stride=2, padding=2), nn.BatchNorm2d(8), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(8, 12, 3, padding=1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(12, 5),
+    ).to(dtype)
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.2, 0.2)
+        model[1].running_var.uniform_(0.5, 2.0)
+    return cw.Network(model, preprocess=T.Compose([T.Resize((32, 32)), T.ToTensor()]))
+
+
+def integer_net():
+    """float64 CNN with integer weights on integer images: exact activations and many ties."""
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(),
+                          nn.AdaptiveMaxPool2d(1), nn.Flatten()).double()
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randint(-1, 2, m.weight.shape, generator=g).double())
+                m.bias.copy_(torch.randint(-1, 2, m.bias.shape, generator=g).double())
+    return cw.Network(model, preprocess=T.Compose([T.Resize((10, 10)), T.ToTensor()]))
+
+
+def integer_images(n=23):
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 3, (3, 10, 10), generator=g).double() for _ in range(n)]
+    images[7] = images[15] = images[3].clone()  # ties across images
+    images[5] = torch.zeros(3, 10, 10, dtype=torch.float64)  # ties inside one map
+    return images
+
+
+class Photos(Dataset):
+    """Photos with labels."""
+
+    def __init__(self, n=26):
+        self.photos = datasets.augmented_photos(n=n, seed=5, size=48)
+
+    def __len__(self):
+        return len(self.photos)
+
+    def __getitem__(self, i):
+        return self.photos[i], self.photos.targets[i]
+
+
+def ray_scan(net, images, **kw):
+    kw.setdefault("progress", False)
+    return scan(net, images, backend="ray", **kw)
+
+
+def local_scan(net, images, **kw):
+    kw.setdefault("progress", False)
+    return scan(net, images, **kw)
+
+
+def assert_same_scan(a: Scan, b: Scan):
+    assert a.layers == b.layers and a.count == b.count and a.k == b.k and a.total == b.total
+    for name in a.layers:
+        ta, tb = a.top(name), b.top(name)
+        for key in ("indices", "positions", "values"):
+            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{name} {key}")
+        sa, sb = a.stats(name), b.stats(name)
+        for key in ("mean", "max", "fraction_zero", "fraction_images_firing"):
+            np.testing.assert_array_equal(getattr(sa, key), getattr(sb, key), err_msg=f"{name} {key}")
+        np.testing.assert_allclose(a.codes(name), b.codes(name), rtol=1e-6, atol=1e-7)
+    la, lb = a.labels, b.labels
+    assert (la is None) == (lb is None)
+    if la is not None:
+        np.testing.assert_array_equal(la, lb)
+
+
+def model_state(net):
+    return ([m.training for m in net.model.modules()], [p.requires_grad for p in net.model.parameters()],
+            model_fingerprint(net.model), hook_count(net.model))
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_ray_scan_equals_local_scan_and_leaves_the_model_alone(cluster, tmp_path):
+    net = small_cnn()
+    net.model.train()  # odd flags: the driver's model must come back exactly as it was
+    net.model[4].weight.requires_grad_(False)
+    before = model_state(net)
+    local = local_scan(net, Photos(), k=5, batch_size=4)
+    assert model_state(net) == before
+    distributed = ray_scan(net, Photos(), k=5, batch_size=4, workers=2, save_to=tmp_path / "s.pt")
+    assert model_state(net) == before
+    assert isinstance(distributed, Scan) and distributed.complete and not distributed.interrupted
+    assert distributed.batch_size == 4
+    assert_same_scan(distributed, local)
+    # the same Scan: its queries and files work as for a local one
+    unit = cw.Unit("4", 3)
+    got, want = distributed.top_images(unit, method=None), local.top_images(unit, method=None)
+    assert [t.index for t in got] == [t.index for t in want] and [t.value for t in got] == [t.value for t in want]
+    np.testing.assert_array_equal(distributed.embedding("4"), local.embedding("4"))
+    assert distributed.dead_channels("2") == local.dead_channels("2")
+    assert_same_scan(Scan.load(tmp_path / "s.pt", net, images=Photos()), local)
+
+
+class DyingImages(Dataset):
+    """Images; the worker process loading image ``die_at`` dies, once (a marker file remembers)."""
+
+    def __init__(self, images, die_at, marker):
+        self.images, self.die_at, self.marker = images, die_at, marker
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if i == self.die_at and not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)  # a worker killed mid-batch: no exception, no goodbye
+        return self.images[i]
+
+
+def test_a_worker_killed_mid_scan_loses_nothing_counts_nothing_twice_and_ties_match(cluster, tmp_path):
+    """Exact integer activations with ties inside maps and across images, an uneven last batch
+    (23 images, batch 3), and the worker scanning images 12..14 killed half-way."""
+    net, images = integer_net(), integer_images()
+    marker = tmp_path / "died"
+    distributed = ray_scan(net, DyingImages(images, 13, str(marker)), k=6, batch_size=3, workers=2)
+    assert marker.exists()  # a worker really died
+    assert distributed.complete and distributed.count == 23
+    # equal counts, sums and top-k: no batch was lost or folded twice
+    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=3))
+    values = distributed.top("3")["values"]
+    assert sum(len(row) - len(set(row)) for row in values.tolist()) > 0  # ties really occur
+
+
+def test_interrupt_and_resume_on_ray_equal_one_local_scan(cluster, tmp_path, monkeypatch):
+    from cnn_widgets.engine.scan import ray_backend
+
+    net = small_cnn()
+    merge, calls = ray_backend.merge_parts, {"n": 0}
+
+    def interrupted_merge(result, parts):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C on the driver while batches are in flight
+        return merge(result, parts)
+
+    monkeypatch.setattr(ray_backend, "merge_parts", interrupted_merge)
+    with pytest.warns(UserWarning, match="interrupted"):
+        partial = ray_scan(net, Photos(), k=5, batch_size=4, workers=2, save_to=tmp_path / "p.pt")
+    monkeypatch.setattr(ray_backend, "merge_parts", merge)
+    assert partial.interrupted and partial.count == 8  # two whole batches, in order
+    resumed = ray_scan(net, Photos(), resume=tmp_path / "p.pt", workers=2)
+    assert resumed.complete and not resumed.interrupted
+    assert_same_scan(resumed, local_scan(net, Photos(), k=5, batch_size=4))
+
+
+def test_a_ray_dataset_of_image_files(cluster, tmp_path):
+    photos = datasets.augmented_photos(n=11, seed=2, size=40)
+    for i in range(len(photos)):
+        photos[i].save(tmp_path / f"img{i:02d}.png")
+    net = small_cnn()
+    dataset = ray.data.read_images(str(tmp_path), include_paths=True, mode="RGB")
+    distributed = ray_scan(net, dataset, k=4, batch_size=4, workers=1)
+    paths = [distributed._source.item(i) for i in range(distributed.count)]
+    assert sorted(Path(p).name for p in paths) == [f"img{i:02d}.png" for i in range(11)]
+    # the same images, in the order Ray read them, scanned locally
+    assert_same_scan(distributed, local_scan(net, paths, k=4, batch_size=4))
+    assert distributed.top_images(cw.Unit("4", 0), method=None)[0].crop is not None
+    distributed.save(tmp_path / "r.pt")
+    again = Scan.load(tmp_path / "r.pt", net)  # the paths were recorded: no images needed
+    assert again.image(3) == paths[3]
+    assert [t.index for t in again.top_images(cw.Unit("4", 0), method=None)] == \
+        [t.index for t in distributed.top_images(cw.Unit("4", 0), method=None)]
+
+
+def test_bad_options_raise_option_error():
+    net = small_cnn()
+    images = [torch.zeros(3, 32, 32)] * 2
+    bad = [
+        dict(backend="spark"),
+        dict(backend="ray", workers=0),
+        dict(backend="ray", workers=1.5),
+        dict(backend="ray", resources=4),
+        dict(backend="ray", resources={"gpus": 1}),
+        dict(backend="ray", resources={"num_gpus": -1}),
+        dict(backend="ray", resources={"resources": {"tpu": "many"}}),
+        dict(workers=2),  # a Ray option on a local scan
+        dict(resources={"num_cpus": 1}),
+    ]
+    for options in bad:
+        with pytest.raises(OptionError):
+            scan(net, images, progress=False, **options)
+
+
+def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    with pytest.raises(ImportError, match=re.escape("pip install cnn_widgets[ray]")):
+        scan(small_cnn(), [torch.zeros(3, 32, 32)], backend="ray", progress=False)
+
+
+def test_nothing_but_the_ray_backend_imports_ray():
+    root = Path(cw.__file__).parent
+    importing = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
+                 if re.search(r"^\s*(import ray|from ray)\b", p.read_text(), re.M)]
+    assert importing == ["engine/scan/ray_backend.py"]
+    backend = (root / "engine/scan/ray_backend.py").read_text()
+    assert not re.search(r"^(import ray|from ray)", backend, re.M)  # lazily, inside functions only
