@@ -119,7 +119,8 @@ class RayDataSource(Source):
     kind = "ray"
 
     def __init__(self, dataset):
-        dataset.context.execution_options.preserve_order = True  # row i is image i, on every pass
+        context = getattr(dataset, "context", None) or import_ray().data.DataContext.get_current()
+        context.execution_options.preserve_order = True  # row i is image i, on every pass
         columns = dataset.columns()
         if "image" not in columns:
             raise ScanError(f"a ray Dataset to scan needs an 'image' column (it has {columns}); read it with "
