@@ -74,6 +74,10 @@ def _flat_index(rows: torch.Tensor, cols: torch.Tensor, width: int, channels: in
     return flat.reshape(batch, 1, a * b).expand(batch, channels, a * b)
 
 
+# Windows are read with one gather over all rows, not one slice copy per row: on a busy machine a
+# small multi-threaded copy costs a thread-pool round trip each, which dominated the profile.
+
+
 def read_window(
     clean: torch.Tensor,
     patch: Patch | None,
@@ -93,22 +97,26 @@ def read_window(
         return patch.value  # the window is the patch itself
     channels, height, width = clean.shape[1:]
     batch = top.shape[0]
-    ar_a = torch.arange(a, device=top.device)
-    ar_b = torch.arange(b, device=top.device)
-    rows = top[:, None] + offset[0] + ar_a
-    cols = left[:, None] + offset[1] + ar_b
-    index = _flat_index(rows, cols, width, channels).to(clean.device)
+    ar_a, ar_b = torch.arange(a), torch.arange(b)
+    index = _flat_index(top[:, None] + offset[0] + ar_a, left[:, None] + offset[1] + ar_b, width, channels)
     source = clean.reshape(1, channels, height * width).expand(batch, channels, height * width)
-    out = torch.gather(source, 2, index)
-    if patch is not None:
-        h, w = patch.size
-        ry = top[:, None] + ar_a - patch.top[:, None]
-        rx = left[:, None] + ar_b - patch.left[:, None]
-        inside = ((ry >= 0) & (ry < h))[:, :, None] & ((rx >= 0) & (rx < w))[:, None, :]
-        index = _flat_index(ry.clamp(0, h - 1), rx.clamp(0, w - 1), w, patch.value.shape[1]).to(clean.device)
-        pasted = torch.gather(patch.value.reshape(batch, -1, h * w), 2, index)
-        out = torch.where(inside.reshape(batch, 1, a * b).to(clean.device), pasted, out)
-    return out.view(batch, -1, a, b)
+    out = torch.gather(source, 2, index.to(clean.device))
+    if patch is None:
+        return out.view(batch, channels, a, b)
+    h, w = patch.size
+    dy, dx = patch.top - top, patch.left - left
+    if bool((dy >= 0).all() and (dy + h <= a).all() and (dx >= 0).all() and (dx + w <= b).all()):
+        # the patch lies inside every row's window (the usual case): scatter just its pixels
+        index = _flat_index(dy[:, None] + torch.arange(h), dx[:, None] + torch.arange(w), b, channels)
+        out.scatter_(2, index.to(clean.device), patch.value.reshape(batch, channels, h * w))
+        return out.view(batch, channels, a, b)
+    # a stride skipped the patch's last rows: take from it what each window holds
+    ry, rx = top[:, None] + ar_a - patch.top[:, None], left[:, None] + ar_b - patch.left[:, None]
+    inside = ((ry >= 0) & (ry < h))[:, :, None] & ((rx >= 0) & (rx < w))[:, None, :]
+    index = _flat_index(ry.clamp(0, h - 1), rx.clamp(0, w - 1), w, channels).to(clean.device)
+    pasted = torch.gather(patch.value.reshape(batch, channels, h * w), 2, index)
+    out = torch.where(inside.reshape(batch, 1, a * b).to(clean.device), pasted, out)
+    return out.view(batch, channels, a, b)
 
 
 def materialize(clean: torch.Tensor, patch: Patch) -> torch.Tensor:
@@ -118,8 +126,8 @@ def materialize(clean: torch.Tensor, patch: Patch) -> torch.Tensor:
     h, w = patch.size
     # a fresh row-major copy (never the cache itself, even for one row)
     out = clean.expand(batch, channels, height, width).clone(memory_format=torch.contiguous_format)
-    rows = patch.top[:, None] + torch.arange(h, device=patch.top.device)
-    cols = patch.left[:, None] + torch.arange(w, device=patch.top.device)
+    rows = patch.top[:, None] + torch.arange(h)
+    cols = patch.left[:, None] + torch.arange(w)
     index = _flat_index(rows, cols, width, channels).to(clean.device)
     out.view(batch, channels, height * width).scatter_(2, index, patch.value.reshape(batch, channels, h * w))
     return out
