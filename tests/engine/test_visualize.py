@@ -156,3 +156,14 @@ def test_default_model_deep_unit_beats_every_offline_photo():
     best = max(net.activations(photos[i][0] if isinstance(photos[i], tuple) else photos[i], [unit.layer])[unit.layer][unit.channel].mean().item()
                for i in range(len(photos)))
     assert ours > best
+
+
+def test_a_picture_optimised_at_its_own_size_is_measured_at_that_size():
+    net = small_net()  # fully convolutional with global pooling: it runs at 48 x 48 natively
+    viz = net.visualize(cw.Unit("2", 5), steps=16, size=48, progress=False)
+    assert viz.image.size == (48, 48) and viz.input.shape == (3, 48, 48)
+    shown = torch.from_numpy(np.array(viz.image)).permute(2, 0, 1).float() / 255
+    assert torch.allclose(viz.input, shown, atol=1 / 255 + 1e-6)  # this preprocess does not normalise
+    ours = net.activations(viz.input, ["2"])["2"][5].mean().item()
+    noise = net.activations(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0)), ["2"])["2"][5].mean().item()
+    assert ours > noise + 0.1

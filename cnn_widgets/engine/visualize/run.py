@@ -42,8 +42,10 @@ class Visualization:
     images
         Every picture of the batch (``n`` of them with ``n > 1``).
     input
-        The model input ``[C, H, W]`` for :attr:`image` (normalised, at the model's input size):
-        ``net.activations(viz.input)`` measures it the way the engine measures any tensor.
+        The model input ``[C, H, W]`` for :attr:`image` (normalised), at the size the optimisation fed
+        the model: the picture's own ``size`` when the model runs at that size (a fully convolutional
+        body with global pooling), else the model's input size. ``net.activations(viz.input)``
+        measures the picture at the scale it was optimised for.
     objective
         The objective (mean over the batch) after each step.
     frames
@@ -120,8 +122,10 @@ def visualize(
     steps, lr
         Adam steps and learning rate on the parameters.
     size
-        Side of the optimised picture (default: the model's input side); it is resized to the
-        model's input size after the transforms.
+        Side of the optimised picture (default: the model's input side, or the side of ``start`` as
+        the model sees it). The model runs on it at that size when it can (after the transforms,
+        which change the size slightly, it is resized back to ``size``); a model that needs its
+        own input size gets the picture resized to that.
     param, decorrelate
         ``"fourier"`` (default) or ``"pixel"`` (the naive ascent, for comparison); colour decorrelation.
     transforms
@@ -148,6 +152,8 @@ def visualize(
     decorrelate, negative, progress = check_bool("decorrelate", decorrelate), check_bool("negative", negative), check_bool("progress", progress)
     diversity_weight, l2, tv = (check_float(name, v, low=0) for name, v in (("diversity_weight", diversity_weight), ("l2", l2), ("tv", tv)))
     seed = check_int("seed", seed, low=0)
+    if start is not None:
+        net.prepare(start)  # the start image as the model sees it sets the default size
     size = check_int("size", size, low=8, high=1024) if size is not None else net.input_size[0]
     if diversity_weight and objective_layer(objective) is None:
         raise OptionError("diversity_weight needs a unit, layer or direction target (a class has no layer to compare)")
@@ -197,13 +203,13 @@ def visualize(
         final = image().detach().float()
     settings = dict(steps=steps, size=size, lr=lr, param=param, decorrelate=decorrelate, transforms=transforms,
                     seed=seed, negative=negative, n=n, start=start is not None)
-    return _result(net, final, curve, frames, interrupted, settings)
+    return _result(net, final, curve, frames, interrupted, settings, size, native)
 
 
-def _result(net, final: torch.Tensor, curve, frames, interrupted, settings) -> Visualization:
+def _result(net, final: torch.Tensor, curve, frames, interrupted, settings, size: int, native: bool) -> Visualization:
     pictures = [Image.fromarray(_to_uint8(p)) for p in final]
     with torch.no_grad():
-        model_input = _model_input(net, final[:1].to(net.device), net.input_size[0], False).to(net.dtype)[0].detach()
+        model_input = _model_input(net, final[:1].to(net.device), size, native).to(net.dtype)[0].detach()
     shape = (0, *final.shape[-2:], 3)
     stacked = np.stack(frames) if frames else np.zeros(shape, np.uint8)
     return Visualization(pictures[0], pictures, model_input, curve, stacked, interrupted, settings)
@@ -235,7 +241,7 @@ def dream(
     lr = check_float("lr", lr, low=0, open_low=True)
     octave_scale = check_float("octave_scale", octave_scale, low=1)
     generator = torch.Generator().manual_seed(seed)
-    h, w = net.input_size
+    h, w = net.prepare(image).shape[-2:]  # the image as the model sees it
     base = start_pixels(net, image, h).to(net.device)
     if (h, w) != tuple(base.shape[-2:]):
         base = F.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
@@ -271,4 +277,4 @@ def dream(
             bar.close()
     final = (base + F.interpolate(detail, size=(h, w), mode="bilinear", align_corners=False)).clamp(0, 1)
     settings = dict(octaves=octaves, octave_scale=octave_scale, steps=steps, lr=lr, jitter=jitter, seed=seed)
-    return _result(net, final.cpu(), curve, frames, interrupted, settings)
+    return _result(net, final.cpu(), curve, frames, interrupted, settings, h, h == w)
