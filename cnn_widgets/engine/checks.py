@@ -6,6 +6,8 @@ misspelt choices), so a user can fix the call from the message alone.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from collections.abc import Iterable
 
@@ -85,3 +87,23 @@ def check_bool(option: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise OptionError(f"{option} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_keywords(function, options: dict, skip: int = 0, name: str | None = None) -> dict:
+    """``options`` if every key is a keyword parameter of ``function``, else an :class:`OptionError`.
+
+    ``skip`` leaves out that many leading parameters (the network, the image, the target: not
+    options). The message names the unknown option, the closest valid one and the whole list, so
+    a misspelt or misplaced option never surfaces as Python's bare ``TypeError``.
+    """
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = [n for n, p in inspect.signature(function).parameters.items() if p.kind in kinds][skip:]
+    unknown = [name for name in options if name not in params]
+    if unknown:
+        hint = difflib.get_close_matches(unknown[0], params, n=2, cutoff=0.6)  # only near misspellings
+        raise OptionError(
+            f"{name or function.__name__} has no option {', '.join(repr(u) for u in unknown)}"
+            + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ";")
+            + f" its options are {', '.join(params)}"
+        )
+    return options

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import torch
 
 from .checks import check_choice, check_float, check_int
-from .errors import OptionError, TargetError, closest_names
+from .errors import OptionError, TargetError
 from .pictures import normalise_picture
 from .targets import REDUCES, ClassTarget, Target, Unit, scalar
 
@@ -260,7 +260,6 @@ def contribution_tree(
     path: Sequence[Unit] = (),
     percentile: float = 99.0,
     follow: str | Sequence[int] | None = None,
-    **unknown,
 ) -> ContributionNode:
     """Recursive, path-conditioned contribution tree rooted at ``unit`` (Cogswell's contribution tree).
 
@@ -286,14 +285,6 @@ def contribution_tree(
     ContributionNode
         The root (or the node at the end of ``path``) with ``depth`` levels of children.
     """
-    if unknown:
-        known = ["depth", "k", "rule", "reduce", "path", "percentile", "follow"]
-        hints = sorted({h for name in unknown for h in closest_names(name, known)})
-        raise OptionError(
-            f"contribution_tree has no option {', '.join(repr(u) for u in unknown)}"
-            + (f"; did you mean {', '.join(repr(h) for h in hints)}?" if hints else "")
-            + f" (its options are {', '.join(known)})"
-        )
     _check_options(k, rule, reduce, depth)
     check_float("percentile", percentile, low=0, high=100, open_low=True)
     root, root_label = root_unit(net, unit, image, reduce)

@@ -30,7 +30,7 @@ from .preprocess import display_pixels, imagenet_preprocess
 from .relu_rules import rectifier_rules
 from .structure import (OutputSelector, Structure, check_input_size, check_labels, check_model, check_preprocess,
                         class_names, does_not_fit, learn_structure, modules_key, select_logits)
-from .targets import ClassTarget, Target, Unit
+from .targets import ClassTarget, Target, Unit, check_unit
 
 @dataclass(frozen=True)
 class Prediction:
@@ -161,12 +161,25 @@ class NetworkBase:
         except CnnWidgetsError:
             raise
         except Exception as err:  # the model cannot run on this input: say so, and how to fix it
-            raise does_not_fit(self.name, shape, err, [k[1] for k in self._structures]) from err
+            raise does_not_fit(self.name, shape, err, self._shapes_that_run(shape)) from err
         self._structures = {k: v for k, v in self._structures.items() if k[0] == key[0]}  # drop a replaced model's
         self._structures[key] = found
         if self._shape is None:
             self._shape = shape
         return found
+
+    def _shapes_that_run(self, failed: tuple[int, ...]) -> list[tuple[int, ...]]:
+        """Input shapes the model is known to run on (trying ``input_size`` if none is known yet)."""
+        known = [k[1] for k in self._structures]
+        if not known and self._first_size is not None:
+            example = self._example()
+            if tuple(example.shape[1:]) != failed:
+                try:
+                    self._structure(example)
+                    known = [tuple(example.shape[1:])]
+                except CnnWidgetsError:
+                    pass
+        return known
 
     # ------------------------------------------------------------------ layers
     @property
@@ -353,7 +366,7 @@ class NetworkBase:
         Errors name the fix (channel and position ranges, the class count, close labels).
         """
         if isinstance(target, Unit):
-            return self._check_unit(target)
+            return check_unit(target, self.layer(target.layer))
         if target is None:
             raise TargetError("no target given; pass a class index, a class label or cw.Unit(layer, channel)")
         if isinstance(target, str):
@@ -373,24 +386,6 @@ class NetworkBase:
         if not 0 <= index < n:
             raise TargetError(f"class index {index} is out of range; the model has {n} classes (0..{n - 1})")
         return ClassTarget(index, self.label(index))
-
-    def _check_unit(self, unit: Unit) -> Unit:
-        info = self.layer(unit.layer)  # raises LayerNotFoundError with suggestions
-        if not 0 <= unit.channel < info.channels:
-            raise TargetError(
-                f"channel {unit.channel} is out of range for layer {info.name!r}, which has "
-                f"{info.channels} channels (0..{info.channels - 1})"
-            )
-        if unit.position is not None:
-            if not info.is_spatial:
-                raise TargetError(f"layer {info.name!r} has no spatial map; drop the position from the Unit")
-            y, x = unit.position
-            h, w = info.shape[1:]
-            if not (0 <= y < h and 0 <= x < w):
-                raise TargetError(
-                    f"position {(y, x)} is outside the {h}x{w} map of layer {info.name!r}; use 0..{h - 1}, 0..{w - 1}"
-                )
-        return unit
 
     def top_class(self, image: ImageLike) -> int:
         return int(self.logits(image).argmax())

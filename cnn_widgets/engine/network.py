@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .checks import check_keywords
 from .contributions import Contribution, ContributionNode, contribution_tree, contributions
 from .core import NetworkBase
 from .images import ImageLike
@@ -32,17 +33,18 @@ class Network(NetworkBase):
     def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16,
                   fill: str = "mean", **options) -> torch.Tensor:
         """Drop of the target when a window is occluded; see :func:`.occlusion.occlusion`."""
-        return occlusion(self, image, target, window=window, stride=stride, fill=fill, **options)
+        return occlusion(self, image, target, window=window, stride=stride, fill=fill, **check_keywords(occlusion, options, 3))
 
     def contributions(self, image: ImageLike, unit: Target, k: int = 5, into: str | None = None,
-                      rule: str = "guided", reduce: str = "max") -> list[Contribution]:
+                      rule: str = "guided", reduce: str = "max", **options) -> list[Contribution]:
         """Ranked channels of the layer below feeding ``unit``; see :func:`.contributions.contributions`."""
-        return contributions(self, image, unit, k=k, into=into, rule=rule, reduce=reduce)
+        return contributions(self, image, unit, k=k, into=into, rule=rule, reduce=reduce, **check_keywords(contributions, options, 3))
 
     def contribution_tree(self, image: ImageLike, unit: Target = None, depth: int = 3, k: int = 5,
                           rule: str = "guided", reduce: str = "max", path: Sequence[Unit] = (), **options) -> ContributionNode:
         """Recursive, path-conditioned contribution tree; see :func:`.contributions.contribution_tree`."""
-        return contribution_tree(self, image, unit, depth=depth, k=k, rule=rule, reduce=reduce, path=path, **options)
+        return contribution_tree(self, image, unit, depth=depth, k=k, rule=rule, reduce=reduce, path=path,
+                                 **check_keywords(contribution_tree, options, 3))
 
     def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
              progress: bool = True, save_to=None, resume=None, backend: str = "local", workers: int | None = None,
@@ -58,8 +60,8 @@ class Network(NetworkBase):
 
     def visualize(self, target, steps: int = 256, size: int | None = None, **options) -> Visualization:
         """What ``target`` looks for, with no input image (feature visualisation); see :func:`.visualize.visualize`."""
-        return visualize(self, target, steps=steps, size=size, **options)
+        return visualize(self, target, steps=steps, size=size, **check_keywords(visualize, options, 2))
 
     def dream(self, image: ImageLike, layer, octaves: int = 4, steps: int = 10, seed: int = 0, **options) -> Visualization:
         """DeepDream on ``image``: amplify what ``layer`` sees; see :func:`.visualize.dream`."""
-        return dream(self, image, layer, octaves=octaves, steps=steps, seed=seed, **options)
+        return dream(self, image, layer, octaves=octaves, steps=steps, seed=seed, **check_keywords(dream, options, 3))

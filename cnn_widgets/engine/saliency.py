@@ -14,7 +14,6 @@ All maps are raw (signed, unnormalised) attributions w.r.t. the *preprocessed* i
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checks import check_choice, check_float, check_int
+from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
@@ -291,13 +290,7 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
         model's device.
     """
     fn = METHODS[check_choice("method", method, METHODS)].function
-    params = list(inspect.signature(fn).parameters)[3:]
-    unknown = [name for name in options if name not in params]
-    if unknown:
-        raise OptionError(
-            f"saliency method {method!r} has no option {', '.join(repr(u) for u in unknown)}; "
-            f"its options are {', '.join(params)}"
-        )
+    check_keywords(fn, options, skip=3, name=f"saliency method {method!r}")
     check_choice("quantity", options.get("quantity", "logit"), QUANTITIES)
     x = net.prepare(image)
     result = fn(net, x, target, **options).detach()
@@ -324,9 +317,11 @@ def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
     if baseline is None:
         return torch.zeros_like(x)
     if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
+        return torch.full_like(x, check_float("baseline", baseline))
     if isinstance(baseline, torch.Tensor):
         b = baseline.detach().to(device=x.device, dtype=x.dtype)
+        if not torch.isfinite(b).all():
+            raise OptionError("baseline contains NaN or infinite values; pass a finite tensor (or a number)")
         if b.dim() == 3:
             b = b.unsqueeze(0)
         if tuple(b.shape) != tuple(x.shape):

@@ -110,3 +110,22 @@ def scalar(
         return out
     flat = out.flatten(1)
     return flat.amax(dim=1) if target.reduce == "max" else flat.sum(dim=1)
+
+
+def check_unit(unit: Unit, info) -> Unit:
+    """``unit`` if its channel and position exist in layer ``info`` (a ``LayerInfo``), else a ``TargetError``."""
+    if not 0 <= unit.channel < info.channels:
+        raise TargetError(
+            f"channel {unit.channel} is out of range for layer {info.name!r}, which has "
+            f"{info.channels} channels (0..{info.channels - 1})"
+        )
+    if unit.position is not None:
+        if not info.is_spatial:
+            raise TargetError(f"layer {info.name!r} has no spatial map; drop the position from the Unit")
+        y, x = unit.position
+        h, w = info.shape[1:]
+        if not (0 <= y < h and 0 <= x < w):
+            raise TargetError(
+                f"position {(y, x)} is outside the {h}x{w} map of layer {info.name!r}; use 0..{h - 1}, 0..{w - 1}"
+            )
+    return unit
