@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,15 @@ class DyingImages(Dataset):
         return self.images[i]
 
 
-def test_a_worker_killed_mid_scan_loses_nothing_counts_nothing_twice_and_ties_match(cluster, tmp_path):
+def test_a_worker_killed_mid_scan_loses_nothing_counts_nothing_twice_and_ties_match(cluster):
     """Exact integer activations with ties inside maps and across images, an uneven last batch
     (23 images, batch 3), and the worker scanning images 12..14 killed half-way."""
     net, images = integer_net(), integer_images()
-    marker = tmp_path / "died"
-    distributed = ray_scan(net, DyingImages(images, 13, str(marker)), k=6, batch_size=3, workers=2)
-    assert marker.exists()  # a worker really died
+    # not tmp_path: concurrent pytest runs on a shared machine prune each other's numbered tmp dirs
+    with tempfile.TemporaryDirectory(prefix="cw-ray-") as folder:
+        marker = Path(folder) / "died"
+        distributed = ray_scan(net, DyingImages(images, 13, str(marker)), k=6, batch_size=3, workers=2)
+        assert marker.exists()  # a worker really died
     assert distributed.complete and distributed.count == 23
     # equal counts, sums and top-k: no batch was lost or folded twice
     assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=3))
