@@ -17,7 +17,9 @@ each phase is timed on its own in one run:
 Threads: ``OMP_NUM_THREADS`` (default 1 here, see below). The machine is shared (other sessions' jobs run on the same 2 cores): the load average is printed
 with the figures; compare ratios measured in one run rather than absolute times across runs.
 
-Run: ``python benchmarks/bench_atlas.py`` (several minutes); ``--quick`` for a smoke run.
+Run: ``python benchmarks/bench_atlas.py`` (several minutes); ``--steps 16`` times the icons on
+fewer steps and scales them to 128 (the ascent's cost is linear in the steps); ``--quick`` for a
+smoke run.
 """
 
 from __future__ import annotations
@@ -93,8 +95,8 @@ def main() -> None:
     if args.save:
         canvas = np.full((args.grid * args.size, args.grid * args.size, 3), 255, np.uint8)
         for f, icon in zip(filled, icons):
-            r, c = divmod(int(f), args.grid)
-            canvas[r * args.size:(r + 1) * args.size, c * args.size:(c + 1) * args.size] = icon
+            row, col = divmod(int(f), args.grid)
+            canvas[row * args.size:(row + 1) * args.size, col * args.size:(col + 1) * args.size] = icon
         from PIL import Image
 
         Image.fromarray(canvas).save(args.save)
@@ -135,6 +137,11 @@ def main() -> None:
           f"ratio {t_icons / t_limit:.2f}")
     print(f"  icons unbatched   {t_unbatched:8.1f} s   (extrapolated from {probe}): batched is "
           f"{t_unbatched / t_icons:.1f}x faster")
+    if args.steps != 128:  # the ascent's cost is linear in the steps: scale to the default 128
+        scale = 128 / args.steps
+        print(f"  scaled to 128 steps: icons {t_icons * scale:.1f} s wall, {CPU['icons (batched)'] * scale:.1f} s cpu; "
+              f"atlas total {(t_total_visualize + t_icons * (scale - 1)) / 60:.1f} min wall, "
+              f"{(cpu_total + CPU['icons (batched)'] * (scale - 1)) / 60:.1f} min cpu")
     print(f"  atlas visualize=True total {t_total_visualize:.1f} s = {t_total_visualize / 60:.1f} min wall, "
           f"{cpu_total / 60:.1f} min of one core's CPU time")
     print(f"  patches (visualize=False icons) {t_patches:.1f} s; visualize=False total ~ "
