@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .atlas import Atlas, atlas
 from .checks import check_keywords
 from .contributions import Contribution, ContributionNode, contribution_tree, contributions
 from .core import NetworkBase
@@ -65,3 +66,9 @@ class Network(NetworkBase):
     def dream(self, image: ImageLike, layer, octaves: int = 4, steps: int = 10, seed: int = 0, **options) -> Visualization:
         """DeepDream on ``image``: amplify what ``layer`` sees; see :func:`.visualize.dream`."""
         return dream(self, image, layer, octaves=octaves, steps=steps, seed=seed, **check_keywords(dream, options, 3))
+
+    def atlas(self, images, layer: str, grid: int = 12, positions: int = 4, method: str = "tsne", visualize: bool = True,
+              steps: int = 128, size: int = 64, seed: int = 0, progress: bool = True, **options) -> Atlas:
+        """Activation atlas of ``layer`` over ``images`` (Carter et al., Distill 2019); see :func:`.atlas.atlas`."""
+        return atlas(self, images, layer, grid=grid, positions=positions, method=method, visualize=visualize, steps=steps,
+                     size=size, seed=seed, progress=progress, **check_keywords(atlas, options, 3))
