@@ -60,8 +60,7 @@ def magnitude_map(attribution: torch.Tensor, percentile: float = 99.0) -> np.nda
     """``max_c |a_c|`` per pixel in ``[0, 1]`` by a percentile (Simonyan et al.'s saliency map)."""
     a = attribution.detach().cpu().float()
     m = a.abs().amax(0) if a.dim() == 3 else a.abs()
-    scale = torch.quantile(m.flatten(), percentile / 100.0).clamp_min(1e-12)
-    return (m / scale).clamp(0, 1).numpy()
+    return (m / _scale(m, percentile)).clamp(0, 1).numpy()  # a sparse map falls back to its maximum
 
 
 def to_uint8(values: np.ndarray | torch.Tensor, lo: float, hi: float) -> np.ndarray:

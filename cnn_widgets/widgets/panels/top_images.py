@@ -11,11 +11,13 @@ import numpy as np
 
 from ...engine import CnnWidgetsError, Unit
 from ...engine.saliency import METHODS
+from ...engine.scan import RECONSTRUCTIONS as SCAN_RECONSTRUCTIONS
 from .base import Panel, scan_problem
 
 #: Reconstructions offered beside the top patches (``Scan.top_images(method=...)``), labelled as
 #: the saliency method of the same rectifier rule.
-RECONSTRUCTIONS = {name: METHODS[name].label for name in ("deconvnet", "guided_backprop", "gradient")}
+# the engine decides which reconstructions exist; labels are the saliency methods' own
+RECONSTRUCTIONS = {name: METHODS[name].label for name in SCAN_RECONSTRUCTIONS}
 
 
 class TopItem(TypedDict):
