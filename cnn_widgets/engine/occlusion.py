@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,7 @@ from .checks import check_bool, check_choice, check_float, check_int
 from .errors import NonFiniteError, OptionError
 from .hooks import inference_state
 from .incremental import IncrementalRunner, Patch, plan_for
+from .incremental.heat import OcclusionResult, heat_error, heat_map, window_means
 from .incremental.regions import read_window
 from .structure import select_logits
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
@@ -90,55 +90,6 @@ def _check(window, stride, size) -> tuple[int, int]:
             f"use a stride of at most {window}"
         )
     return window, stride
-
-
-@dataclass
-class OcclusionResult:
-    """Heat map, window grid and how they were computed (``occlusion(..., result=True)``).
-
-    Attributes
-    ----------
-    heat
-        ``[H, W]``: mean drop over the windows covering each pixel.
-    grid
-        ``[nh, nw]``: one drop per window corner of :func:`window_positions`.
-    method
-        ``"incremental"`` (Krypton's incremental inference) or ``"full"`` (the whole network per
-        occluded copy: asked for, or the model could not be traced).
-    reason
-        Why ``"incremental"`` was asked for but ``"full"`` ran (``None`` otherwise).
-    exact
-        Whether the result equals full recomputation (``approx`` and ``drill_down`` make it approximate).
-    work
-        Multiply-adds of convolutions and linear layers run, over those of one full forward pass
-        per window (the speed-up limit is ``1 / work``; ``1.0`` for ``"full"``).
-    windows
-        Occluded copies actually run (fewer than ``grid.numel()`` with ``drill_down``).
-    error
-        With ``compare=True`` on an approximate run: ``{"max_abs", "relative", "correlation"}`` of
-        the heat map against the exact one (relative: max abs error over max abs exact value).
-    """
-
-    heat: torch.Tensor
-    grid: torch.Tensor
-    method: str
-    reason: str | None = None
-    exact: bool = True
-    work: float = 1.0
-    windows: int = 0
-    error: dict = field(default_factory=dict)
-
-
-def _heat(grid: torch.Tensor, window: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
-    """Spread each window's drop over its pixels (NaN windows are not done yet; NaN where none is)."""
-    done = ~torch.isnan(grid)
-    box = torch.ones(1, 1, window, window, dtype=grid.dtype, device=grid.device)
-    h, w = size
-    nh, nw = grid.shape
-    # a transposed convolution with a box kernel, cropped to the input (the clipped last windows reach past it)
-    total = F.conv_transpose2d(torch.where(done, grid, 0).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
-    count = F.conv_transpose2d(done.to(grid.dtype).view(1, 1, nh, nw), box, stride=stride)[0, 0, :h, :w]
-    return torch.where(count > 0, total / count.clamp(min=1), float("nan"))
 
 
 class _Evaluator:
@@ -235,17 +186,6 @@ def _scan(evaluate, corners, batch_size, bar, on_batch) -> torch.Tensor:
         if on_batch is not None:
             on_batch(start + len(chunk), torch.cat(drops))
     return torch.cat(drops) if drops else torch.zeros(0)
-
-
-def _window_means(heat: torch.Tensor, corners, window: int) -> torch.Tensor:
-    """Mean of ``heat`` over each window (an integral image: one pass for all windows)."""
-    h, w = heat.shape
-    integral = F.pad(heat.cumsum(0).cumsum(1), (1, 0, 1, 0))
-    t = torch.tensor([c[0] for c in corners])
-    l = torch.tensor([c[1] for c in corners])
-    b, r = (t + window).clamp(max=h), (l + window).clamp(max=w)
-    sums = integral[b, r] - integral[t, r] - integral[b, l] + integral[t, l]
-    return sums / ((b - t) * (r - l)).to(heat.dtype)
 
 
 def occlusion(
@@ -371,10 +311,10 @@ def occlusion(
                     if callback is not None:
                         partial = torch.full((len(coarse_corners),), float("nan"), dtype=x.dtype, device=x.device)
                         partial[: len(values)] = values
-                        callback(done, total, _heat(partial.view(shape), window, coarse_stride, size))
+                        callback(done, total, heat_map(partial.view(shape), window, coarse_stride, size))
 
                 values = _scan(evaluate, coarse_corners, batch_size, bar, coarse_batch)
-                estimate = _window_means(_heat(values.view(shape), window, coarse_stride, size), corners, window)
+                estimate = window_means(heat_map(values.view(shape), window, coarse_stride, size), corners, window)
                 keep = math.ceil(drill_down * len(corners))
                 todo = sorted(estimate.topk(keep).indices.tolist())
                 drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
@@ -384,7 +324,7 @@ def occlusion(
                 if callback is not None:
                     partial = drops.clone()
                     partial[todo[: len(values)]] = values
-                    callback(offset + done, total, _heat(partial.view(nh, nw), window, stride, size))
+                    callback(offset + done, total, heat_map(partial.view(nh, nw), window, stride, size))
 
             values = _scan(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
             drops[todo] = values.to(drops.dtype)
@@ -393,22 +333,13 @@ def occlusion(
             if compare and approximate:
                 exact = occlusion(net, x, evaluate.resolved, window, stride, fill, quantity, batch_size,
                                   progress=False, method=method, result=True)
-                error = _error(_heat(drops.view(nh, nw), window, stride, size), exact.heat)
+                error = heat_error(heat_map(drops.view(nh, nw), window, stride, size), exact.heat)
     finally:
         if bar is not None:
             bar.close()
     grid_values = drops.view(nh, nw).detach()
-    heat = _heat(grid_values, window, stride, size).detach()  # count >= 1 everywhere: stride <= window
+    heat = heat_map(grid_values, window, stride, size).detach()  # count >= 1 everywhere: stride <= window
     if result:
         return OcclusionResult(heat, grid_values, "full" if evaluate.runner is None else "incremental",
                                evaluate.reason, not approximate, evaluate.work, evaluate.runs, error)
     return grid_values if grid else heat
-
-
-def _error(heat: torch.Tensor, exact: torch.Tensor) -> dict:
-    """Max and relative error of an approximate heat map, and its Pearson correlation with the exact one."""
-    diff = (heat - exact).abs().max().item()
-    a, b = heat.flatten().double(), exact.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    corr = float((a * b).sum() / (a.norm() * b.norm()).clamp(min=1e-300))
-    return {"max_abs": diff, "relative": diff / max(exact.abs().max().item(), 1e-300), "correlation": corr}

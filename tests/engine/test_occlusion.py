@@ -281,7 +281,7 @@ def test_keyboard_interrupt_propagates_and_restores():
     before = snapshot(model)
     model.calls, model.interrupt_after = 0, 1  # the second batch is interrupted
     with pytest.raises(KeyboardInterrupt):
-        net.occlusion(x, 0, window=4, stride=2, batch_size=10, progress=True)
+        net.occlusion(x, 0, window=4, stride=2, batch_size=10, progress=True, method="full")  # one model call per batch
     assert model.calls == 2
     assert_unchanged(model, before)
     model.interrupt_after = None

@@ -1,0 +1,246 @@
+"""Incremental occlusion (Krypton, SIGMOD 2019) against full recomputation, its fallbacks and options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import cnn_widgets as cw
+from cnn_widgets.engine.errors import OptionError
+from cnn_widgets.engine.hooks import hook_count
+
+torch.set_num_threads(min(torch.get_num_threads(), 2))
+
+
+def network(model: nn.Module, size: int) -> cw.Network:
+    return cw.Network(model.double().eval(), preprocess=lambda img: torch.zeros(3, size, size))
+
+
+def image(size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def both(net, x, target=1, **options):
+    """(incremental result, grid of full recomputation) for the same options."""
+    options = {"quantity": "logit", "progress": False, **options}
+    full = net.occlusion(x, target, grid=True, method="full", **options)
+    return net.occlusion(x, target, result=True, **options), full
+
+
+def assert_exact(result, full):
+    assert result.method == "incremental" and result.reason is None and result.exact
+    scale = full.abs().max()
+    assert scale > 0
+    torch.testing.assert_close(result.grid, full, rtol=1e-5, atol=1e-5 * float(scale))
+
+
+class Geometry(nn.Module):
+    """Every local rule at once: odd kernels, strides, padding, dilation, pools, a residual add,
+    a concatenation, a depthwise conv, an in-place ReLU, then global pooling and a linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5, stride=2, padding=3)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool1 = nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)
+        self.dilated = nn.Conv2d(6, 6, 3, padding=2, dilation=2)
+        self.bn = nn.BatchNorm2d(6)
+        self.depthwise = nn.Conv2d(6, 6, 3, padding="same", groups=6)
+        self.skip = nn.Conv2d(6, 4, 1, stride=2)
+        self.branch = nn.Conv2d(6, 4, (3, 5), stride=2, padding=(1, 2))
+        self.avg = nn.AvgPool2d(3, stride=1, padding=1)
+        self.wide = nn.Conv2d(8, 5, 2, stride=1)
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.pool1(self.relu(self.conv1(x)))
+        x = x + F.relu6(self.bn(self.dilated(x)))
+        x = torch.sigmoid(self.depthwise(x)) * x
+        x = torch.cat([self.skip(x), self.avg(self.branch(x))], dim=1)
+        x = self.wide(x).relu_()
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+@pytest.mark.parametrize(
+    "size, window, stride, fill",
+    [(31, 5, 3, "zero"), (29, 7, 7, "mean"), (32, 8, 5, "blur"), (31, 6, 4, "mean"), (16, 2, 1, "zero")],
+)
+def test_every_local_rule_equals_full_recomputation(size, window, stride, fill):
+    torch.manual_seed(0)
+    model = Geometry()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    result, full = both(network(model, size), image(size), window=window, stride=stride, fill=fill,
+                        batch_size=7 if stride > 1 else 64)
+    assert_exact(result, full)
+    assert result.work < 1
+
+
+def test_clean_activations_survive_in_place_ops():
+    """ReLU(inplace) and ``relu_`` run out of place: a second call, from the cached plan, is the same."""
+    torch.manual_seed(1)
+    net, x = network(Geometry(), 31), image(31, 1)
+    first = net.occlusion(x, 0, window=6, stride=4, grid=True, progress=False)
+    torch.testing.assert_close(net.occlusion(x, 0, window=6, stride=4, grid=True, progress=False), first)
+
+
+def torchvision_model(name):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None)
+
+
+@pytest.mark.parametrize(
+    "name, size, fill, window, stride",
+    [
+        ("alexnet", 96, "mean", 32, 24),
+        ("resnet18", 64, "zero", 24, 20),
+        ("resnet18", 48, "blur", 16, 11),
+        pytest.param("vgg16", 64, "blur", 24, 20, marks=pytest.mark.slow),
+        pytest.param("alexnet", 80, "zero", 16, 13, marks=pytest.mark.slow),
+    ],
+)
+def test_torchvision_models_equal_full_recomputation(name, size, fill, window, stride):
+    result, full = both(network(torchvision_model(name), size), image(size), fill=fill, window=window,
+                        stride=stride, batch_size=9)
+    assert_exact(result, full)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fill", ["mean", "blur"])
+def test_default_model_equals_full_recomputation(fill):
+    model = cw.load_default().model
+    result, full = both(network(model, 64), image(64, 2), fill=fill, window=24, stride=20, batch_size=9)
+    assert_exact(result, full)
+
+
+def test_float32_default_dtype_within_tolerance():
+    net = cw.Network(torchvision_model("resnet18").eval(), preprocess=lambda img: torch.zeros(3, 64, 64))
+    x = image(64, 3).float()
+    result = net.occlusion(x, 1, window=32, stride=16, quantity="logit", result=True, progress=False)
+    full = net.occlusion(x, 1, window=32, stride=16, quantity="logit", grid=True, method="full", progress=False)
+    torch.testing.assert_close(result.grid, full, rtol=1e-4, atol=1e-4 * float(full.abs().max()))
+
+
+@pytest.mark.parametrize("unit", [cw.Unit("layer2.0.conv1", 3), cw.Unit("layer1.0", 5, reduce="max"),
+                                  cw.Unit("layer1.1.conv2", 2, position=(4, 5))])
+def test_unit_targets_equal_full_recomputation(unit):
+    """A unit inside a residual block that tracing steps into (``layer1.0``) is made a leaf."""
+    result, full = both(network(torchvision_model("resnet18"), 48), image(48, 4), target=unit, window=12, stride=9)
+    assert_exact(result, full)
+
+
+class Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+            x = x.relu()
+        return self.fc(x.mean((2, 3)))
+
+
+class Unknown(nn.Module):
+    """Ops with no local rule in the middle of the network (upsampling, a roll): run on whole maps."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 16, 2)
+
+    def forward(self, x):
+        x = F.interpolate(self.a(x), scale_factor=0.5, mode="bilinear")
+        x = torch.roll(self.b(x), 1, dims=-1)
+        return self.fc(F.adaptive_max_pool2d(x, 4).flatten(1))
+
+
+class InPlaceShared(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        y = x.relu_()  # x is read again below, after it was rectified in place
+        return self.fc((x + y).mean((2, 3)))
+
+
+@pytest.mark.parametrize("cls, method", [(Untraceable, "full"), (Unknown, "incremental"), (InPlaceShared, "full")])
+def test_fallbacks_are_exact_and_say_so(cls, method):
+    torch.manual_seed(5)
+    model = cls()
+    net, x = network(model, 20), image(20, 5)
+    result, full = both(net, x, window=6, stride=4)
+    assert result.method == method
+    assert (result.reason is None) == (method == "incremental")
+    torch.testing.assert_close(result.grid, full, rtol=1e-9, atol=1e-12)
+    assert hook_count(model) == 0
+
+
+def test_approximate_modes_report_their_error_and_save_work():
+    net, x = network(torchvision_model("resnet18"), 64), image(64, 6)
+    options = {"window": 16, "stride": 8, "quantity": "logit", "progress": False}
+    exact = net.occlusion(x, 1, result=True, **options)
+    approx = net.occlusion(x, 1, result=True, approx=0.5, compare=True, **options)
+    assert not approx.exact and approx.work < exact.work
+    assert set(approx.error) == {"max_abs", "relative", "correlation"}
+    torch.testing.assert_close(torch.tensor(approx.error["max_abs"]), (approx.heat - exact.heat).abs().max(), rtol=1e-9, atol=0)
+    drilled = net.occlusion(x, 1, result=True, drill_down=0.25, compare=True, **options)
+    assert drilled.windows < exact.windows and not drilled.exact and drilled.error["correlation"] > 0.5
+    # drilling into every window is the exact map
+    everything = net.occlusion(x, 1, result=True, drill_down=1.0, **options)
+    torch.testing.assert_close(everything.grid, exact.grid)
+    # tau = 1 cuts nothing
+    torch.testing.assert_close(net.occlusion(x, 1, result=True, approx=1.0, **options).grid, exact.grid)
+
+
+def test_callback_sees_every_batch_and_partial_maps():
+    net, x = network(Geometry(), 31), image(31, 7)
+    seen = []
+    heat = net.occlusion(x, 0, window=5, stride=3, batch_size=20, progress=False,
+                         callback=lambda done, total, partial: seen.append((done, total, partial.clone())))
+    assert [s[0] for s in seen] == [20, 40, 60, 80, 100] and {s[1] for s in seen} == {100}
+    assert torch.isnan(seen[0][2]).any() and not torch.isnan(seen[-1][2]).any()
+    torch.testing.assert_close(seen[-1][2], heat)
+
+
+def test_callback_can_stop_and_model_is_unchanged():
+    model = Geometry()
+    model.train()
+    net, x = network(model, 31), image(31, 8)
+    model.train()
+    flags = [m.training for m in model.modules()]
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def stop(done, total, partial):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        net.occlusion(x, 0, window=5, stride=3, batch_size=20, callback=stop)
+    assert hook_count(model) == 0 and [m.training for m in model.modules()] == flags
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert model.relu.inplace
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"approx": 0}, "approx"), ({"approx": 1.5}, "approx"), ({"approx": "half"}, "approx"),
+        ({"drill_down": 0}, "drill_down"), ({"drill_down": 2}, "drill_down"),
+        ({"method": "fast"}, "incremental"), ({"callback": 3}, "callback"),
+        ({"result": "yes"}, "result"), ({"compare": 1}, "compare"), ({"grid": None}, "grid"),
+    ],
+)
+def test_bad_options_raise_option_error(options, match):
+    model = Geometry()
+    net, x = network(model, 31), image(31, 9)
+    with pytest.raises(OptionError, match=match):
+        net.occlusion(x, 0, window=5, stride=3, **options)
+    assert hook_count(model) == 0
