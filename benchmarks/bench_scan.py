@@ -19,7 +19,7 @@ Run: ``python benchmarks/bench_scan.py`` (a few minutes on 2 cores); ``--quick``
 default model over the same photos locally and with 1 and 2 Ray workers (wall time including the
 workers' start, and the steady rate between the first and the last merged batch), the driver's
 merge cost and the size of one batch's partial result, the driver's peak memory for 2,000 and
-20,000 synthetic images (64 x 64 inputs, so the run stays short; the driver's work does not depend
+20,000 synthetic images (32 x 32 inputs, so the run stays short; the driver's work does not depend
 on the input size), and a paper extrapolation to ImageNet-train on 8 GPU workers. About 10 minutes
 on 2 busy cores; ``--quick``: fewer images.
 """
@@ -186,7 +186,7 @@ def main() -> None:
 class SyntheticImages(torch.utils.data.Dataset):
     """Preprocessed random inputs ``[3, size, size]``, image ``i`` from seed ``i``: nothing to ship."""
 
-    def __init__(self, n: int, size: int = 64):
+    def __init__(self, n: int, size: int = 32):
         self.n, self.size = n, size
 
     def __len__(self) -> int:
@@ -235,11 +235,11 @@ class MergeTimer:
     def __exit__(self, *exc):
         self.module.merge_parts = self.original
 
-    def steady_rate(self) -> float:
-        """Images/s between the first and the last merged batch (the workers' start-up excluded)."""
-        if len(self.rows) < 2:
+    def steady_rate(self, workers: int) -> float:
+        """Images/s after the first ``workers`` merged batches (the workers' start-up excluded)."""
+        if len(self.rows) <= workers:
             return float("nan")
-        return sum(r[3] for r in self.rows[1:]) / (self.rows[-1][0] - self.rows[0][0])
+        return sum(r[3] for r in self.rows[workers:]) / (self.rows[-1][0] - self.rows[workers - 1][0])
 
 
 def ray_throughput(net, photos) -> list[tuple]:
@@ -255,7 +255,7 @@ def ray_throughput(net, photos) -> list[tuple]:
             scan(net, photos, batch_size=BATCH, progress=False, backend="ray", workers=workers)
             wall = n / (time.perf_counter() - start)
         merge_ms = 1e3 * sum(r[1] for r in timer.rows) / len(timer.rows)
-        rows.append((f"ray, {workers} worker{'s' * (workers > 1)}", wall, timer.steady_rate(), merge_ms,
+        rows.append((f"ray, {workers} worker{'s' * (workers > 1)}", wall, timer.steady_rate(workers), merge_ms,
                      timer.rows[0][2]))
     return rows
 
@@ -319,7 +319,7 @@ def merge_cost(net, batch: int, repeats: int = 20) -> tuple[float, int]:
 
 
 def ray_main(args) -> None:
-    n = 64 if args.quick else args.images
+    n = 128 if args.quick else max(args.images, 192)
     counts = (500, 2000) if args.quick else (2000, 20000)
     net = make_net("default")
     photos = list(datasets.augmented_photos(n=n, seed=0))
@@ -331,9 +331,9 @@ def ray_main(args) -> None:
         print(header + "\n" + "-" * len(header))
         for name, wall, steady, merge_ms, size in ray_throughput(net, photos):
             print(f"{name:<16} {wall:>10.1f} {steady:>12.1f} {merge_ms:>15.2f} {size / 2**10:>18.0f}", flush=True)
-        print("(wall: the whole call, workers' start included; steady: first to last merged batch)\n")
+        print("(wall: the whole call, workers' start included; steady: after each worker's first batch)\n")
         if not args.no_memory:
-            print("driver peak memory, 2 workers, synthetic 64x64 inputs (same layers and channels)")
+            print("driver peak memory, 2 workers, synthetic 32x32 inputs (same layers and channels)")
             print(f"{'images':>7} {'RSS delta MiB':>14} {'tracemalloc MiB':>16} {'codes MiB':>10} {'img/s':>7} "
                   f"{'merge ms':>9}")
             for count in counts:

@@ -263,3 +263,10 @@ def test_nothing_but_the_ray_backend_imports_ray():
     assert importing == ["engine/scan/ray_backend.py"]
     backend = (root / "engine/scan/ray_backend.py").read_text()
     assert not re.search(r"^(import ray|from ray)", backend, re.M)  # lazily, inside functions only
+
+
+def test_resources_the_cluster_cannot_give_are_refused_before_starting(cluster):
+    from cnn_widgets.engine.scan import ScanError
+
+    with pytest.raises(ScanError, match="num_gpus=1 but the Ray cluster has 0 GPUs"):
+        ray_scan(small_cnn(), [torch.zeros(3, 32, 32)] * 2, resources={"num_gpus": 1})

@@ -279,12 +279,18 @@ def merge_parts(result: "Scan", parts: dict) -> dict:
 def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_workers: int, bar,
              workers: int | None, resources: dict | None) -> None:
     """Scan images ``start ..`` of ``source`` on Ray workers, committing batches into ``result`` in order."""
+    if start >= len(source):
+        return
     ray = import_ray()
     if not ray.is_initialized():
         ray.init()  # RAY_ADDRESS (or ray.init(address=...) beforehand) picks an existing cluster
     options = _actor_options(ray, resources)
+    cluster = ray.cluster_resources()
+    for key, name in (("num_cpus", "CPU"), ("num_gpus", "GPU")):
+        if options.get(key, 0) > cluster.get(name, 0):
+            raise ScanError(f"a worker asks for {key}={options[key]:g} but the Ray cluster has {cluster.get(name, 0):g} "
+                            f"{name}s in all; pass resources={{...}} that fit (ray.cluster_resources() lists them)")
     if workers is None:
-        cluster = ray.cluster_resources()
         per = options.get("num_gpus") or options["num_cpus"] or 1
         workers = max(1, int(cluster.get("GPU" if options.get("num_gpus") else "CPU", 1) // per))
     workers = max(1, min(workers, -(-(len(source) - start) // batch_size)))
@@ -297,8 +303,9 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
         return actor_class.remote(net_ref, result.layers, result.k, source_ref, num_workers, device)
 
     actors = [new_worker() for _ in range(workers)]
-    try:  # a worker that cannot even start (a package missing on the node, no such resources) stops here
-        ray.get([actor.pid.remote() for actor in actors])
+    try:  # a worker that cannot even start (a package missing on the node) stops the scan here
+        first_up, _ = ray.wait([actor.pid.remote() for actor in actors], num_returns=1)
+        ray.get(first_up)
     except ray.exceptions.RayActorError as exc:
         for actor in actors:
             ray.kill(actor, no_restart=True)
