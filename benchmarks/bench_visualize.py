@@ -12,9 +12,12 @@ colour-decorrelated image with Lucid's standard transforms (pad 12, jitter 8, sc
 and Adam at lr 0.05 for the same number of steps, on the CPU. For each picture size:
 
 * ``steps/s``: steps over the wall time of the whole call;
-* ``activation``: the unit's mean activation for the final picture, measured for both tools the same
+* ``act@224``: the unit's mean activation for the final picture, measured for both tools the same
   way -- the picture resized to the model's 224 input, normalised, and read through
-  ``net.activations`` -- not each tool's own loss (which sees a transformed copy).
+  ``net.activations`` -- not each tool's own loss (which sees a transformed copy);
+* ``act@own``: the same with the (uint8) picture fed at its own size (the model is fully
+  convolutional). Below 224 the two differ: ours optimises at the picture's own scale (the model
+  runs natively at ``size``), lucent's default at the 224 scale it upsamples to.
 
 Rows: ours; lucent as its README uses it (below 224 px it upsamples every step to 224 before the
 model, and the model's parameters keep ``requires_grad`` so its backward also computes weight
@@ -54,18 +57,28 @@ def import_lucent():
     return param, render, transform
 
 
-def measured(net: cw.Network, pixels: torch.Tensor) -> float:
-    """The unit's mean activation for ``pixels`` ``[1, 3, s, s]`` in [0, 1], through ``net.activations``."""
-    hw = net.input_size
-    if tuple(pixels.shape[-2:]) != hw:
-        pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
-    x = pixels_to_input(pixels.float(), net.preprocess, 3)[0]
-    return net.activations(x, [LAYER])[LAYER][CHANNEL].mean().item()
+def measured(net: cw.Network, pixels: torch.Tensor, own_size: bool = False) -> float:
+    """The unit's mean activation for ``pixels`` ``[1, 3, s, s]`` in [0, 1]: resized to the model's input
+    size and read through ``net.activations``, or (``own_size``) fed at ``s``, the scale ours optimised at.
+
+    The own-size pass goes through ``net.forward``: ``net.activations`` on another shape would make
+    that shape the network's current input size for every later call.
+    """
+    x = pixels.float()
+    if not own_size and tuple(x.shape[-2:]) != net.input_size:
+        x = F.interpolate(x, size=net.input_size, mode="bilinear", align_corners=False)
+    x = pixels_to_input(x, net.preprocess, 3)
+    if not own_size:
+        return net.activations(x[0], [LAYER])[LAYER][CHANNEL].mean().item()
+    with net.session(), torch.no_grad():
+        _, outputs = net.forward(x, [LAYER], stop_early=True)
+    return outputs[LAYER][0, CHANNEL].mean().item()
 
 
 def run_ours(net, size, steps, seed):
     viz = net.visualize(cw.Unit(LAYER, CHANNEL), steps=steps, size=size, seed=seed, progress=False, every=steps)
-    return net.activations(viz.input, [LAYER])[LAYER][CHANNEL].mean().item()
+    own = measured(net, torch.from_numpy(np.array(viz.image)).permute(2, 0, 1)[None].float() / 255, own_size=True)
+    return net.activations(viz.input, [LAYER])[LAYER][CHANNEL].mean().item(), own
 
 
 def run_lucent(lucent, net, size, steps, seed, native):
@@ -77,7 +90,8 @@ def run_lucent(lucent, net, size, steps, seed, native):
         thresholds=(steps,), progress=False, show_image=False, fixed_image_size=size if native else None,
     )
     pixels = torch.from_numpy(np.asarray(images[-1])).permute(0, 3, 1, 2)
-    return measured(net, pixels)
+    own = measured(net, (pixels * 255).round() / 255, own_size=True)  # the uint8 picture, as for ours
+    return measured(net, pixels), own
 
 
 def run_pixel_adam(net, size, steps, seed):
@@ -98,7 +112,8 @@ def run_pixel_adam(net, size, steps, seed):
             optimizer.step()
     finally:
         handle.remove()
-    return measured(net, torch.sigmoid(values.detach()))
+    pixels = torch.sigmoid(values.detach())
+    return measured(net, pixels), measured(net, (pixels * 255).round() / 255, own_size=True)
 
 
 def main() -> None:
@@ -128,35 +143,39 @@ def main() -> None:
 
     for fn in tools.values():  # warm-up: first-call allocations and lazy imports
         fn(min(args.sizes), 0, 2)
-    results = {(t, s): {"rate": [], "act": []} for t in tools for s in args.sizes}
+    results = {(t, s): {"rate": [], "act": [], "own": []} for t in tools for s in args.sizes}
     for repeat in range(args.repeats):
         for size in args.sizes:
             for name, fn in tools.items():
                 if name == "lucent native" and size >= 224:
                     continue  # the same as plain lucent there: nothing to upsample
                 start = time.perf_counter()
-                act = fn(size, repeat, args.steps)
+                act, own = fn(size, repeat, args.steps)
                 rate = args.steps / (time.perf_counter() - start)
-                results[(name, size)]["rate"].append(rate)
-                results[(name, size)]["act"].append(act)
-                print(f"  repeat {repeat} size {size:3d} {name:13s} {rate:6.2f} steps/s  activation {act:7.3f}", flush=True)
+                for key, value in (("rate", rate), ("act", act), ("own", own)):
+                    results[(name, size)][key].append(value)
+                print(f"  repeat {repeat} size {size:3d} {name:13s} {rate:6.2f} steps/s  activation {act:7.3f}"
+                      f"  at own size {own:7.3f}", flush=True)
 
     print(f"\nEfficientNet-Lite0, unit {LAYER}:{CHANNEL}, {args.steps} steps, {torch.get_num_threads()} threads, "
           f"medians of {args.repeats} interleaved repeats (seeds 0..{args.repeats - 1})")
-    header = f"{'size':>4}  {'tool':13s} {'steps/s':>8} {'activation':>10}   {'ours/it speed':>13} {'ours-it act':>11}"
+    header = (f"{'size':>4}  {'tool':13s} {'steps/s':>8} {'act@224':>8} {'act@own':>8}   {'ours/it speed':>13}"
+              f" {'ours-it @224':>12} {'ours-it @own':>12}")
     print(header)
     print("-" * len(header))
     for size in args.sizes:
         ours_rate = statistics.median(results[("ours", size)]["rate"])
         ours_act = statistics.median(results[("ours", size)]["act"])
+        ours_own = statistics.median(results[("ours", size)]["own"])
         for name in tools:
             r = results[(name, size)]
             if not r["rate"]:
                 continue
-            rate, act = statistics.median(r["rate"]), statistics.median(r["act"])
-            ratio = "" if name == "ours" else f"{ours_rate / rate:12.2f}x"
-            diff = "" if name == "ours" else f"{ours_act - act:+11.3f}"
-            print(f"{size:>4}  {name:13s} {rate:8.2f} {act:10.3f}   {ratio:>13} {diff:>11}")
+            rate, act, own = (statistics.median(r[k]) for k in ("rate", "act", "own"))
+            ratio = "" if name == "ours" else f"{ours_rate / rate:.2f}x"
+            diff = "" if name == "ours" else f"{ours_act - act:+.3f}"
+            diff_own = "" if name == "ours" else f"{ours_own - own:+.3f}"
+            print(f"{size:>4}  {name:13s} {rate:8.2f} {act:8.3f} {own:8.3f}   {ratio:>13} {diff:>12} {diff_own:>12}")
     print(f"\ngoal: ours >= 1.5x {anchor}'s steps/s and a final activation at least as high")
 
 

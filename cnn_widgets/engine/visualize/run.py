@@ -85,10 +85,15 @@ def runs_at(net: NetworkBase, size: int) -> bool:
     return True
 
 
-def _model_input(net: NetworkBase, pixels: torch.Tensor, size: int, native: bool) -> torch.Tensor:
-    """Pixels after the transforms back at ``size`` (or at the model's input size if it needs that)."""
+def _model_input(net: NetworkBase, pixels: torch.Tensor, size: int, native: bool, exact: bool = True) -> torch.Tensor:
+    """Pixels after the transforms, normalised, at ``size`` (or at the model's input size if it needs that).
+
+    With ``native`` and not ``exact`` the transformed picture goes in at whatever size the transforms
+    left it (within a few per cent of ``size``): resizing it back would shrink every pattern by the
+    padding on average (about 5% at 224 px), so the picture would be optimised at the wrong scale.
+    """
     hw = (size, size) if native else net.input_size
-    if tuple(pixels.shape[-2:]) != tuple(hw):
+    if (exact or not native) and tuple(pixels.shape[-2:]) != tuple(hw):
         pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
     return pixels_to_input(pixels, net.preprocess, net.input_channels)
 
@@ -163,6 +168,8 @@ def visualize(
     image = ImageParam(n, size, param, decorrelate, start=x0, generator=generator).to(net.device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
     chain = transform_set(transforms, size)
+    # a neuron at a position indexes the map at `size`; any other objective takes the picture as it comes
+    exact = isinstance(objective, Unit) and objective.position is not None
     sign = -1.0 if negative else 1.0
     curve: list[float] = []
     frames: list[np.ndarray] = []
@@ -173,7 +180,7 @@ def visualize(
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 pixels = image()
-                x = _model_input(net, apply_all(chain, pixels, generator), size, native)
+                x = _model_input(net, apply_all(chain, pixels, generator), size, native, exact)
                 value, h = _forward_value(net, objective, x.to(net.dtype))
                 loss = -sign * value.mean()
                 if diversity_weight and h is not None:
