@@ -331,7 +331,8 @@ def occlusion(
             error = {}
             approximate = evaluate.runner is not None and approx is not None or coarse is not None
             if compare and approximate:
-                exact = occlusion(net, x, evaluate.resolved, window, stride, fill, quantity, batch_size,
+                resolved = evaluate.resolved  # the same class as this run's, also for target=None
+                exact = occlusion(net, x, resolved.index if isinstance(resolved, ClassTarget) else resolved, window, stride, fill, quantity, batch_size,
                                   progress=False, method=method, result=True)
                 error = heat_error(heat_map(drops.view(nh, nw), window, stride, size), exact.heat)
     finally:
