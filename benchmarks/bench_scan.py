@@ -17,7 +17,7 @@ Run: ``python benchmarks/bench_scan.py`` (a few minutes on 2 cores); ``--quick``
 
 ``--backend ray`` (needs ``pip install cnn_widgets[ray]``; starts a local 2-CPU Ray cluster): the
 default model over the same photos locally and with 1 and 2 Ray workers (wall time including the
-workers' start, and the steady rate between the first and the last merged batch), the driver's
+workers' start, and the steady rate after each worker's first batch), the driver's
 merge cost and the size of one batch's partial result, the driver's peak memory for 2,000 and
 20,000 synthetic images (32 x 32 inputs, so the run stays short; the driver's work does not depend
 on the input size), and a paper extrapolation to ImageNet-train on 8 GPU workers. About 10 minutes
