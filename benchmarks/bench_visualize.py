@@ -12,10 +12,10 @@ colour-decorrelated image with Lucid's standard transforms (pad 12, jitter 8, sc
 and Adam at lr 0.05 for the same number of steps, on the CPU. For each picture size:
 
 * ``steps/s``: steps over the wall time of the whole call;
-* ``act@224``: the unit's mean activation for the final picture, measured for both tools the same
-  way -- the picture resized to the model's 224 input, normalised, and read through
+* ``act@224``: the unit's mean activation for the final picture (as uint8 pixels), measured for both
+  tools the same way -- resized to the model's 224 input, normalised, and read through
   ``net.activations`` -- not each tool's own loss (which sees a transformed copy);
-* ``act@own``: the same with the (uint8) picture fed at its own size (the model is fully
+* ``act@own``: the same with the picture fed at its own size (the model is fully
   convolutional). Below 224 the two differ: ours optimises at the picture's own scale (the model
   runs natively at ``size``), lucent's default at the 224 scale it upsamples to.
 
@@ -77,8 +77,8 @@ def measured(net: cw.Network, pixels: torch.Tensor, own_size: bool = False) -> f
 
 def run_ours(net, size, steps, seed):
     viz = net.visualize(cw.Unit(LAYER, CHANNEL), steps=steps, size=size, seed=seed, progress=False, every=steps)
-    own = measured(net, torch.from_numpy(np.array(viz.image)).permute(2, 0, 1)[None].float() / 255, own_size=True)
-    return net.activations(viz.input, [LAYER])[LAYER][CHANNEL].mean().item(), own
+    pixels = torch.from_numpy(np.array(viz.image)).permute(2, 0, 1)[None].float() / 255
+    return measured(net, pixels), measured(net, pixels, own_size=True)
 
 
 def run_lucent(lucent, net, size, steps, seed, native):
@@ -89,9 +89,8 @@ def run_lucent(lucent, net, size, steps, seed, native):
         net.model, f"{LAYER.replace('.', '_')}:{CHANNEL}", param_f=lambda: param.image(size),
         thresholds=(steps,), progress=False, show_image=False, fixed_image_size=size if native else None,
     )
-    pixels = torch.from_numpy(np.asarray(images[-1])).permute(0, 3, 1, 2)
-    own = measured(net, (pixels * 255).round() / 255, own_size=True)  # the uint8 picture, as for ours
-    return measured(net, pixels), own
+    pixels = (torch.from_numpy(np.asarray(images[-1])).permute(0, 3, 1, 2) * 255).round() / 255  # uint8, as ours
+    return measured(net, pixels), measured(net, pixels, own_size=True)
 
 
 def run_pixel_adam(net, size, steps, seed):
@@ -112,8 +111,8 @@ def run_pixel_adam(net, size, steps, seed):
             optimizer.step()
     finally:
         handle.remove()
-    pixels = torch.sigmoid(values.detach())
-    return measured(net, pixels), measured(net, (pixels * 255).round() / 255, own_size=True)
+    pixels = (torch.sigmoid(values.detach()) * 255).round() / 255
+    return measured(net, pixels), measured(net, pixels, own_size=True)
 
 
 def main() -> None:
