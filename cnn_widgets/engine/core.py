@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .checks import check_int
-from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, NonFiniteError, TargetError, closest_names
+from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, TargetError, closest_names
 from .hooks import StopForward, capture_outputs, inference_state
 from .images import ImageLike, model_input
 from .layers import LayerInfo
@@ -65,13 +65,8 @@ class NetworkBase:
         a tuple; a dict's ``"logits"``; an object's ``.logits``), a key or index, or a callable.
 
     Layer shapes are learned from real inputs, once per input shape: ``net.layers`` describes the
-    input shape of the last image prepared (all images share one shape when ``preprocess``
-    resizes, as the default does).
-
-    Images passed to any method may be a PIL image, a path, an ``HxWx3`` array (uint8 or float in
-    [0, 1]), an ``HxW`` or ``HxWx4`` array (converted), or an already preprocessed tensor
-    ``[3, H, W]`` / ``[1, 3, H, W]`` (used as the model input as it is).
-
+    last image prepared (one shape for all when ``preprocess`` resizes, as the default does).
+    Images may be PIL images, paths, ``HxW[x3|x4]`` arrays, or preprocessed tensors ``[C, H, W]``.
     Every method leaves the model as it found it: no hook stays registered (also after an
     exception), ``training`` and ``requires_grad`` flags are restored, weights are never written.
     """
@@ -92,6 +87,7 @@ class NetworkBase:
         self.output = output
         self._first_size = check_input_size(input_size)
         self._shape: tuple[int, ...] | None = None  # input shape [C, H, W] that net.layers describes
+        self._natural: tuple[int, ...] | None = None  # the first shape learned: what input_size reports
         self._structures: dict[tuple, Structure] = {}
         self.last_rule: tuple[str, tuple[str, ...]] = ("gradient", ())  # set by each session
         self._activation_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
@@ -130,15 +126,16 @@ class NetworkBase:
 
     @property
     def input_size(self) -> tuple[int, int]:
-        """``(H, W)`` of the model input that :attr:`layers` describes."""
+        """``(H, W)`` of the model's natural input: the first shape learned (``input_size=``, the
+        preprocess's output, or the first image), unchanged by later inputs of other sizes."""
         self._structure()
-        return tuple(self._shape[-2:])
+        return tuple(self._natural[-2:])
 
     @property
     def input_channels(self) -> int:
         """Channels of the model input (3 for RGB models, 1 for grayscale ones)."""
         self._structure()
-        return self._shape[0]
+        return self._natural[0]
 
     def _example(self) -> torch.Tensor:
         h, w = self._first_size or (256, 256)
@@ -166,6 +163,8 @@ class NetworkBase:
         self._structures[key] = found
         if self._shape is None:
             self._shape = shape
+        if self._natural is None:
+            self._natural = shape
         return found
 
     def _shapes_that_run(self, failed: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -231,7 +230,10 @@ class NetworkBase:
     # ------------------------------------------------------------------ classes
     @property
     def num_classes(self) -> int:
-        return self._structure().num_classes
+        found = self._structure()
+        if found.num_classes is None:
+            raise ModelError(found.scores_error)
+        return found.num_classes
 
     @property
     def logit_layer(self) -> str | None:
@@ -292,7 +294,9 @@ class NetworkBase:
         logits = None
         with capture_outputs(modules, stop_after=stop_early and bool(names)) as outputs:
             try:
-                logits = select_logits(self.model(x), self.output, self.name)
+                out = self.model(x)
+                # a model with no class scores (a backbone) still gives layer outputs
+                logits = select_logits(out, self.output, self.name) if self._structure().num_classes else None
             except StopForward:
                 pass
         checked = [logits] if logits is not None else list(outputs.values())
@@ -317,7 +321,7 @@ class NetworkBase:
         with self.session(), torch.no_grad():
             logits, outputs = self.forward(x, self.layer_names)
         result = {name: outputs[name][0].detach() for name in self.layer_names if name in outputs}
-        result["__logits__"] = logits[0].detach()
+        result["__logits__"] = logits[0].detach() if logits is not None else None
         self._activation_cache[key] = result
         while len(self._activation_cache) > self.cache_size:
             self._activation_cache.popitem(last=False)
@@ -325,7 +329,10 @@ class NetworkBase:
 
     def logits(self, image: ImageLike) -> torch.Tensor:
         """Raw class scores ``[classes]``."""
-        return self._all_activations(self.prepare(image))["__logits__"].clone()
+        scores = self._all_activations(self.prepare(image))["__logits__"]
+        if scores is None:
+            self.num_classes  # raises the ModelError that says why there are no class scores
+        return scores.clone()
 
     def predict(self, image: ImageLike, k: int = 5) -> list[Prediction]:
         """Top-``k`` classes, best first, with softmax probabilities."""

@@ -30,8 +30,9 @@ class Structure:
     """The explorable layers of a model at one input shape, its class count and its logit layer."""
 
     layers: list[LayerInfo]
-    num_classes: int
+    num_classes: int | None  # None: the output holds no class scores (a backbone, a segmentation map)
     logit_layer: str | None  # the last explorable layer whose output *is* the class scores, if any
+    scores_error: str = ""  # why there are no class scores, said when something needs them
 
 
 def describe(out) -> str:
@@ -105,7 +106,11 @@ def learn_structure(model: nn.Module, example: torch.Tensor, output: OutputSelec
     # classifier's 1x1 map flattened in forward, as in SqueezeNet), equal to the scores it returns
     small = {layer.name: layer._module for layer in layers if math.prod(layer.shape[1:]) == 1}
     with inference_state(model), torch.no_grad(), rectifier_rules(), capture_outputs(small) as outputs:
-        logits = select_logits(model(example), output, model_name)
+        out = model(example)
+    try:
+        logits = select_logits(out, output, model_name)
+    except ModelError as err:  # layers, activations and scans still work; class scores are refused when asked for
+        return Structure(layers, None, None, str(err))
     num_classes = int(logits.shape[-1])
     logit_layer = None
     for layer in reversed(layers):
