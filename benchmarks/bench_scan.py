@@ -300,7 +300,7 @@ def merge_cost(net, batch: int, repeats: int = 20) -> tuple[float, int]:
     """Driver seconds to merge one batch of ``batch`` images (partial states from a real fold) and its bytes."""
     from cnn_widgets.engine.hooks import inference_state
     from cnn_widgets.engine.scan.result import Scan
-    from cnn_widgets.engine.scan.run import fold_batch
+    from cnn_widgets.engine.scan.batch import fold_batch
     from cnn_widgets.engine.scan.state import empty_layer_state, merge_layer_states
     from cnn_widgets.engine.scan.model import model_fingerprint
 

@@ -3,7 +3,7 @@
 The scan is split at batch boundaries: batch ``b`` is images ``[b * B, (b + 1) * B)`` of the same
 source, with the same batch size as a local scan. Each worker (a Ray actor holding its own copy of
 the network, sent once by Ray's serialization from the driver) runs the forward pass of a batch and
-folds every layer into an *empty* state (:func:`~.run.fold_batch`), then sends that batch's partial
+folds every layer into an *empty* state (:func:`~.batch.fold_batch`), then sends that batch's partial
 state (its own top-k per channel, sums, maxima and counts: ``[C, k]`` and ``[C]`` tensors) and its
 codes ``[B, C]`` back. The driver folds the partial states in image order with
 :func:`~.state.merge_layer_states`, which equals folding the batch locally bit for bit; so a Ray
@@ -45,6 +45,7 @@ from ..checks import check_choice, check_float, check_int
 from ..errors import OptionError
 from ..hooks import inference_state
 from ..images import model_input
+from .batch import fold_batch
 from .errors import ScanError
 from .sources import Source, _collate, as_source, plain_label
 from .state import Rows, empty_layer_state, merge_layer_states
@@ -224,8 +225,6 @@ class ScanWorker:
         return os.getpid()
 
     def _fold(self, x: torch.Tensor, start: int, labels: list):
-        from .run import fold_batch
-
         with inference_state(self.net.model), torch.no_grad():
             x = x.to(device=self.net.device, dtype=self.net.dtype)
             return start, fold_batch(self.net, self.layers, self.empty, self.k, x, start), labels

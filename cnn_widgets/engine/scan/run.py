@@ -11,12 +11,12 @@ import torch
 
 from ..checks import check_bool, check_choice, check_int
 from ..errors import OptionError
-from ..hooks import StopForward, inference_state, on_outputs
+from ..hooks import inference_state
+from .batch import fold_batch
 from .errors import ScanError
 from .model import default_scan_layers, model_fingerprint
 from .result import Scan
 from .sources import as_source
-from .state import fold
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -27,46 +27,6 @@ __all__ = ["scan"]
 def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None:
     """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically."""
     result._commit(start, fold_batch(result.net, result.layers, result._state.layers, result.k, x, start), labels)
-
-
-def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int, x: torch.Tensor,
-               start: int) -> dict:
-    """Forward one batch (images ``start .. start + B - 1``) and fold every layer into ``layer_states``.
-
-    Returns ``{layer: (new LayerState, codes [B, C])}``; nothing is committed (a distributed
-    scan's worker folds into empty states and sends this to the driver).
-
-    Each layer is folded the moment its output exists: an in-place operation later in the model
-    (``ReLU(inplace=True)``, ``out += identity``) cannot alter what was seen, no output is kept
-    alive to the end of the pass (peak memory: the plain forward's), and no out-of-place copies
-    are needed (the pass is the plain forward; no backward follows, so no rectifier rule is
-    involved). The pass stops after the last scanned layer.
-    Call inside ``inference_state`` and ``no_grad``.
-    """
-    pending = {}
-
-    def fold_output(name: str, output: torch.Tensor) -> None:
-        # The reductions are small and memory-bound: on a CPU they run faster on one thread than
-        # split across cores that the convolutions (or other processes) keep busy.
-        threads = torch.get_num_threads()
-        if threads > 1 and output.device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
-            pending[name] = fold(name, output, start, layer_states[name], k)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
-
-    modules = {name: net.layer(name)._module for name in layers}
-    with on_outputs(modules, fold_output, stop_after=True):
-        try:
-            net.model(x)
-        except StopForward:
-            pass
-    missing = [n for n in layers if n not in pending]
-    if missing:
-        raise ScanError(f"layers {missing} produced no output in the forward pass; scan other layers")
-    return pending
 
 
 def scan(
