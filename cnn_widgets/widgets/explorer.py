@@ -8,17 +8,17 @@ trait, read off the traits below and the engine's registries.
 
 from __future__ import annotations
 
-import io
 import pathlib
 import time
 import traceback
 
+import torch
 import traitlets
 from traitlets import Dict, Int, List, TraitError, Unicode, Union, observe, validate
 
 import anywidget
 
-from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit, to_rgb_image
+from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit
 from ..engine.contributions import RULES
 from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
@@ -30,17 +30,21 @@ from .panels.scan_layer import scan_summary
 from .panels.top_images import RECONSTRUCTIONS
 from .scheduler import Pipeline
 from .serialization import Array
+from .image_messages import CUSTOM_IMAGE, ImageMessages
+from . import sizes
+from .model_turns import ModelTurns
+from .visualize_tab import VisualizeTab
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
-CUSTOM_IMAGE = "custom"
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
-TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters"}
+TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
+        "visualize": "Visualise"}
 SCAN_TABS = ("top_images", "embedding")  # shown only while a scan is attached
+NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -69,8 +73,8 @@ class Explorer(anywidget.AnyWidget):
     target = Union([Unicode(), Int()], default_value="top").tag(sync=True)
     method = Unicode("guided_backprop").tag(sync=True)  # one of choices["options"]["method"]
     opacity = FloatRange(0.6, min=0.0, max=1.0, step=0.05).tag(sync=True)
-    window = IntRange(48, min=8, max=224, step=4).tag(sync=True)
-    stride = IntRange(24, min=8, max=112, step=4).tag(sync=True)  # at most 28 x 28 windows; never above the window
+    window = IntRange(48, min=1, max=4096, step=4).tag(sync=True)  # range and default follow the input size (sizes.py)
+    stride = IntRange(24, min=1, max=2048, step=4).tag(sync=True)  # at most ~28 x 28 windows; never above the window
     fill = Choice(FILLS, "mean").tag(sync=True)
     k = IntRange(5, min=1, max=12).tag(sync=True)
     depth = IntRange(1, min=1, max=3).tag(sync=True)
@@ -120,18 +124,21 @@ class Explorer(anywidget.AnyWidget):
     timings = Dict().tag(sync=True)  # {panel: seconds} of the last computation (benchmark, tests)
 
     # ---------------------------------------------------------------- kernel-only
-    net = traitlets.Instance(Network, allow_none=True)
+    net = Union([traitlets.Instance(Network), traitlets.Instance(torch.nn.Module)], allow_none=True)  # stored as a Network
     image = traitlets.Any(allow_none=True)
     scan = traitlets.Any(allow_none=True)  # a cnn_widgets Scan (net.scan(...)) or None
 
-    def __init__(self, net: Network | None = None, image=None, scan=None, **kwargs):
+    def __init__(self, net: Network | torch.nn.Module | None = None, image=None, scan=None, **kwargs):
         self._errors: dict[str, str] = {}
         self._next_scan_index = -1
         self._image_source: str | None = None
         self._naming_image = False
         self._ready = False
+        self.ranges_now: dict[str, dict] = {}  # ranges narrowed to this network (options.IntRange)
         self.panels = {row.panel.name: row.panel() for row in PANELS}
         self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy)
+        self.model_turns = ModelTurns()  # panels and the Visualise tab's thread take turns with the model
+        self._init_visualize(self.model_turns)
         self.choices = self._choices()  # before the keyword arguments: `method` is checked against it
         if net is None:
             from ..engine import load_default
@@ -139,8 +146,12 @@ class Explorer(anywidget.AnyWidget):
             net = load_default()
         if image is None:
             image = kwargs.pop("image_name", "cat")
+        # settings checked against the network are set once it is there: a bad one is refused, not replaced
+        per_net = {name: kwargs.pop(name) for name in NETWORK_SETTINGS if name in kwargs}
         super().__init__(**kwargs)
         self.net = net
+        for name, value in per_net.items():
+            setattr(self, name, value)
         self._set_image(image)
         self.scan = scan
         self._ready = True
@@ -211,7 +222,15 @@ class Explorer(anywidget.AnyWidget):
         for panel in self.panels.values():
             panel.forget()
         self.layers = [{"name": info.name, "kind": info.kind, "shape": list(info.shape)} for info in net.layers]
+        self.visualizer.forget()
+        self.ranges_now = {**sizes.occlusion_ranges(net.input_size), **sizes.visualize_ranges(net.input_size)}
+        self.choices = self._choices()
         with self.hold_trait_notifications():
+            defaults = {**sizes.occlusion_defaults(net.input_size), **sizes.visualize_defaults(net.input_size)}
+            for group in (("window", "stride"), ("viz_size", "viz_jitter")):  # fit this input
+                if change["old"] is None or not all(sizes.fits(getattr(self, n), self.ranges_now[n]) for n in group):
+                    for name in group:
+                        setattr(self, name, defaults[name])
             if self.layer not in net.layer_names:
                 self.layer = validation.default_layer(net)
             if self.channel >= net.layer(self.layer).channels:
@@ -277,6 +296,7 @@ class Explorer(anywidget.AnyWidget):
         try:
             with self.pipeline.batch():
                 super().set_state(sync_data)
+            self._clear_error("input")  # a valid update: the last rejected one no longer matters
         except TraitError as exc:
             self._report("input", str(exc))
             if "request_seq" in sync_data:  # the rejected update still counts as answered
@@ -285,48 +305,6 @@ class Explorer(anywidget.AnyWidget):
             self.send_state([k for k in sync_data if k in self.keys])
         if not self.pipeline.dirty and self.result_seq != self.request_seq:
             self.result_seq = self.request_seq  # nothing to compute for this request
-
-    def _on_custom_message(self, _widget, content, buffers):
-        if not isinstance(content, dict):
-            return
-        if content.get("type") == "image" and buffers:
-            self.load_image_bytes(bytes(buffers[0]), name=str(content.get("name", "uploaded image")))
-        elif content.get("type") == "scan_image":
-            try:
-                self.load_scan_image(int(content.get("index", -1)))
-            except (CnnWidgetsError, TraitError, IndexError, ValueError) as exc:
-                self._report("image", str(exc))
-
-    def load_scan_image(self, index: int) -> None:
-        """Show image ``index`` of the attached scan (what a click on the embedding scatter does)."""
-        if self.scan is None:
-            raise CnnWidgetsError("no scan is attached; set explorer.scan = net.scan(images) first")
-        if not 0 <= index < self.scan.count:
-            raise CnnWidgetsError(f"image index {index} is out of range for this scan (0..{self.scan.count - 1})")
-        picture = self.scan.image(index)
-        self._next_scan_index = index
-        try:
-            self._set_image(picture, name=CUSTOM_IMAGE)
-        finally:
-            self._next_scan_index = -1
-        self.scan_index = index  # also when it is the picture already shown (no change event then)
-
-    def load_image_bytes(self, data: bytes, name: str = "uploaded image") -> bool:
-        """Use an encoded image file (PNG, JPEG, ...) as the image; a bad file becomes ``error``."""
-        from PIL import Image
-
-        if len(data) > MAX_UPLOAD_BYTES:
-            self._report("image", f"{name}: file too large ({len(data) / 2**20:.1f} MiB); use an image under 10 MiB")
-            return False
-        try:
-            with Image.open(io.BytesIO(data)) as opened:
-                opened.load()
-                picture = to_rgb_image(opened)
-        except Exception as exc:  # PIL raises many kinds of errors for bad files
-            self._report("image", f"{name} is not a readable image ({exc}); drop a PNG or JPEG file")
-            return False
-        self._set_image(picture, name=CUSTOM_IMAGE)
-        return True
 
     def _set_image(self, image, name: str | None = None) -> None:
         if isinstance(image, str) and image in SAMPLE_IMAGES:
@@ -383,7 +361,8 @@ class Explorer(anywidget.AnyWidget):
         self.working = name
         start = time.perf_counter()
         try:
-            result = self.panels[name].compute(self)
+            with self.model_turns.kernel():
+                result = self.panels[name].compute(self)
         except Exception as exc:  # any failure is shown in the widget, which keeps working
             message = str(exc) if isinstance(exc, CnnWidgetsError) else f"{type(exc).__name__}: {exc}"
             self._report(name, message)

@@ -45,20 +45,30 @@ class Choice(traitlets.Enum):
         return [[value, label] for value, label in self.labels.items()]
 
 
+def instance_range(obj, name: str) -> dict | None:
+    """The range an object narrows a trait to (``obj.ranges_now[name]``: e.g. by the model's input size)."""
+    return (getattr(obj, "ranges_now", None) or {}).get(name)
+
+
 class IntRange(traitlets.Int):
-    """An integer in ``[min, max]``; ``step`` is the slider's step in the front end."""
+    """An integer in ``[min, max]``; ``step`` is the slider's step in the front end.
+
+    An object may narrow the range for itself (``ranges_now = {trait: {min, max, step}}``, within the
+    class's): what depends on the network, e.g. occlusion windows that fit the model's input.
+    """
 
     def __init__(self, default_value: int, min: int, max: int, step: int = 1, **kwargs):  # noqa: A002
         super().__init__(default_value, min=min, max=max, **kwargs)
         self.step = step
 
     def validate(self, obj, value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not self.min <= value <= self.max:
-            raise TraitError(f"{self.name} must be between {self.min} and {self.max}, got {value}")
+        low, high = self.range(obj)["min"], self.range(obj)["max"]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            raise TraitError(f"{self.name} must be between {low} and {high}, got {value}")
         return super().validate(obj, value)
 
-    def range(self) -> dict:
-        return {"min": self.min, "max": self.max, "step": self.step}
+    def range(self, obj=None) -> dict:
+        return instance_range(obj, self.name) or {"min": self.min, "max": self.max, "step": self.step}
 
 
 class FloatRange(traitlets.Float):
@@ -69,12 +79,13 @@ class FloatRange(traitlets.Float):
         self.step = step
 
     def validate(self, obj, value):
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and not self.min <= value <= self.max:
-            raise TraitError(f"{self.name} must be between {self.min:g} and {self.max:g}, got {value}")
+        low, high = self.range(obj)["min"], self.range(obj)["max"]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not low <= value <= high:
+            raise TraitError(f"{self.name} must be between {low:g} and {high:g}, got {value}")
         return super().validate(obj, value)
 
-    def range(self) -> dict:
-        return {"min": self.min, "max": self.max, "step": self.step}
+    def range(self, obj=None) -> dict:
+        return instance_range(obj, self.name) or {"min": self.min, "max": self.max, "step": self.step}
 
 
 def describe(widget: traitlets.HasTraits) -> tuple[dict[str, list[list[str]]], dict[str, dict]]:
@@ -84,5 +95,5 @@ def describe(widget: traitlets.HasTraits) -> tuple[dict[str, list[list[str]]], d
         if isinstance(trait, Choice):
             options[name] = trait.options()
         elif isinstance(trait, (IntRange, FloatRange)):
-            ranges[name] = trait.range()
+            ranges[name] = trait.range(widget)
     return options, ranges

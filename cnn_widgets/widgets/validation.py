@@ -61,7 +61,9 @@ def check_layer(net: Network | None, value: str) -> str:
     names = net.layer_names
     if value not in names:
         hint = closest_names(str(value), names)
-        raise TraitError(f"no explorable layer {value!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ""))
+        listed = ", ".join(names) if len(names) <= 24 else f"{', '.join(names[:12])}, …, {', '.join(names[-4:])} ({len(names)} in all)"
+        raise TraitError(f"no explorable layer {value!r}" + (f"; did you mean {', '.join(repr(h) for h in hint)}?" if hint else ".")
+                         + f" The explorable layers are: {listed} (explorer.layers lists them).")
     return value
 
 

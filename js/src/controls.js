@@ -21,11 +21,11 @@ export function choiceSelect(model, trait, { kernel = true, title = trait, optio
 /**
  * A range input for a trait, labelled with its name. With `kernel` (the default) a drag sends at
  * most one update per `dragMs` (the kernel computes only the newest anyway) and the value is
- * shown beside it; without, `onInput(value)` redraws locally and the value is sent on release.
+ * shown beside it (or with `showValue`); without, `onInput(value)` redraws locally and the value is sent on release.
  */
-export function rangeSlider(model, trait, { kernel = true, onInput = null, dragMs = 120, title = trait } = {}) {
+export function rangeSlider(model, trait, { kernel = true, onInput = null, dragMs = 120, title = trait, showValue = kernel } = {}) {
   const input = h("input", { type: "range", "data-trait": trait, title });
-  const shown = kernel ? h("span", { class: "cnnw-slider-value" }) : null;
+  const shown = showValue ? h("span", { class: "cnnw-slider-value" }) : null;
   let timer = null;
   const send = () => {
     clearTimeout(timer); timer = null;
