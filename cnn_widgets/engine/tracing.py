@@ -154,8 +154,10 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             if axes is not None and axes != (out.dim() - 2, out.dim() - 1):
                 self.axes[id(out)] = axes
             self._alive.append(out)
-        elif isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
-            self._set(out[0], value, axes)
+        elif isinstance(out, (tuple, list)):  # every piece of a chunk / split (ShuffleNet's channel split)
+            for piece in out:
+                if isinstance(piece, torch.Tensor):
+                    self._set(piece, value, axes)
 
     def _moved_axes(self, name: str, first: torch.Tensor, args, kwargs, out: torch.Tensor) -> tuple[int, int] | None:
         """Where a permute / transpose puts the spatial axes of ``first`` (None: not such an op)."""

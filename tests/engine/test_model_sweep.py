@@ -148,8 +148,8 @@ CASES = [
     Case("vgg11_bn", torchvision_case("vgg11_bn", num_classes=10), 64, freeze=True),
     Case("resnet50", torchvision_case("resnet50"), 64, euler=True, eval_mode=True, freeze=True),
     Case("densenet121", torchvision_case("densenet121"), 64),
-    Case("googlenet", torchvision_case("googlenet", aux_logits=False, init_weights=True), 64),
-    Case("inception_v3", torchvision_case("inception_v3", size=80, aux_logits=False, init_weights=True), 80),
+    Case("googlenet", torchvision_case("googlenet", aux_logits=False, init_weights=True), 64, calibrate=True),
+    Case("inception_v3", torchvision_case("inception_v3", size=80, aux_logits=False, init_weights=True), 80, calibrate=True),
     Case("mobilenet_v2", torchvision_case("mobilenet_v2"), 64, calibrate=True),
     Case("mobilenet_v3_small", torchvision_case("mobilenet_v3_small"), 64, explorer=True, calibrate=True),
     Case("efficientnet_b0", torchvision_case("efficientnet_b0"), 64, calibrate=True),
@@ -254,6 +254,7 @@ def swept(request, two_threads) -> Swept:
     torch.manual_seed(0)
     net = case.build()
     model = net.model
+    wake_layer_scales(model)
     if case.calibrate:
         calibrate_batch_norm(model, torch.stack([net.preprocess(photo(name, case.image_size)) for name in SCAN_SAMPLES]))
     if case.eval_mode:
@@ -299,6 +300,17 @@ def calibrate_batch_norm(model: nn.Module, x: torch.Tensor) -> None:
         m.momentum = momentum
     for m, flag in zip(model.modules(), training):
         m.training = flag
+
+
+def wake_layer_scales(model: nn.Module) -> None:
+    """ConvNeXt initialises its layer scales to 1e-6: every block is then the identity plus 1e-6 of
+    its branch, and guided backprop (which acts on the branches' GELUs) differs from the gradient by
+    1e-7. Trained ConvNeXts have scales of order 0.1-1: use 0.5."""
+    with torch.no_grad():
+        for module in model.modules():
+            scale = getattr(module, "layer_scale", None)
+            if isinstance(scale, torch.Tensor):
+                scale.fill_(0.5)
 
 
 def per_model(ids=ALL):
@@ -483,7 +495,7 @@ def test_scan(swept: Swept):
         assert 0 <= top < bottom <= case.size and 0 <= left < right <= case.size
         assert item.crop.shape == (bottom - top, right - left, 3) and item.crop.dtype == np.uint8
         assert item.reconstruction.shape[:2] == item.crop.shape[:2] and np.isfinite(item.raw_reconstruction).all()
-        assert item.reconstruction.shape[2] in (case.channels, 3)  # one-channel RGB: test_one_channel_reconstruction
+        assert item.reconstruction.shape[2] in (case.channels, 3)  # one channel: test_one_channel_reconstruction_is_rgb
     # the best image's value is the unit's maximum on it
     best = net.activations(images[tops[0].index], swept.mid)[swept.mid][swept.unit.channel].max()
     assert tops[0].value == pytest.approx(float(best), rel=1e-4, abs=1e-5)
@@ -518,3 +530,14 @@ def test_explorer(swept: Swept):
             if value is not None:
                 assert value.shape[:2] == image_data.shape[:2], trait
     swept.untouched()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "scan/top_images.py: a one-channel model's reconstructions are h x w x 1 while its crops are grey RGB "
+    "h x w x 3 (TopImage documents raw_reconstruction as h x w x 3), so crop and reconstruction do not line up"))
+def test_one_channel_reconstruction_is_rgb():
+    net = BY_ID["gray28"].build()
+    images = [photo(name, 28) for name in SCAN_SAMPLES[:2]]
+    scan = net.scan(images, layers=["3"], k=1, progress=False)
+    (top,) = scan.top_images(cw.Unit("3", 0))
+    assert top.reconstruction.shape == top.crop.shape and top.raw_reconstruction.shape == top.crop.shape
