@@ -34,17 +34,18 @@ from .image_messages import CUSTOM_IMAGE, ImageMessages
 from . import sizes
 from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
+from .atlas_tab import AtlasTab
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
-        "visualize": "Visualise"}
-SCAN_TABS = ("top_images", "embedding")  # shown only while a scan is attached
+        "visualize": "Visualise", "atlas": "Atlas"}
+SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is attached
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -139,6 +140,7 @@ class Explorer(ImageMessages, VisualizeTab, anywidget.AnyWidget):
         self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy)
         self.model_turns = ModelTurns()  # panels and the Visualise tab's thread take turns with the model
         self._init_visualize(self.model_turns)
+        self._init_atlas()
         self.choices = self._choices()  # before the keyword arguments: `method` is checked against it
         if net is None:
             from ..engine import load_default

@@ -28,6 +28,8 @@ class ImageMessages:
                     self.start_visualization()
                 except (CnnWidgetsError, TraitError, ValueError) as exc:
                     self._report("visualize", str(exc))
+        elif content.get("type") == "atlas":
+            self._on_atlas_message(content)
         elif content.get("type") == "scan_image":
             try:
                 self.load_scan_image(int(content.get("index", -1)))

@@ -56,6 +56,8 @@ class VisualizeTab(traitlets.HasTraits):
         self._viz_image_serial = 0
         self._viz_push_lock = threading.Lock()
         self.visualizer = VisualizeRunner(turns, self._push_visualization)
+        #: (Direction, words) set by a click on an atlas cell: the target instead of the selection, until it changes
+        self.viz_direction = None
 
     # ------------------------------------------------------------ starting and stopping
     def start_visualization(self, wait: bool = False) -> None:
@@ -79,11 +81,16 @@ class VisualizeTab(traitlets.HasTraits):
             return Request(request_id, key, lambda cb: net.dream(image, layer, octaves=OCTAVES, steps=per_octave, lr=lr,
                                                                jitter=jitter, progress=False, callback=cb),
                            OCTAVES, f"DeepDream of layer {layer}")
-        with self.model_turns.kernel():
-            target = self.resolved_target()  # the top class runs the model
+        if self.viz_direction is not None:
+            target, text = self.viz_direction
+            target_key = (text, target.vector.numpy().tobytes())
+        else:
+            with self.model_turns.kernel():
+                target = self.resolved_target()  # the top class runs the model
+            text = f"unit {target}" if not isinstance(target, int) else f"class {net.label(target)}"
+            target_key = str(target)
         start = image if self.viz_start == "image" else None
-        key = ("visualize", str(target), steps, lr, size, jitter, param, start is not None and self._viz_image_serial)
-        text = f"unit {target}" if not isinstance(target, int) else f"class {net.label(target)}"
+        key = ("visualize", target_key, steps, lr, size, jitter, param, start is not None and self._viz_image_serial)
         return Request(request_id, key, lambda cb: net.visualize(
             target, steps=steps, size=size, lr=lr, param=param, transforms="standard" if jitter else "none",
             start=start, every=1, progress=False, callback=cb), steps, text)
@@ -103,8 +110,10 @@ class VisualizeTab(traitlets.HasTraits):
     def _viz_image_changed(self, change):
         self._viz_image_serial += 1
 
-    @observe(*SETTINGS, "layer", "channel", "target", "image", "tab")
+    @observe(*SETTINGS, "layer", "channel", "target", "image", "tab", "net")
     def _viz_show_cached(self, change):
+        if change["name"] in ("layer", "channel", "target", "net"):
+            self.viz_direction = None  # the explain target is what is visualised again
         if getattr(self, "_ready", False) and self.tab == "visualize" and not self.viz_info.get("running"):
             try:
                 request = self._visualization_request(self.viz_request + 1)

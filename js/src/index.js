@@ -18,11 +18,12 @@ import topImages from "./panels/top_images.js";
 import embedding from "./panels/embedding.js";
 import filters from "./panels/filters.js";
 import visualize from "./panels/visualize.js";
+import atlas from "./panels/atlas.js";
 
 // Every view, in page order. Each file exports {name, place, mount(model) -> {el, cleanup}};
 // place "top": the row under the bar; "main": full width under the layer strip; "tab": one page
 // below the feature maps, shown by the kernel's `tab` trait (whose menu names the tabs).
-const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize];
+const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas];
 
 /** The target menu: the kernel's fixed targets (the unit named), then the predicted classes. */
 function targetOptions(model) {

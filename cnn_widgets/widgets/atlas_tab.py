@@ -1,0 +1,120 @@
+"""The Atlas tab of the Explorer: an activation atlas of the selected layer over the attached scan's
+images (Carter et al., Distill 2019), a class filter (the class activation atlas), the top patches of
+a hovered cell, and a click that visualises the cell's direction in the Visualise tab.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import traitlets
+from PIL import Image
+from traitlets import Dict, Int, TraitError, observe
+
+from ..engine import CnnWidgetsError
+from ..engine.visualize import Direction
+from .options import Choice, IntRange
+from .serialization import Array
+
+ICONS = {"patches": "mean patches (fast)", "visualize": "feature visualisation (slow)"}
+ICON_SIZE = 32  # pixels per cell in the atlas picture
+PATCH_SIZE = 48  # pixels of each top patch shown on hover
+ALL_CELLS = -1
+
+
+class AtlasTab(traitlets.HasTraits):
+    """Mixed into the Explorer (``net``, ``scan``, ``layer``, ``predictions``, ``model_turns``, ``start_visualization``)."""
+
+    atlas_grid = IntRange(8, min=4, max=24).tag(sync=True)
+    atlas_icons = Choice(ICONS, "patches").tag(sync=True)
+    atlas_class = Int(ALL_CELLS).tag(sync=True)  # a class index: keep the cells that most raise it; -1: all
+    atlas_image = Array()  # uint8 [grid * ICON_SIZE, grid * ICON_SIZE, 3]
+    atlas_info = Dict().tag(sync=True)  # {"layer", "grid", "cell": px, "cells": [[row, col, count, score]], "classes", "error"}
+    atlas_patches = Array()  # uint8 [k, PATCH_SIZE, PATCH_SIZE, 3]: the hovered cell's top patches
+    atlas_hover = Dict().tag(sync=True)  # {"row", "col", "count"} of the hovered cell
+
+    def _init_atlas(self) -> None:
+        self._atlases: dict[tuple, object] = {}
+        self._atlas = None
+
+    def build_atlas(self) -> None:
+        """Build (or take from the cache) the atlas of the selected layer over the scan's images."""
+        if self.scan is None:
+            raise CnnWidgetsError("the atlas needs a scan: set explorer.scan = net.scan(images) first")
+        key = (self.layer, self.atlas_grid, self.atlas_icons)
+        if key not in self._atlases:
+            with self.model_turns.kernel():
+                self._atlases[key] = self.net.atlas(self.scan, self.layer, grid=self.atlas_grid, size=ICON_SIZE,
+                                                    visualize=self.atlas_icons == "visualize", steps=64, progress=False)
+        self._atlas = self._atlases[key]
+        self._show_atlas()
+
+    def _show_atlas(self) -> None:
+        atlas = self._atlas
+        classes = [[ALL_CELLS, "all cells"]] + [[p["index"], f"class {p['label']}"] for p in self.predictions]
+        if self.atlas_class not in [value for value, _ in classes]:
+            classes.append([self.atlas_class, f"class {self.net.label(self.atlas_class)}"])
+        if atlas is None:
+            self.atlas_image, self.atlas_info = None, {"classes": classes}
+            return
+        if self.atlas_class != ALL_CELLS:
+            with self.model_turns.kernel():
+                atlas = atlas.class_filter(self.atlas_class, k=max(4, len(atlas.cells) // 4), progress=False)
+        self._shown_atlas = atlas
+        with self.hold_sync():
+            self.atlas_image = np.asarray(atlas.render())
+            self.atlas_info = {"layer": atlas.layer, "grid": atlas.grid, "cell": ICON_SIZE, "classes": classes,
+                               "cells": [[c.row, c.col, c.count, c.score] for c in atlas.cells]}
+
+    def atlas_cell_patches(self, row: int, col: int) -> None:
+        """Show the top dataset patches of cell ``(row, col)`` (what hovering it does)."""
+        cell = self._atlas_cell(row, col)
+        with self.model_turns.kernel():
+            crops = self._shown_atlas.patches(cell)
+        resized = [np.asarray(Image.fromarray(c).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR)) for c in crops]
+        with self.hold_sync():
+            self.atlas_patches = np.stack(resized) if resized else None
+            self.atlas_hover = {"row": row, "col": col, "count": cell.count}
+
+    def visualize_atlas_cell(self, row: int, col: int, wait: bool = False) -> None:
+        """Make the cell's direction the Visualise tab's target, show that tab and start."""
+        cell = self._atlas_cell(row, col)
+        self.viz_mode = "visualize"
+        self.viz_direction = (Direction(self._shown_atlas.layer, torch.from_numpy(np.asarray(cell.direction, np.float32))),
+                              f"atlas cell ({row}, {col}) of {self._shown_atlas.layer}")
+        self.tab = "visualize"
+        self.start_visualization(wait=wait)
+
+    def _atlas_cell(self, row: int, col: int):
+        atlas = getattr(self, "_shown_atlas", None)
+        cell = atlas.cell(int(row), int(col)) if atlas is not None and self._atlas is not None else None
+        if cell is None:
+            raise CnnWidgetsError(f"the atlas has no cell at ({row}, {col})")
+        return cell
+
+    def _on_atlas_message(self, content: dict) -> None:
+        action = content.get("action")
+        try:
+            if action == "build":
+                self.build_atlas()
+            elif action == "hover":
+                self.atlas_cell_patches(content.get("row", -1), content.get("col", -1))
+            elif action == "visualize":
+                self.visualize_atlas_cell(content.get("row", -1), content.get("col", -1))
+            self._clear_error("atlas")
+        except (CnnWidgetsError, TraitError, ValueError) as exc:
+            self._report("atlas", str(exc))
+
+    @observe("atlas_class")
+    def _atlas_class_changed(self, change):
+        if getattr(self, "_ready", False) and self._atlas is not None:
+            self._show_atlas()
+
+    @observe("layer", "scan", "net", "predictions")
+    def _atlas_stale(self, change):
+        if getattr(self, "_ready", False) and change["name"] != "predictions":
+            self._atlas = None
+            if change["name"] != "layer":
+                self._atlases.clear()
+        if getattr(self, "_ready", False):
+            self._show_atlas()
