@@ -527,9 +527,6 @@ def test_explorer(swept: Swept):
     swept.untouched()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "scan/top_images.py: a one-channel model's reconstructions are h x w x 1 while its crops are grey RGB "
-    "h x w x 3 (TopImage documents raw_reconstruction as h x w x 3), so crop and reconstruction do not line up"))
 def test_one_channel_reconstruction_is_rgb():
     net = BY_ID["gray28"].build()
     images = [photo(name, 28) for name in SCAN_SAMPLES[:2]]

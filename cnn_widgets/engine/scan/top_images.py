@@ -90,7 +90,10 @@ def reconstruct(net: "NetworkBase", inputs: list[torch.Tensor], layer: str, chan
         units = [Unit(layer, channel, position=positions[i], reduce="max") for i in members]
         grad = input_gradients(net, torch.cat([inputs[i] for i in members]), units, rule)[0]
         for row, i in enumerate(members):
-            results[i] = grad[row].permute(1, 2, 0).detach().float().cpu().numpy()
+            picture = grad[row].detach().float()
+            if picture.shape[0] == 1:  # a one-channel model: grey RGB, like its crops
+                picture = picture.expand(3, -1, -1)
+            results[i] = picture.permute(1, 2, 0).cpu().numpy()
     return results  # type: ignore[return-value]
 
 
