@@ -25,9 +25,14 @@ def _scale(magnitude: torch.Tensor, percentile: float) -> torch.Tensor:
 
 
 def normalise_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
-    """A signed map in ``[0, 1]``: ``0.5 + 0.5 * clip(raw / s, -1, 1)``, ``s`` the percentile of ``|raw|``."""
+    """A signed map in ``[0, 1]``: ``0.5 + 0.5 * clip(raw / s, -1, 1)``, ``s`` the percentile of ``|raw|``.
+
+    A one-channel ``[1, H, W]`` map (a grayscale model's input gradient) comes out as grey RGB
+    ``[3, H, W]``, so every picture has three channels wherever it is shown.
+    """
     scale = _scale(raw.abs(), percentile)
-    return (0.5 + 0.5 * (raw.float() / scale).clamp(-1, 1)).cpu()
+    shown = (0.5 + 0.5 * (raw.float() / scale).clamp(-1, 1)).cpu()
+    return shown.expand(3, -1, -1) if shown.dim() == 3 and shown.shape[0] == 1 else shown
 
 
 def channels_last_array(picture: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -272,3 +272,14 @@ def test_replacing_the_head_after_wrapping_updates_the_class_count():
     assert net.num_classes == 9
     assert net.predict(photo(32), k=9)[-1].index in range(9)
     assert net.saliency(photo(32), 8, "gradient").shape == (3, 32, 32)
+
+
+def test_one_channel_tree_pictures_and_explorer_are_grey_rgb():
+    net = cw.Network(cifar_model(channels=1), preprocess=T.Compose([T.Grayscale(), T.ToTensor()]), input_size=32)
+    tree = net.contribution_tree(photo(32), None, depth=1, k=2)
+    for node in tree.walk():
+        assert node.picture.shape == (3, 32, 32) and node.raw_picture.shape == (1, 32, 32)
+        assert torch.equal(node.picture[0], node.picture[2])
+    explorer = cw.Explorer(net, photo(32))
+    assert explorer.error == ""
+    assert explorer.image_data.shape == (32, 32, 3) and explorer.tree_pictures.shape[-1] == 3
