@@ -452,7 +452,8 @@ def check_tree(net: cw.Network, root, depth: int, k: int, shape: tuple[int, ...]
     count = 0
     for node in root.walk():
         count += 1
-        assert tuple(node.picture.shape) == shape and tuple(node.raw_picture.shape) == shape
+        # the raw gradient has the input's channels; the picture is always RGB (grey for one channel)
+        assert tuple(node.picture.shape) == (3, *shape[1:]) and tuple(node.raw_picture.shape) == shape
         assert torch.isfinite(node.raw_picture).all() and math.isfinite(node.score)
         assert node.picture.min() >= 0 and node.picture.max() <= 1
         if node.children:
