@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["channels_last_array", "magnitude_map", "normalise_picture", "signed_to_rgb", "signed_to_uint8", "to_uint8"]
+__all__ = ["channels_last_array", "magnitude_map", "normalise_picture", "pixels_to_uint8", "signed_to_rgb", "signed_to_uint8",
+           "to_uint8"]
 
 QUANTILE_LIMIT = 16_000_000  # torch.quantile refuses larger inputs; above it the maximum is the scale
 
@@ -66,6 +67,14 @@ def magnitude_map(attribution: torch.Tensor, percentile: float = 99.0) -> np.nda
     a = attribution.detach().cpu().float()
     m = a.abs().amax(0) if a.dim() == 3 else a.abs()
     return (m / _scale(m, percentile)).clamp(0, 1).numpy()  # a sparse map falls back to its maximum
+
+
+def pixels_to_uint8(pixels: torch.Tensor) -> np.ndarray:
+    """Pixels ``[..., C, H, W]`` in ``[0, 1]`` as uint8 ``[..., H, W, 3]`` (one channel shown as grey)."""
+    x = pixels.detach().float().clamp(0, 1)
+    if x.shape[-3] == 1:
+        x = x.expand(*x.shape[:-3], 3, *x.shape[-2:])
+    return (x[..., :3, :, :].movedim(-3, -1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def to_uint8(values: np.ndarray | torch.Tensor, lo: float, hi: float) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .images import ImageLike, to_rgb_image
+from .pictures import pixels_to_uint8
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -28,14 +29,6 @@ def imagenet_preprocess(size: int = 224, resize: int = 256, interpolation: str =
     )
 
 
-def _to_rgb_uint8(x: torch.Tensor) -> np.ndarray:
-    """``[C, H, W]`` in ``[0, 1]`` as ``HxWx3`` uint8; one-channel inputs are shown as grey."""
-    x = x.float().clamp(0, 1)
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    return (x[:3].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-
-
 def display_pixels(image: ImageLike, preprocess: Callable, model_input: torch.Tensor) -> np.ndarray:
     """What the model sees, as ``HxWx3`` uint8: ``preprocess`` without its ``Normalize`` steps.
 
@@ -51,12 +44,12 @@ def display_pixels(image: ImageLike, preprocess: Callable, model_input: torch.Te
             kept = [t for t in transforms if not isinstance(t, T.Normalize)]
             out = T.Compose(kept)(to_rgb_image(image))
             if isinstance(out, torch.Tensor) and out.dim() == 3:
-                return _to_rgb_uint8(out)
+                return pixels_to_uint8(out)
     x = model_input[0].float()
     lo, hi = x.amin(), x.amax()
     if lo >= 0 and hi <= 1:  # already pixels in [0, 1] (e.g. T.ToTensor()): show them as they are
-        return _to_rgb_uint8(x)
-    return _to_rgb_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
+        return pixels_to_uint8(x)
+    return pixels_to_uint8((x - lo) / (hi - lo).clamp_min(1e-12))
 
 
 def normalize_steps(preprocess: Callable) -> list:

@@ -11,7 +11,8 @@ The parts, each importing only the ones listed before it:
 * :mod:`.run` -- the entry point :func:`atlas`.
 """
 
-from .icons import direction_icons, direction_values, patch_icons
+from ..visualize.objectives import direction_values
+from .icons import direction_icons, patch_icons
 from .layout import LAYOUTS, bin_points, cell_means, layout
 from .result import Atlas, AtlasCell
 from .run import atlas

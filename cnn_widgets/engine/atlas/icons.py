@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..errors import CnnWidgetsError
 from ..hooks import inference_state
 from ..preprocess import pixels_to_input
+from ..pictures import pixels_to_uint8
+from ..visualize.objectives import direction_values
 from ..visualize.param import ImageParam
+from ..visualize.run import runs_at
 from ..visualize.transforms import apply_all, transform_set
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,27 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..scan.sources import Source
 
 __all__ = ["direction_icons", "direction_values", "patch_icons"]
-
-
-def direction_values(h: torch.Tensor, directions: torch.Tensor, cossim_power: float = 1.0) -> torch.Tensor:
-    """Row ``i``: ``mean_{y,x} <h_i[:, y, x], v_i> * max(cos(h_i[:, y, x], v_i), 1e-3)^p``.
-
-    The batched form of :func:`~cnn_widgets.engine.visualize.objectives.objective_value` for a
-    ``Direction``: ``h`` is ``[n, C, H, W]`` (or ``[n, C]``), ``directions`` ``[n, C]``.
-    """
-    v = directions.to(dtype=h.dtype, device=h.device)
-    hv = h if h.dim() == 4 else h[:, :, None, None]
-    dot = torch.einsum("nchw,nc->nhw", hv, v)
-    cos = dot / (hv.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
-    return (dot * cos.clamp_min(1e-3) ** cossim_power).flatten(1).mean(dim=1)
-
-
-def _runs_at(net: "NetworkBase", size: int) -> bool:
-    try:
-        net._structure(torch.zeros(1, net.input_channels, size, size, device=net.device, dtype=net.dtype))
-    except CnnWidgetsError:
-        return False
-    return True
 
 
 def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | torch.Tensor, steps: int = 128,
@@ -71,7 +52,7 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
 
     v_all = torch.as_tensor(np.asarray(directions), dtype=torch.float32)
     n = len(v_all)
-    native = size == net.input_size[0] == net.input_size[1] or _runs_at(net, size)
+    native = size == net.input_size[0] == net.input_size[1] or runs_at(net, size)
     hw = (size, size) if native else net.input_size
     name = net.layer(layer).name
     icons = np.zeros((n, size, size, 3), dtype=np.uint8)
@@ -100,7 +81,7 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
                         bar.update(1)
                 finally:
                     with torch.no_grad():
-                        icons[first:first + len(v)] = _to_uint8(image().detach())
+                        icons[first:first + len(v)] = pixels_to_uint8(image().detach())
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -108,8 +89,6 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
     return icons, interrupted
 
 
-def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    return (pixels.clamp(0, 1).permute(0, 2, 3, 1).cpu().float().numpy() * 255).round().astype(np.uint8)
 
 
 def patch_icons(net: "NetworkBase", source: "Source", layer: str, image_index: np.ndarray, position: np.ndarray,

@@ -22,6 +22,7 @@ from ..core import NetworkBase
 from ..errors import CnnWidgetsError, OptionError
 from ..hooks import inference_state
 from ..images import ImageLike
+from ..pictures import pixels_to_uint8
 from ..preprocess import display_pixels, pixels_to_input
 from ..targets import Target, Unit
 from .objectives import Direction, LayerTarget, Objective, diversity, objective_layer, objective_value
@@ -61,10 +62,6 @@ class Visualization:
     frames: np.ndarray
     interrupted: bool = False
     settings: dict = field(default_factory=dict)
-
-
-def _to_uint8(pixels: torch.Tensor) -> np.ndarray:
-    return (pixels.detach().clamp(0, 1).permute(1, 2, 0).cpu().float().numpy() * 255).round().astype(np.uint8)
 
 
 def _objective(net: NetworkBase, target) -> Objective:
@@ -196,7 +193,7 @@ def visualize(
                 if bar is not None:
                     bar.update(1)
                 if step % every == 0 or step == steps:
-                    frame = _to_uint8(image().detach()[0])
+                    frame = pixels_to_uint8(image().detach()[0])
                     frames.append(frame)
                     if callback is not None and callback(step, frame, curve[-1]) is False:
                         interrupted = step < steps
@@ -214,7 +211,7 @@ def visualize(
 
 
 def _result(net, final: torch.Tensor, curve, frames, interrupted, settings, size: int, native: bool) -> Visualization:
-    pictures = [Image.fromarray(_to_uint8(p)) for p in final]
+    pictures = [Image.fromarray(pixels_to_uint8(p)) for p in final]
     with torch.no_grad():
         model_input = _model_input(net, final[:1].to(net.device), size, native).to(net.dtype)[0].detach()
     shape = (0, *final.shape[-2:], 3)
@@ -272,7 +269,7 @@ def dream(
                     if bar is not None:
                         bar.update(1)
                 detail = x - octave_base
-                frame = _to_uint8(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0])
+                frame = pixels_to_uint8(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0])
                 frames.append(frame)
                 if callback is not None and callback(octave + 1, frame, curve[-1]) is False:
                     interrupted = octave + 1 < octaves
