@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ...engine import Unit
+from ...engine.pictures import pixels_to_uint8
 from .base import Panel, target_text
 
 THUMBNAIL = 128  # node pictures (the energy crop) are sent at this size (square)
@@ -110,7 +111,7 @@ def thumbnail(picture: torch.Tensor, size: int = THUMBNAIL, box: tuple[int, int,
         top, left, bottom, right = box
         p = p[:, top:bottom, left:right]
     p = F.interpolate(p[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
-    return (p.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    return pixels_to_uint8(p)
 
 
 def node_json(node, picture: int, box: tuple[int, int, int, int] | None = None, size: tuple[int, int] | None = None) -> dict:
