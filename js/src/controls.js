@@ -3,6 +3,13 @@
 import { h, listen, setOptions } from "./dom.js";
 import { commit } from "./actions.js";
 import { options, range } from "./choices.js";
+import { isStatic, STATIC_NOTE } from "./static_model.js";
+
+/** A static export (static_model.js) disables kernel-backed controls; client-side ones are marked data-client. */
+function markKernel(control, model, kernel) {
+  if (!kernel) control.dataset.client = "";
+  else if (isStatic(model)) { control.disabled = true; control.title = `${control.title} — ${STATIC_NOTE}`; }
+}
 
 /**
  * A <select> for a trait. `kernel: false` for display-only traits (no computation waits on them);
@@ -11,6 +18,7 @@ import { options, range } from "./choices.js";
  */
 export function choiceSelect(model, trait, { kernel = true, title = trait, optionsOf = (m) => options(m, trait), follow = [], parse = (v) => v } = {}) {
   const el = h("select", { "data-trait": trait, title });
+  markKernel(el, model, kernel);
   el.addEventListener("change", () => commit(model, { [trait]: parse(el.value) }, { kernel }));
   const update = () => setOptions(el, optionsOf(model), model.get(trait));
   const off = listen(model, [trait, "choices", ...follow], update);
@@ -25,6 +33,7 @@ export function choiceSelect(model, trait, { kernel = true, title = trait, optio
  */
 export function rangeSlider(model, trait, { kernel = true, onInput = null, dragMs = 120, title = trait, showValue = kernel } = {}) {
   const input = h("input", { type: "range", "data-trait": trait, title });
+  markKernel(input, model, kernel);
   const shown = showValue ? h("span", { class: "cnnw-slider-value" }) : null;
   let timer = null;
   const send = () => {

@@ -9,6 +9,8 @@ import { choiceSelect } from "./controls.js";
 import { mountImageInput } from "./image_input.js";
 import { mountLayerStrip } from "./layer_strip.js";
 import { mountTabs } from "./tabs.js";
+import { isStatic, markStatic, STATIC_CSS } from "./static_model.js";
+import { addPanelFigureButton, figureButton, FIGURE_CSS } from "./figure.js";
 import predictions from "./panels/predictions.js";
 import saliency from "./panels/saliency.js";
 import occlusion from "./panels/occlusion.js";
@@ -37,7 +39,7 @@ function targetOptions(model) {
 }
 
 function render({ model, el }) {
-  const style = h("style", { text: CSS });
+  const style = h("style", { text: CSS + STATIC_CSS + FIGURE_CSS });
   const root = h("div", { class: "cnnw-explorer", "data-status": "idle" });
   let localStatus = null; // e.g. "busy" while a dropped file is being read, before the kernel knows
 
@@ -53,7 +55,7 @@ function render({ model, el }) {
     let text = status === "busy" ? `computing ${panelLabel(model, working)}…` : status === "error" ? "error ↓" : "ready";
     if (localStatus && status !== "busy") { status = localStatus.status; text = localStatus.text; }
     root.dataset.status = status;
-    statusEl.textContent = text;
+    statusEl.textContent = isStatic(model) && status === "idle" ? "static snapshot" : text;
     statusEl.title = status === "error" ? "see the message below" : text;
   }
 
@@ -62,12 +64,15 @@ function render({ model, el }) {
   const input = mountImageInput(model, root, setStatus);
   const strip = mountLayerStrip(model);
   const views = VIEWS.map((view) => ({ ...view, part: view.mount(model) }));
+  for (const view of views) addPanelFigureButton(view.part.el, view.name); // figure.js: PNG at 2x for slides
   const placed = (place) => views.filter((v) => v.place === place);
   const pages = Object.fromEntries(placed("tab").map((v) => [v.name, h("div", { class: "cnnw-tab-page", "data-tab": v.name }, v.part.el)]));
   const tabs = mountTabs(model, pages);
 
+  const bar = h("div", { class: "cnnw-bar" }, input.el, h("label", { class: "cnnw-explain" }, "explain", target.el), statusEl,
+    figureButton("explorer", () => root, { title: "save the whole Explorer as a PNG at 2× (for slides)" }));
   root.append(
-    h("div", { class: "cnnw-bar" }, input.el, h("label", { class: "cnnw-explain" }, "explain", target.el), statusEl),
+    bar,
     errorEl,
     h("div", { class: "cnnw-row" }, ...placed("top").map((v) => v.part.el)),
     strip.el,
@@ -75,6 +80,8 @@ function render({ model, el }) {
       h("div", { class: "cnnw-tabbed" }, tabs.el, ...Object.values(pages))),
   );
   el.replaceChildren(style, root);
+  // a static export (static_model.js): note, kernel-backed controls disabled; the shim decides, not the page
+  const offStatic = isStatic(model) ? markStatic(root, model, bar) : () => {};
 
   const offStatus = listen(model, ["status", "error", "result_seq", "request_seq", "working", "choices"], () => {
     if (model.get("status") === "busy" || model.get("result_seq") >= model.get("request_seq")) localStatus = null;
@@ -87,6 +94,7 @@ function render({ model, el }) {
   // part's cleanup disconnects its observer)
   return () => {
     offStatus();
+    offStatic();
     for (const part of [input, strip, tabs, target, ...views.map((v) => v.part)]) part.cleanup();
     el.replaceChildren();
   };
