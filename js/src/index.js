@@ -9,7 +9,7 @@ import { choiceSelect } from "./controls.js";
 import { mountImageInput } from "./image_input.js";
 import { mountLayerStrip } from "./layer_strip.js";
 import { mountTabs } from "./tabs.js";
-import { isStatic, markStatic, STATIC_CSS } from "./static_model.js";
+import { isStatic, markStatic, staticModel, STATIC_CSS } from "./static_model.js";
 import { addPanelFigureButton, figureButton, FIGURE_CSS } from "./figure.js";
 import predictions from "./panels/predictions.js";
 import saliency from "./panels/saliency.js";
@@ -100,4 +100,5 @@ function render({ model, el }) {
   };
 }
 
-export default { render };
+// staticModel: the model shim a static export (cw.export_html) renders with; anywidget reads only `render`
+export default { render, staticModel };
