@@ -12,7 +12,11 @@ def __getattr__(name):
         from . import widgets
 
         return getattr(widgets, name)
+    if name in ("export_html",):  # static export (cnn_widgets/export/): also loads the widgets
+        from . import export
+
+        return getattr(export, name)
     raise AttributeError(f"module 'cnn_widgets' has no attribute {name!r}")
 
 
-__all__ = [*_engine_all, "Explorer"]
+__all__ = [*_engine_all, "Explorer", "export_html"]
