@@ -5,7 +5,9 @@ pass inside ``net.session(rule)`` (eval mode, frozen parameters, every ReLU-fami
 through the backward rule ``"deconvnet"`` or ``"guided"``; for the true gradient the native
 rectifiers already are the rule), the target's scalar per batch row, and
 ``torch.autograd.grad(sum of scalars, x)`` -- gradients w.r.t. the input only, no weight gradient
-is ever computed and the model is left untouched. ``grad_cam`` (in :mod:`.grad_cam`) backpropagates
+is ever computed and the model is left untouched. The single-image methods (``gradient``,
+``deconvnet``, ``guided_backprop``, ``input_x_gradient``) keep their forward graph
+(:mod:`.graph_cache`): a new target on the same image, model and rule runs only a backward pass. ``grad_cam`` (in :mod:`.grad_cam`) backpropagates
 to a layer output instead of the input, over the same session.
 
 All maps are raw (signed, unnormalised) attributions w.r.t. the *preprocessed* input, shape
@@ -21,11 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import graph_cache
 from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
-from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
 
 __all__ = ["METHODS", "OptionError", "RuleWarning", "SaliencyMethod", "input_gradients", "saliency"]
 
@@ -36,7 +39,7 @@ __all__ = ["METHODS", "OptionError", "RuleWarning", "SaliencyMethod", "input_gra
 
 
 def _layers_for(target) -> list[str]:
-    if isinstance(target, Unit):
+    if isinstance(target, (Unit, Direction)):
         return [target.layer]
     if isinstance(target, (list, tuple)):
         return [target[0].layer]
@@ -46,26 +49,41 @@ def _layers_for(target) -> list[str]:
 def input_gradients(
     net,
     x: torch.Tensor,
-    target: Unit | ClassTarget | Sequence[Unit] | object,
+    target: Unit | ClassTarget | Direction | Sequence[Unit] | object,
     rule: str = "gradient",
     quantity: str = "logit",
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], Unit | ClassTarget]:
+    reuse: bool = False,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], Unit | ClassTarget | Direction]:
     """Backpropagate the target's scalar of each row of ``x`` to ``x`` with a rectifier ``rule``.
 
     Rows are independent (eval mode), so ``d(sum_b f(x_b)) / dx`` gives every row its own
     gradient in one backward pass. ``target`` may also be one unit per row, all on one layer (a
-    dataset scan reconstructs each top image's own position this way). For unit targets the
-    forward pass stops after the unit's layer (the rest of the network cannot change it).
+    dataset scan reconstructs each top image's own position this way). For unit and direction
+    targets the forward pass stops after the layer (the rest of the network cannot change it).
+    With ``reuse`` the forward graph is kept (:mod:`.graph_cache`) and a kept one that serves
+    this input, model, rule and target is backpropagated again instead of running a new pass.
 
     Returns ``(gradient [B, 3, H, W], captured layer outputs, resolved target)``.
     """
-    x = x.detach().requires_grad_(True)
     per_row = isinstance(target, (list, tuple))
     if per_row and (len(target) != len(x) or len({u.layer for u in target}) != 1):
         raise OptionError("one unit per row of x, all on one layer, is needed for per-row targets")
-    unit = per_row or isinstance(target, Unit)
-    with _session(net, rule), torch.enable_grad():
-        logits, outputs = net.forward(x, layers=_layers_for(target), stop_early=unit)
+    unit = per_row or isinstance(target, (Unit, Direction))
+    layers = _layers_for(target)
+    reuse = reuse and not per_row
+    kept = graph_cache.lookup(net, x, rule, layers, needs_logits=not unit) if reuse else None
+    if kept is None:
+        x = x.detach().requires_grad_(True)
+        with _session(net, rule), torch.enable_grad():
+            logits, outputs = net.forward(x, layers=layers, stop_early=unit)
+        if reuse:
+            kept = graph_cache.Forward(x, graph_cache.state_key(net), rule, logits, outputs, net.last_rule)
+            graph_cache.store(net, kept)
+    else:
+        x, logits, outputs = kept.x, kept.logits, kept.outputs
+        net.last_rule = kept.last_rule
+    # the backward needs no session: the rectifiers' rule is recorded in the graph, parameters were frozen
+    with torch.enable_grad():
         if target is TOP_CLASS:
             index = int(logits[0].argmax())
             target = ClassTarget(index, net.label(index))
@@ -74,7 +92,7 @@ def input_gradients(
             value = torch.stack([scalar(u, None, {layer: outputs[layer][b : b + 1]})[0] for b, u in enumerate(target)])
         else:
             value = scalar(target, logits, outputs, quantity)
-        (grad,) = torch.autograd.grad(value.sum(), x)
+        (grad,) = torch.autograd.grad(value.sum(), x, retain_graph=reuse)
     return grad, outputs, target
 
 
@@ -92,8 +110,10 @@ def _session(net, rule: str):
     return net.session(rule)
 
 
-def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | ClassTarget | object:
+def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | ClassTarget | Direction | object:
     """``None`` means the top-1 class: found in the same forward pass when ``lazy``, else now."""
+    if isinstance(target, Direction):
+        return check_direction(target, net.layer(target.layer))
     if target is None:
         if lazy:
             return TOP_CLASS
@@ -112,7 +132,7 @@ def gradient(net, x, target, quantity: str = "logit") -> torch.Tensor:
     Simonyan, Vedaldi & Zisserman, "Deep Inside Convolutional Networks: Visualising Image
     Classification Models and Saliency Maps", ICLR workshop 2014.
     """
-    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity)[0][0]
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity, reuse=True)[0][0]
 
 
 def deconvnet(net, x, target, quantity: str = "logit") -> torch.Tensor:
@@ -120,7 +140,7 @@ def deconvnet(net, x, target, quantity: str = "logit") -> torch.Tensor:
 
     Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014.
     """
-    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "deconvnet", quantity)[0][0]
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "deconvnet", quantity, reuse=True)[0][0]
 
 
 def guided_backprop(net, x, target, quantity: str = "logit") -> torch.Tensor:
@@ -129,7 +149,7 @@ def guided_backprop(net, x, target, quantity: str = "logit") -> torch.Tensor:
     Springenberg, Dosovitskiy, Brox & Riedmiller, "Striving for Simplicity: The All
     Convolutional Net", ICLR workshop 2015.
     """
-    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "guided", quantity)[0][0]
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), "guided", quantity, reuse=True)[0][0]
 
 
 def input_x_gradient(net, x, target, quantity: str = "logit") -> torch.Tensor:
@@ -138,7 +158,7 @@ def input_x_gradient(net, x, target, quantity: str = "logit") -> torch.Tensor:
     Shrikumar, Greenside, Shcherbina & Kundaje, "Not Just a Black Box: Learning Important
     Features Through Propagating Activation Differences", 2016.
     """
-    grad = input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity)[0][0]
+    grad = input_gradients(net, x, _resolve(net, x, target, lazy=True), "gradient", quantity, reuse=True)[0][0]
     return x[0] * grad
 
 
@@ -250,6 +270,7 @@ class SaliencyMethod:
     label: str
     output: str = "rgb"
     rule: str = "gradient"  # the backward rule at rectifiers: "gradient", "deconvnet" or "guided"
+    directions: bool = True  # whether a Direction target works (the function goes through input_gradients)
 
 
 # The registry: adding a method is one function above plus one entry here; ``saliency`` and the
@@ -261,7 +282,7 @@ METHODS: dict[str, SaliencyMethod] = {
     "input_x_gradient": SaliencyMethod(input_x_gradient, "input × gradient"),
     "smoothgrad": SaliencyMethod(smoothgrad, "SmoothGrad"),
     "integrated_gradients": SaliencyMethod(integrated_gradients, "integrated gradients"),
-    "grad_cam": SaliencyMethod(grad_cam, "Grad-CAM", output="map"),
+    "grad_cam": SaliencyMethod(grad_cam, "Grad-CAM", output="map", directions=False),
 }
 
 
@@ -275,7 +296,11 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
     image
         Anything ``net.prepare`` accepts (PIL image, path, array, preprocessed tensor).
     target
-        Class index, class label, :class:`~cnn_widgets.Unit`, or ``None`` for the top-1 class.
+        Class index, class label, :class:`~cnn_widgets.Unit`, ``None`` for the top-1 class, or a
+        :class:`~cnn_widgets.engine.targets.Direction` ``(layer, vector)`` -- e.g. an activation atlas
+        cell's -- whose scalar is the direction objective on that layer,
+        ``mean_{y,x} <h[:, y, x], v> * max(cos(h[:, y, x], v), 1e-3) ** cossim_power`` (the number
+        ``net.visualize`` maximises for it; every method but ``grad_cam`` takes it).
     method
         One of :data:`METHODS`: ``gradient``, ``deconvnet``, ``guided_backprop``,
         ``input_x_gradient``, ``smoothgrad``, ``integrated_gradients``, ``grad_cam``.
@@ -290,6 +315,10 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
         model's device.
     """
     fn = METHODS[check_choice("method", method, METHODS)].function
+    if isinstance(target, Direction) and not METHODS[method].directions:
+        takes = ", ".join(name for name, m in METHODS.items() if m.directions)
+        raise OptionError(f"saliency method {method!r} explains a class or a unit, not a Direction; "
+                          f"use one of {takes} for a direction")
     check_keywords(fn, options, skip=3, name=f"saliency method {method!r}")
     check_choice("quantity", options.get("quantity", "logit"), QUANTITIES)
     x = net.prepare(image)

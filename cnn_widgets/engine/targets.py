@@ -1,6 +1,7 @@
-"""What a saliency map, occlusion map or contribution tree explains: a class or a unit.
+"""What a saliency map, occlusion map or contribution tree explains: a class, a unit or a direction.
 
-Plain values only: checking a target against a network is ``NetworkBase.resolve_target``.
+Plain values only: checking a target against a network is ``NetworkBase.resolve_target`` (and
+:func:`check_direction` for a :class:`Direction`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,89 @@ class Unit:
         return f"{self.layer}[{self.channel}]{where}"
 
 
-Target = Union[int, str, Unit, None]
+class Direction:
+    """A direction ``vector`` ``[C]`` in the channel space of ``layer`` (e.g. an activation atlas cell).
+
+    Its value on an image is Lucid's direction objective (Olah et al., Distill 2017; Carter et al.,
+    "Activation Atlases", Distill 2019), averaged over the layer's positions ``(y, x)``:
+
+        f(h) = mean_{y,x} <h[:, y, x], v> * max(cos(h[:, y, x], v), 1e-3) ** cossim_power
+
+    ``net.visualize(direction)`` maximises exactly this number and ``net.saliency(image, direction)``
+    explains exactly this number (its gradient w.r.t. the input, under the method's backward rule),
+    so a picture and a saliency map of one direction are about one quantity. With
+    ``cossim_power=0`` it is the mean projection ``mean_{y,x} <h[:, y, x], v>`` (linear in ``h``;
+    its scale follows ``|v|``); the default ``1`` weighs each position by how well it points along
+    ``v``, so the map concentrates on the positions that look like the direction. A vector
+    ``[n, C]`` gives each row of a batch its own direction (batched feature visualisation).
+
+    ``name`` is only how the direction is shown (``"atlas cell (2, 3) of blocks.4"``).
+    """
+
+    __slots__ = ("layer", "vector", "cossim_power", "name")
+
+    def __init__(self, layer: str, vector, cossim_power: float = 1.0, name: str = ""):
+        if isinstance(vector, torch.Tensor):
+            vector = vector.detach()
+        else:
+            try:
+                vector = torch.as_tensor(np.asarray(vector, dtype=np.float64))
+            except (TypeError, ValueError):
+                raise TargetError(f"Direction.vector must be numbers, one per channel of {layer!r}, got {vector!r}") from None
+        if not vector.is_floating_point():
+            vector = vector.double()
+        if vector.dim() not in (1, 2) or vector.shape[-1] == 0:
+            raise TargetError(f"Direction.vector must be one value per channel ([C], or [n, C] for a batch), got shape {tuple(vector.shape)}")
+        if not bool(torch.isfinite(vector).all()):
+            raise TargetError("Direction.vector contains NaN or infinite values")
+        if isinstance(cossim_power, bool) or not isinstance(cossim_power, (int, float)) or not cossim_power >= 0:
+            raise TargetError(f"Direction.cossim_power must be a number >= 0, got {cossim_power!r}")
+        for slot, value in (("layer", str(layer)), ("vector", vector), ("cossim_power", float(cossim_power)), ("name", str(name))):
+            object.__setattr__(self, slot, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("a Direction is immutable; make a new one")
+
+    def __eq__(self, other) -> bool:
+        return (isinstance(other, Direction) and (self.layer, self.cossim_power) == (other.layer, other.cossim_power)
+                and self.vector.shape == other.vector.shape and bool(torch.equal(self.vector, other.vector.to(self.vector.dtype))))
+
+    def __hash__(self) -> int:
+        return hash((self.layer, self.cossim_power, tuple(self.vector.shape), self.vector.double().sum().item()))
+
+    def __repr__(self) -> str:
+        return f"Direction({self.layer!r}, <{'x'.join(map(str, self.vector.shape))} vector>, cossim_power={self.cossim_power:g})"
+
+    def __str__(self) -> str:
+        return self.name or f"direction in {self.layer}"
+
+
+def direction_values(h: torch.Tensor, directions: torch.Tensor, cossim_power: float = 1.0) -> torch.Tensor:
+    """Row ``i``: ``mean_{y,x} <h_i[:, y, x], v_i> * max(cos(h_i[:, y, x], v_i), 1e-3)^p``.
+
+    Lucid's direction objective with one direction per row (an activation atlas optimises a
+    batch of cells at once): ``h`` is ``[n, C, H, W]`` (or ``[n, C]``), ``directions`` ``[n, C]``.
+    """
+    v = directions.to(dtype=h.dtype, device=h.device)
+    hv = h if h.dim() == 4 else h[:, :, None, None]
+    dot = torch.einsum("nchw,nc->nhw", hv, v)
+    if cossim_power == 0:
+        return dot.flatten(1).mean(dim=1)
+    cos = dot / (hv.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
+    return (dot * cos.clamp_min(1e-3) ** cossim_power).flatten(1).mean(dim=1)
+
+
+def check_direction(direction: Direction, info) -> Direction:
+    """``direction`` if its vector has one value per channel of layer ``info`` (a ``LayerInfo``), else a ``TargetError``."""
+    if direction.vector.shape[-1] != info.channels:
+        raise TargetError(
+            f"the direction has {direction.vector.shape[-1]} values but layer {info.name!r} has {info.channels} "
+            f"channels; pass one value per channel (net.layer({info.name!r}).channels)"
+        )
+    return direction
+
+
+Target = Union[int, str, Unit, Direction, None]
 
 
 @dataclass(frozen=True)
@@ -91,12 +174,17 @@ TOP_CLASS = _TopClass()
 
 
 def scalar(
-    target: Unit | ClassTarget,
+    target: Unit | ClassTarget | Direction,
     logits: torch.Tensor,
     outputs: dict[str, torch.Tensor],
     quantity: str = "logit",
 ) -> torch.Tensor:
-    """The number being explained, one per batch row: a logit / probability or a unit's value."""
+    """The number being explained, one per batch row: a logit / probability, a unit's value, or a
+    direction's objective (:class:`Direction`; ``quantity`` applies to classes only)."""
+    if isinstance(target, Direction):
+        h = outputs[target.layer]
+        v = target.vector.to(dtype=h.dtype, device=h.device)
+        return direction_values(h, v.expand(h.shape[0], -1) if v.dim() == 1 else v, target.cossim_power)
     if isinstance(target, ClassTarget):
         if quantity == "probability":
             return logits.softmax(dim=1)[:, target.index]

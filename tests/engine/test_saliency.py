@@ -508,3 +508,125 @@ def test_grad_enabled_and_no_grad_context():
         inside = net.saliency(x, 0, "guided_backprop")
     torch.testing.assert_close(inside, net.saliency(x, 0, "guided_backprop"))
     assert torch.is_grad_enabled()
+
+
+# ------------------------------------------------------------------------------------------ directions
+
+
+from cnn_widgets.engine.targets import Direction  # noqa: E402
+
+
+class TwoPointwise(nn.Module):
+    """``h = W2 relu(W1 x + b1) + b2`` with 1x1 convolutions: every gradient has a closed form per pixel."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 5, 1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv2(self.relu(self.conv1(x)))).flatten(1))
+
+
+def _pointwise_closed_form(model, x, v, power, rule):
+    """numpy float64: d/dx of mean_{yx} <h, v> max(cos(h, v), 1e-3)^p, ReLU backward by ``rule``."""
+    import numpy as np
+
+    w1, b1 = model.conv1.weight[:, :, 0, 0].detach().numpy(), model.conv1.bias.detach().numpy()
+    w2, b2 = model.conv2.weight[:, :, 0, 0].detach().numpy(), model.conv2.bias.detach().numpy()
+    xs = x.numpy().reshape(3, -1)  # [3, P]
+    a = w1 @ xs + b1[:, None]
+    h = w2 @ np.maximum(a, 0) + b2[:, None]  # [5, P]
+    v = v.numpy()
+    n_pos = xs.shape[1]
+    dot = v @ h
+    hn, vn = np.linalg.norm(h, axis=0), np.linalg.norm(v)
+    cos = dot / (hn * vn)
+    if power == 0:
+        dh = np.repeat(v[:, None], n_pos, axis=1)
+    else:  # p = 1: d/dh of dot^2 / (|h||v|) where cos > 1e-3, else of 1e-3 * dot
+        dh = np.where(cos > 1e-3, 2 * dot * v[:, None] / (hn * vn) - dot**2 * h / (hn**3 * vn), 1e-3 * v[:, None])
+    dh /= n_pos
+    dr = w2.T @ dh
+    if rule == "guided":
+        da = np.maximum(dr, 0) * (a > 0)
+    elif rule == "deconvnet":
+        da = np.maximum(dr, 0)
+    else:
+        da = dr * (a > 0)
+    return torch.from_numpy((w1.T @ da).reshape(x.shape))
+
+
+@pytest.mark.parametrize("power", [0.0, 1.0])
+@pytest.mark.parametrize("method,rule", [("gradient", "gradient"), ("guided_backprop", "guided"), ("deconvnet", "deconvnet")])
+def test_direction_saliency_is_the_closed_form_gradient_of_the_direction_objective(method, rule, power):
+    model = make(TwoPointwise, seed=3)
+    net, x = wrap(model), image(31, size=6)
+    v = torch.tensor([0.7, -1.2, 0.4, 1.5, -0.3], dtype=torch.float64)
+    expected = _pointwise_closed_form(model, x, v, power, rule)
+    got = net.saliency(x, Direction("conv2", v, cossim_power=power), method)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    ixg = net.saliency(x, Direction("conv2", v, cossim_power=power), "input_x_gradient")
+    if rule == "gradient":
+        torch.testing.assert_close(ixg, x * expected, rtol=1e-10, atol=1e-12)
+
+
+def test_direction_gradient_matches_finite_differences_on_a_3x3_relu_net():
+    model = make(SmallNet, seed=4)
+    net, x = wrap(model), image(32)
+    target = Direction("relu2", torch.linspace(-1, 1, 8, dtype=torch.float64) + 0.3)
+    grad = net.saliency(x, target, "gradient")
+
+    def f(z):
+        with torch.no_grad():
+            h = model.relu2(model.conv2(model.pool1(model.relu1(model.conv1(z[None])))))
+        v = target.vector
+        dot = torch.einsum("nchw,c->nhw", h, v)
+        cos = dot / (h.norm(dim=1) * v.norm()).clamp_min(1e-8)
+        return float((dot * cos.clamp_min(1e-3)).mean())
+
+    eps = 1e-6
+    for c, y, xx in [(0, 3, 4), (1, 8, 8), (2, 12, 1), (0, 15, 15), (1, 6, 10)]:
+        step = torch.zeros_like(x)
+        step[c, y, xx] = eps
+        fd = (f(x + step) - f(x - step)) / (2 * eps)
+        assert abs(fd - float(grad[c, y, xx])) <= 1e-6 * max(1.0, abs(fd)), (c, y, xx, fd, float(grad[c, y, xx]))
+    assert grad.abs().max() > 0
+
+
+def test_direction_with_p0_is_linear_in_the_units_of_its_layer():
+    """With cossim_power=0 the objective is mean_{yx} <h, v> = sum_c v_c * Unit(c, sum) / HW: the
+    gradient is the same combination of the units' gradients (computed one by one)."""
+    model = make(SmallNet, seed=5)
+    net, x = wrap(model), image(33)
+    v = torch.randn(8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    got = net.saliency(x, Direction("conv3", v, cossim_power=0), "gradient")
+    hw = net.layer("conv3").shape[1] * net.layer("conv3").shape[2]
+    expected = sum(v[c] * net.saliency(x, cw.Unit("conv3", c), "gradient") for c in range(8)) / hw
+    torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_bad_directions_are_refused_and_leave_the_model_as_it_was():
+    model = make(SmallNet)
+    model.train()
+    net, x = wrap(model), image(34)
+    before = snapshot(model)
+    with pytest.raises(cw.TargetError, match="8 channels"):
+        net.saliency(x, Direction("conv3", torch.ones(5)), "gradient")
+    with pytest.raises(cw.LayerNotFoundError, match="conv3"):
+        net.saliency(x, Direction("conv33", torch.ones(8)), "gradient")
+    with pytest.raises(OptionError, match="grad_cam.*not a Direction"):
+        net.saliency(x, Direction("conv3", torch.ones(8)), "grad_cam")
+    with pytest.raises(cw.TargetError, match="NaN"):
+        Direction("conv3", torch.tensor([1.0, float("nan")]))
+    with pytest.raises(cw.TargetError, match="one value per channel"):
+        Direction("conv3", torch.ones(2, 2, 2))
+    with pytest.raises(cw.TargetError, match="numbers"):
+        Direction("conv3", "abc")
+    assert_unchanged(model, before)
+    out = net.saliency(x, Direction("conv3", torch.ones(8)), "guided_backprop")
+    assert out.shape == (3, 16, 16) and out.abs().max() > 0
+    assert_unchanged(model, before)

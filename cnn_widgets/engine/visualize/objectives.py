@@ -17,16 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..targets import ClassTarget, Unit
+from ..targets import ClassTarget, Direction, Unit, direction_values, scalar
 
-
-@dataclass(frozen=True)
-class Direction:
-    """A direction ``vector`` ``[C]`` in the channel space of ``layer``."""
-
-    layer: str
-    vector: torch.Tensor
-    cossim_power: float = 1.0
+__all__ = ["Direction", "LayerTarget", "Objective", "direction_values", "diversity", "objective_layer", "objective_value"]
 
 
 @dataclass(frozen=True)
@@ -55,22 +48,8 @@ def objective_value(objective: Objective, logits: torch.Tensor | None, outputs: 
         if objective.position is not None:
             return channel[:, objective.position[0], objective.position[1]]
         return channel.flatten(1).mean(dim=1) if channel.dim() > 1 else channel
-    # a direction: <h, v> * cos(h, v)^p at every position, averaged (the same v for every row)
-    v = objective.vector.to(dtype=h.dtype, device=h.device)
-    return direction_values(h, v.expand(h.shape[0], -1), objective.cossim_power)
-
-
-def direction_values(h: torch.Tensor, directions: torch.Tensor, cossim_power: float = 1.0) -> torch.Tensor:
-    """Row ``i``: ``mean_{y,x} <h_i[:, y, x], v_i> * max(cos(h_i[:, y, x], v_i), 1e-3)^p``.
-
-    Lucid's direction objective with one direction per row (an activation atlas optimises a
-    batch of cells at once): ``h`` is ``[n, C, H, W]`` (or ``[n, C]``), ``directions`` ``[n, C]``.
-    """
-    v = directions.to(dtype=h.dtype, device=h.device)
-    hv = h if h.dim() == 4 else h[:, :, None, None]
-    dot = torch.einsum("nchw,nc->nhw", hv, v)
-    cos = dot / (hv.norm(dim=1) * v.norm(dim=1)[:, None, None]).clamp_min(1e-8)
-    return (dot * cos.clamp_min(1e-3) ** cossim_power).flatten(1).mean(dim=1)
+    # a direction: <h, v> * cos(h, v)^p at every position, averaged -- the very number saliency explains
+    return scalar(objective, logits, outputs)
 
 
 def diversity(h: torch.Tensor) -> torch.Tensor:

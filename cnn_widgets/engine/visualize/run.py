@@ -24,7 +24,7 @@ from ..hooks import inference_state
 from ..images import ImageLike
 from ..pictures import pixels_to_uint8
 from ..preprocess import display_pixels, pixels_to_input
-from ..targets import Target, Unit
+from ..targets import Target, Unit, check_direction
 from .objectives import Direction, LayerTarget, Objective, diversity, objective_layer, objective_value
 from .param import PARAMS, ImageParam
 from .transforms import TRANSFORM_SETS, apply_all, transform_set
@@ -65,7 +65,9 @@ class Visualization:
 
 
 def _objective(net: NetworkBase, target) -> Objective:
-    if isinstance(target, (Direction, LayerTarget)):
+    if isinstance(target, Direction):
+        return check_direction(target, net.layer(target.layer))
+    if isinstance(target, LayerTarget):
         net.layer(target.layer)
         return target
     if isinstance(target, str) and target in net.layer_names:
