@@ -56,13 +56,16 @@ export function composePanel(panel, scale = FIGURE_SCALE) {
     const r = el.getBoundingClientRect(), margin = parseFloat(getComputedStyle(el).marginBottom) || 0;
     return [r.top - box.top, r.bottom - box.top + margin];
   }));
-  const size = figureSize(box.width, box.height, bands, scale);
+  // a panel stretched to its row's height ends at its content (plus its bottom padding)
+  const contentBottom = Math.max(0, ...[...panel.children].filter((c) => !skipped(c) && shown(c)).map((c) => c.getBoundingClientRect().bottom - box.top));
+  const height = Math.min(box.height, contentBottom + (parseFloat(getComputedStyle(panel).paddingBottom) || 0) + 1);
+  const size = figureSize(box.width, height, bands, scale);
   const canvas = h("canvas", { width: size.width, height: size.height });
   const ctx = canvas.getContext("2d");
   ctx.scale(scale, scale);
   const background = getComputedStyle(panel.closest(".cnnw-explorer") || panel).backgroundColor;
   ctx.fillStyle = transparent(background) ? "#fff" : background;
-  ctx.fillRect(0, 0, box.width, box.height);
+  ctx.fillRect(0, 0, box.width, height);
   const place = (r) => ({ x: r.left - box.left, y: shiftY(bands, r.top - box.top), w: r.width, h: r.height });
   const clipped = (el, draw) => {
     const c = clipOf(el, panel);

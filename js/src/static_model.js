@@ -62,8 +62,12 @@ export function staticModel(widgetState) {
       pending = new Map();
       // a commit that needs the kernel bumps request_seq (actions.js): only a kernel could answer it
       if (!changed.has("request_seq")) return;
-      for (const [name, before] of changed) { values[name] = before; emit(`change:${name}`, model, before); }
-      emit("static:refused", [...changed.keys()]);
+      // undone after the caller's own follow-up (a view may update itself right after commit),
+      // so the change events put every control back on the saved values
+      queueMicrotask(() => {
+        for (const [name, before] of changed) { values[name] = before; emit(`change:${name}`, model, before); }
+        emit("static:refused", [...changed.keys()]);
+      });
     },
     send(content) { emit("static:refused", [content && content.type]); },
   };
