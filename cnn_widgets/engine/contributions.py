@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 
-from .checks import check_choice, check_float, check_int
+from . import tree_walk
+from .checks import check_bool, check_choice, check_float, check_int
 from .errors import OptionError, TargetError
 from .pictures import normalise_picture
 from .targets import REDUCES, ClassTarget, Target, Unit, scalar
@@ -79,7 +80,7 @@ class ContributionNode(_OfUnit):
         contribution ``s_j`` to the parent along this path.
     picture
         Guided backprop of the path-conditioned gradient to the image, ``[3, H, W]`` in ``[0, 1]``
-        (grey = 0), normalised on its own by percentile clipping.
+        (grey = 0), normalised on its own by percentile clipping (``None`` with ``pictures=False``).
     raw_picture
         The same gradient before normalisation (signed, w.r.t. the preprocessed input).
     children
@@ -91,8 +92,8 @@ class ContributionNode(_OfUnit):
     unit: Unit
     label: str
     score: float
-    picture: torch.Tensor
-    raw_picture: torch.Tensor
+    picture: torch.Tensor | None
+    raw_picture: torch.Tensor | None
     children: list["ContributionNode"] = field(default_factory=list)
     path: tuple[Unit, ...] = ()
 
@@ -139,7 +140,7 @@ def root_unit(net: "NetworkBase", target: Target, image: "ImageLike", reduce: st
 
 
 class _Backward:
-    """One forward pass with the layers of a chain captured; gradients between them on demand."""
+    """One forward pass with two layers captured; the gradient between them (``contributions``)."""
 
     def __init__(self, net: "NetworkBase", image: "ImageLike", layers: Sequence[str], rule: str):
         self.net = net
@@ -170,15 +171,6 @@ class _Backward:
         (out,) = torch.autograd.grad(self.outputs[upper], self.outputs[lower], grad_outputs=grad, retain_graph=True)
         return out
 
-    def picture(self, layer: str, grad: torch.Tensor) -> torch.Tensor:
-        """Guided backprop of ``grad`` (at ``layer``) down to the input image."""
-        self.state.rule = "guided"
-        try:
-            (out,) = torch.autograd.grad(self.outputs[layer], self.x, grad_outputs=grad, retain_graph=True)
-        finally:
-            self.state.rule = self.rule
-        return out[0].detach()
-
 
 def _channel_scores(h: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     product = (h.detach() * grad)[0]
@@ -191,9 +183,10 @@ def _mask_channel(grad: torch.Tensor, channel: int) -> torch.Tensor:
     return masked
 
 
-def _chain(net: "NetworkBase", start: str, depth: int) -> list[str]:
+def _chain(net: "NetworkBase", start: str, depth: int | None) -> list[str]:
+    """``start`` and the ``depth`` layers below it, each ``net.layer_below`` the previous (``None``: down to the first)."""
     layers = [start]
-    while len(layers) <= depth:
+    while depth is None or len(layers) <= depth:
         below = net.layer_below(layers[-1])
         if below is None:
             break
@@ -260,6 +253,7 @@ def contribution_tree(
     path: Sequence[Unit] = (),
     percentile: float = 99.0,
     follow: str | Sequence[int] | None = None,
+    pictures: bool = True,
 ) -> ContributionNode:
     """Recursive, path-conditioned contribution tree rooted at ``unit`` (Cogswell's contribution tree).
 
@@ -279,6 +273,13 @@ def contribution_tree(
         ``None`` grows every child (``k ** depth`` nodes). ``"best"`` or a list of child indices,
         one per level, grows only one child per level (``k * depth`` nodes): the way
         "Why is this a cat?" reads a tree, one part at a time.
+    pictures
+        ``False``: scores only, every node's ``picture`` and ``raw_picture`` ``None`` (a few
+        milliseconds after the first call on an image; the pictures follow from a second call).
+
+    The forward pass, the path's gradients and the pictures already drawn are kept for the next
+    call on the same network, image, rule and root (:mod:`.tree_walk`): expanding a child costs
+    one backward step and one backward pass per new picture, run side by side on the CPU's cores.
 
     Returns
     -------
@@ -287,9 +288,35 @@ def contribution_tree(
     """
     _check_options(k, rule, reduce, depth)
     check_float("percentile", percentile, low=0, high=100, open_low=True)
+    check_bool("pictures", pictures)
+    if follow is not None and not (follow == "best" or (isinstance(follow, (list, tuple)) and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < k for i in follow))):
+        raise OptionError(f"follow must be None, 'best' or a list of child indices in 0..{k - 1}, got {follow!r}")
     root, root_label = root_unit(net, unit, image, reduce)
     path = tuple(path)
-    layers = _chain(net, root.layer, len(path) + depth)
+    x = net.prepare(image)
+    with tree_walk.locked():
+        work = tree_walk.walk(net, x, lambda: _chain(net, root.layer, None), rule, root)
+        layers = work.layers
+        _check_path(net, layers, path)
+        grad, key, score = work.grads[()], (), work.value
+        node_unit, label = root, root_label
+        for level, step in enumerate(path, start=1):
+            below = _below(work, level - 1, key)
+            score = float(_channel_scores(work.outputs[layers[level]], below)[step.channel])
+            key = (*key, step.channel)
+            grad = _node_grad(work, key, below)
+            node_unit, label = Unit(step.layer, step.channel), str(Unit(step.layer, step.channel))
+        plan = None if follow is None else ([0] * depth if follow == "best" else list(follow) + [0] * depth)
+        node = ContributionNode(node_unit, label, score, None, None, [], path)
+        nodes = [(node, layers[len(path)], grad, key)]
+        _grow(work, len(path), key, node, depth, k, plan, nodes)
+        if pictures:
+            _draw(work, nodes, percentile)
+    return node
+
+
+def _check_path(net: "NetworkBase", layers: list[str], path: tuple) -> None:
     for level, step in enumerate(path, start=1):
         if not isinstance(step, Unit):
             raise TargetError(f"path entries must be cw.Unit, got {step!r}")
@@ -303,37 +330,50 @@ def contribution_tree(
         if not 0 <= step.channel < channels:
             raise TargetError(f"path step {level}: channel {step.channel} is out of range for {step.layer!r} (0..{channels - 1})")
 
-    work = _Backward(net, image, layers, rule)
-    try:
-        value, grad = work.unit_gradient(root)
-        node_unit, label, score = root, root_label, value
-        for level, step in enumerate(path, start=1):
-            below = work.pull(layers[level - 1], grad, layers[level])
-            score = float(_channel_scores(work.outputs[layers[level]], below)[step.channel])
-            grad = _mask_channel(below, step.channel)
-            node_unit, label = Unit(step.layer, step.channel), str(Unit(step.layer, step.channel))
-        if follow is not None and not (follow == "best" or all(isinstance(i, int) and 0 <= i < k for i in follow)):
-            raise OptionError(f"follow must be None, 'best' or a list of child indices in 0..{k - 1}, got {follow!r}")
-        plan = None if follow is None else ([0] * depth if follow == "best" else list(follow) + [0] * depth)
-        return _grow(work, layers, len(path), node_unit, label, score, grad, depth, k, path, percentile, plan)
-    finally:
-        work.close()
+
+def _below(work: "tree_walk.Walk", level: int, key: tuple) -> torch.Tensor:
+    """The gradient at the layer below the node ``key`` (at ``level``): its children's scores come from it."""
+    found = work.below.find(key)
+    return found if found is not None else work.below.keep(key, work.pull(level, work.grads.find(key)))
 
 
-def _grow(work, layers, level, unit, label, score, grad, depth, k, path, percentile, plan=None) -> ContributionNode:
-    raw = work.picture(layers[level], grad)
-    node = ContributionNode(unit, label, score, normalise_picture(raw, percentile), raw, [], tuple(path))
-    if depth == 0 or level + 1 >= len(layers):
-        return node
-    lower = layers[level + 1]
-    below = work.pull(layers[level], grad, lower)
+def _node_grad(work: "tree_walk.Walk", key: tuple, below: torch.Tensor) -> torch.Tensor:
+    found = work.grads.find(key)
+    return found if found is not None else work.grads.keep(key, _mask_channel(below, key[-1]))
+
+
+def _grow(work, level, key, node, depth, k, plan, nodes) -> None:
+    """Children of ``node`` (scores only) down to ``depth``; every new node is appended to ``nodes``."""
+    if depth == 0 or level + 1 >= len(work.layers):
+        return
+    lower = work.layers[level + 1]
+    below = _below(work, level, key)
     scores = _channel_scores(work.outputs[lower], below)
     values, channels = scores.topk(min(k, scores.numel()))
     for i, (v, c) in enumerate(zip(values.tolist(), channels.tolist())):
-        child = Unit(lower, int(c))
+        child_unit, child_key = Unit(lower, int(c)), (*key, int(c))
+        grad = work.grads.find(child_key)
+        if grad is None:
+            grad = work.grads.keep(child_key, _mask_channel(below, int(c)))
+        child = ContributionNode(child_unit, str(child_unit), float(v), None, None, [], (*node.path, child_unit))
+        node.children.append(child)
+        nodes.append((child, lower, grad, child_key))
         grow = plan is None or i == plan[0]
-        node.children.append(
-            _grow(work, layers, level + 1, child, str(child), float(v), _mask_channel(below, int(c)),
-                  depth - 1 if grow else 0, k, (*path, child), percentile, None if plan is None else plan[1:])
-        )
-    return node
+        _grow(work, level + 1, child_key, child, depth - 1 if grow else 0, k, None if plan is None else plan[1:], nodes)
+
+
+def _draw(work, nodes, percentile: float) -> None:
+    """Every node's picture: kept ones reused, the others computed side by side (tree_walk.pictures)."""
+    missing = []
+    for entry in nodes:
+        node, _, _, key = entry
+        node.raw_picture = work.raw.find(key)
+        if node.raw_picture is None:
+            missing.append(entry)
+        else:
+            node.picture = normalise_picture(node.raw_picture, percentile)
+    drawn = tree_walk.pictures(work, [(layer, grad) for _, layer, grad, _ in missing],
+                               lambda raw: normalise_picture(raw, percentile))
+    for (node, _, _, key), (raw, picture) in zip(missing, drawn):
+        work.raw.keep(key, raw)
+        node.raw_picture, node.picture = raw, picture

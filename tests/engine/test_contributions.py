@@ -242,3 +242,115 @@ def test_follow_grows_one_child_per_level_and_matches_the_full_tree(net):
     assert not path.children[0].children  # not followed: a leaf
     with pytest.raises(cw.OptionError, match="follow must be"):
         net.contribution_tree(x, 0, depth=2, k=2, follow=[5])
+
+
+# ---------------------------------------------------------------- the fast path (tree_walk) vs the plain one
+def _same_tree(fast, slow):
+    pairs = list(zip(fast.walk(), slow.walk()))
+    assert len(pairs) == len(list(slow.walk())) == len(list(fast.walk()))
+    for a, b in pairs:
+        assert a.unit == b.unit and a.path == b.path and a.label == b.label
+        assert a.score == pytest.approx(b.score, rel=1e-12, abs=1e-15)
+        torch.testing.assert_close(a.raw_picture, b.raw_picture, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(a.picture, b.picture, rtol=1e-9, atol=1e-9)
+
+
+def test_expansions_through_the_kept_walk_equal_fresh_computations(net, monkeypatch):
+    """Root, then one click after another (each reusing the kept forward pass, path gradients and
+    pictures, new pictures on two threads) equals each tree computed from scratch one picture at a time."""
+    from cnn_widgets.engine import tree_walk
+
+    monkeypatch.setattr(tree_walk, "WORKERS", 2)
+    x = image(12)
+    tree_walk.release(net)
+    root = net.contribution_tree(x, 1, depth=1, k=3)
+    kept = tree_walk._KEPT[net]
+    child = root.children[2]
+    expanded = net.contribution_tree(x, 1, depth=1, k=3, path=(child.unit,))
+    grandchild = expanded.children[1]
+    deeper = net.contribution_tree(x, 1, depth=1, k=3, path=(child.unit, grandchild.unit))
+    whole = net.contribution_tree(x, 1, depth=3, k=2, rule="guided")
+    assert tree_walk._KEPT[net] is kept  # one forward pass served all four
+    # the node's own picture is the one drawn for it as a child (same tensor, not recomputed)
+    assert expanded.raw_picture is child.raw_picture
+    with tree_walk.reference_path():
+        references = [net.contribution_tree(x, 1, depth=1, k=3), net.contribution_tree(x, 1, depth=1, k=3, path=(child.unit,)),
+                      net.contribution_tree(x, 1, depth=1, k=3, path=(child.unit, grandchild.unit)),
+                      net.contribution_tree(x, 1, depth=3, k=2)]
+    assert tree_walk._KEPT[net] is kept  # the reference path keeps nothing
+    for fast, slow in zip([root, expanded, deeper, whole], references):
+        _same_tree(fast, slow)
+    # and the kept pass agrees with the independent guided-backprop reference (captum)
+    reference = GuidedBackprop(net.model).attribute(x[None].clone().requires_grad_(True), target=1)[0]
+    torch.testing.assert_close(root.raw_picture, reference)
+
+
+@pytest.mark.parametrize("change", ["weights", "image", "rule", "root", "buffer"])
+def test_a_kept_walk_never_serves_a_changed_model_image_rule_or_root(change):
+    from cnn_widgets.engine import tree_walk
+
+    model = bias_free_relu_net()
+    model[4] = nn.Sequential(nn.BatchNorm2d(8).double(), nn.MaxPool2d(2))  # a buffer to change
+    model.eval()
+    net = cw.Network(model, labels=["a", "b", "c", "d"])
+    x = image(13)
+    first = net.contribution_tree(x, 2, depth=2, k=2, rule="gradient")
+    kept = tree_walk._KEPT[net]
+    args = dict(unit=2, rule="gradient")
+    if change == "weights":
+        with torch.no_grad():
+            model[2].weight.mul_(-1.5)  # in place: same storage, new version
+    elif change == "buffer":
+        with torch.no_grad():
+            model[4][0].running_var.add_(3.0)
+    elif change == "image":
+        x = x.clone()
+        x[0, 0, 0] += 1.0
+    elif change == "rule":
+        args["rule"] = "guided"
+    else:
+        args["unit"] = 3
+    again = net.contribution_tree(x, depth=2, k=2, **args)
+    assert tree_walk._KEPT[net] is not kept
+    with tree_walk.reference_path():
+        _same_tree(again, net.contribution_tree(x, depth=2, k=2, **args))
+    if change != "rule":  # (the guided scores of this small net happen to equal its true-gradient ones)
+        assert [c.score for c in again.walk()] != pytest.approx([c.score for c in first.walk()])
+
+
+def test_scores_first_then_pictures(net):
+    """pictures=False gives the same tree without pictures; the pictures follow from the kept pass."""
+    from cnn_widgets.engine import tree_walk
+
+    x = image(14)
+    tree_walk.release(net)
+    quick = net.contribution_tree(x, 0, depth=2, k=2, pictures=False)
+    assert all(n.picture is None and n.raw_picture is None for n in quick.walk())
+    full = net.contribution_tree(x, 0, depth=2, k=2)
+    assert [(n.unit, n.score) for n in quick.walk()] == [(n.unit, n.score) for n in full.walk()]
+    with tree_walk.reference_path():
+        _same_tree(full, net.contribution_tree(x, 0, depth=2, k=2))
+    with pytest.raises(cw.OptionError, match="pictures must be True or False"):
+        net.contribution_tree(x, 0, pictures="no")
+    tree_walk.release(net)
+    assert net not in tree_walk._KEPT
+
+
+@pytest.mark.slow
+def test_default_model_expansion_equals_the_plain_computation(monkeypatch):
+    """The offline default model (EfficientNet-Lite0: ReLU6, depthwise convs, residual joins): an
+    expansion through the kept pass, its pictures on two threads, equals the plain computation."""
+    from cnn_widgets.engine import tree_walk
+
+    monkeypatch.setattr(tree_walk, "WORKERS", 2)
+    net = cw.load_default()
+    cat = cw.sample_image("cat")
+    root = net.contribution_tree(cat, None, depth=1, k=3)
+    expanded = net.contribution_tree(cat, None, depth=1, k=3, path=(root.children[0].unit,))
+    with tree_walk.reference_path():
+        slow = net.contribution_tree(cat, None, depth=1, k=3, path=(root.children[0].unit,))
+    for a, b in zip(expanded.walk(), slow.walk()):
+        assert a.unit == b.unit and a.score == b.score
+        scale = float(b.raw_picture.abs().max())
+        torch.testing.assert_close(a.raw_picture, b.raw_picture, rtol=0, atol=1e-5 * scale)
+    tree_walk.release(net)
