@@ -34,6 +34,7 @@ from .image_messages import CUSTOM_IMAGE, ImageMessages
 from . import sizes
 from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
+from ..export.figures import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import AtlasTab
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
@@ -45,7 +46,7 @@ SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is a
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
