@@ -65,6 +65,7 @@ export const CSS = `
 .cnnw-tree-node.expanded { flex-basis: 100%; background: #f3f7fd; border-color: #9db8e5; }
 .cnnw-tree-card { display: flex; flex-direction: column; gap: 3px; width: 124px; }
 .cnnw-tree-card canvas { width: 124px; height: 124px; border-radius: 3px; flex: none; image-rendering: auto; }
+.cnnw-tree-card canvas.cnnw-tree-pending { background: repeating-linear-gradient(45deg, #eceff3 0 8px, #f6f7f9 8px 16px); }
 .cnnw-tree-text { display: grid; font-size: 12px; min-width: 0; }
 .cnnw-tree-label { font-weight: 600; overflow-wrap: anywhere; }
 .cnnw-tree-score { color: #596173; font-variant-numeric: tabular-nums; }
