@@ -290,6 +290,8 @@ def ray_memory(net, n: int) -> dict:
     tracemalloc.stop()
     done.set()
     sampler.join()
+    if not result.complete:
+        raise SystemExit(f"the Ray scan covered {result.count} of {n} images: a partial result is not a measurement")
     codes = sum(result.codes(layer).nbytes for layer in result.layers)
     merge_ms = 1e3 * sum(r[1] for r in timer.rows) / len(timer.rows)
     return {"n": n, "rss": peak[0] - before, "traced": traced, "codes": codes, "rate": n / seconds,

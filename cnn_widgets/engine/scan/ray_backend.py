@@ -341,7 +341,9 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
             if not inflight:
                 if ready:  # cannot happen: the next batch is always in flight or ready
                     raise ScanError(f"batch {next_start} went missing; scan again (or resume)")
-                break
+                if exhausted:
+                    break
+                continue  # the commits above freed the window (it was full of results): send more
             done, _ = ray.wait(list(inflight), num_returns=1)
             for ref in done:
                 item, a, actor, tries = inflight.pop(ref)
