@@ -1,6 +1,8 @@
 """The Atlas tab of the Explorer: an activation atlas of the selected layer over the attached scan's
 images (Carter et al., Distill 2019), a class filter (the class activation atlas), the top patches of
-a hovered cell, and a click that visualises the cell's direction in the Visualise tab.
+a hovered cell; a click makes the cell's direction what the Explorer explains (target ``"atlas"``:
+saliency of that direction on the image), and shift-click or "Visualise cell" visualises it in the
+Visualise tab.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from PIL import Image
 from traitlets import Dict, Int, TraitError, observe
 
 from ..engine import CnnWidgetsError
-from ..engine.visualize import Direction
+from ..engine.targets import Direction, check_direction
+from .panels import panels_recomputed_by
 from .options import Choice, IntRange
 from .serialization import Array
 
@@ -20,6 +23,9 @@ ICONS = {"patches": "mean patches (fast)", "visualize": "feature visualisation (
 ICON_SIZE = 32  # pixels per cell in the atlas picture
 PATCH_SIZE = 48  # pixels of each top patch shown on hover
 ALL_CELLS = -1
+ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
+#: Panels whose engine method takes a class or a unit only (what their error says while the target is a direction)
+NO_DIRECTION = {"occlusion": "occlusion", "tree": "the contribution tree"}
 
 
 class AtlasTab(traitlets.HasTraits):
@@ -32,10 +38,15 @@ class AtlasTab(traitlets.HasTraits):
     atlas_info = Dict().tag(sync=True)  # {"layer", "grid", "cell": px, "cells": [[row, col, count, score]], "classes", "error"}
     atlas_patches = Array()  # uint8 [k, PATCH_SIZE, PATCH_SIZE, 3]: the hovered cell's top patches
     atlas_hover = Dict().tag(sync=True)  # {"row", "col", "count"} of the hovered cell
+    atlas_target = Dict().tag(sync=True)  # {"layer", "row", "col", "label"} of the explained direction; {} none
 
     def _init_atlas(self) -> None:
         self._atlases: dict[tuple, object] = {}
         self._atlas = None
+        self._atlas_direction: Direction | None = None
+        for name in NO_DIRECTION:  # these panels say why they show nothing while a direction is explained
+            if name in self.panels:
+                self.panels[name].compute = _refusing_directions(self.panels[name].compute)
 
     def build_atlas(self) -> None:
         """Build (or take from the cache) the atlas of the selected layer over the scan's images."""
@@ -85,6 +96,47 @@ class AtlasTab(traitlets.HasTraits):
         self.tab = "visualize"
         self.start_visualization(wait=wait)
 
+    def explain_atlas_cell(self, row: int, col: int) -> None:
+        """Make the cell's direction what the Explorer explains (the target menu's "atlas cell (r, c) of <layer>")."""
+        cell = self._atlas_cell(row, col)
+        layer = self._shown_atlas.layer
+        self.explain_direction(Direction(layer, torch.from_numpy(np.asarray(cell.direction, np.float32)),
+                                         name=f"atlas cell ({cell.row}, {cell.col}) of {layer}"),
+                               cell=(cell.row, cell.col))
+
+    def explain_direction(self, direction: Direction, cell: tuple[int, int] | None = None) -> None:
+        """Explain ``direction`` (a :class:`~cnn_widgets.engine.targets.Direction` of a layer of this
+        network): saliency shows the gradient of its direction objective on the image.
+
+        A direction of an unknown layer or of the wrong length is refused (``LayerNotFoundError``,
+        ``TargetError``) before anything changes.
+        """
+        if not isinstance(direction, Direction):
+            raise CnnWidgetsError(f"explain_direction takes a Direction(layer, vector), got {type(direction).__name__}")
+        check_direction(direction, self.net.layer(direction.layer))
+        row, col = cell if cell is not None else (None, None)
+        with self.hold_sync(), self.pipeline.batch():
+            self._atlas_direction = direction
+            self.atlas_target = {"layer": direction.layer, "row": row, "col": col, "label": str(direction)}
+            if self.target == ATLAS_TARGET:  # another cell: the target trait does not change, its panels must
+                self.pipeline.request(panels_recomputed_by("target", self))
+            else:
+                self.target = ATLAS_TARGET
+            self.viz_direction = (direction, str(direction))  # the Visualise tab shows it too (after the target change)
+
+    def atlas_direction(self) -> Direction:
+        """The engine target while ``target == "atlas"``."""
+        if self._atlas_direction is None:
+            raise CnnWidgetsError("no atlas cell is explained; click a cell in the Atlas tab")
+        return self._atlas_direction
+
+    def check_atlas_target(self) -> str:
+        """The ``target`` value ``"atlas"``, allowed once a cell's direction is there (else a ``TraitError``)."""
+        if self._atlas_direction is None:
+            raise TraitError("target 'atlas' needs an atlas cell: click a cell in the Atlas tab "
+                             "(or call explorer.explain_atlas_cell(row, col))")
+        return ATLAS_TARGET
+
     def _atlas_cell(self, row: int, col: int):
         atlas = getattr(self, "_shown_atlas", None)
         cell = atlas.cell(int(row), int(col)) if atlas is not None and self._atlas is not None else None
@@ -101,6 +153,8 @@ class AtlasTab(traitlets.HasTraits):
                 self.atlas_cell_patches(content.get("row", -1), content.get("col", -1))
             elif action == "visualize":
                 self.visualize_atlas_cell(content.get("row", -1), content.get("col", -1))
+            elif action == "explain":
+                self.explain_atlas_cell(content.get("row", -1), content.get("col", -1))
             self._clear_error("atlas")
         except (CnnWidgetsError, TraitError, ValueError) as exc:
             self._report("atlas", str(exc))
@@ -110,6 +164,14 @@ class AtlasTab(traitlets.HasTraits):
         if getattr(self, "_ready", False) and self._atlas is not None:
             self._show_atlas()
 
+    @observe("net")
+    def _atlas_target_gone(self, change):
+        # a direction belongs to the network it was measured on
+        if self._atlas_direction is not None:
+            self._atlas_direction, self.atlas_target = None, {}
+            if self.target == ATLAS_TARGET:
+                self.target = "top"
+
     @observe("layer", "scan", "net", "predictions")
     def _atlas_stale(self, change):
         if getattr(self, "_ready", False) and change["name"] != "predictions":
@@ -118,3 +180,16 @@ class AtlasTab(traitlets.HasTraits):
                 self._atlases.clear()
         if getattr(self, "_ready", False):
             self._show_atlas()
+
+
+def _refusing_directions(compute):
+    """``compute`` of a panel in ``NO_DIRECTION``, refusing the atlas target with a message naming them."""
+
+    def guarded(explorer):
+        if explorer.target == ATLAS_TARGET:
+            refusing = " and ".join(NO_DIRECTION.values())
+            raise CnnWidgetsError(f"{refusing} explain a class or a unit, not an atlas cell's direction (saliency and "
+                                  "the Visualise tab show it); pick a class or the selected unit under 'explain' for them")
+        return compute(explorer)
+
+    return guarded

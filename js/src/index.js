@@ -27,7 +27,9 @@ import atlas from "./panels/atlas.js";
 // below the feature maps, shown by the kernel's `tab` trait (whose menu names the tabs).
 const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas];
 
-/** The target menu: the kernel's fixed targets (the unit named), then the predicted classes. */
+const ATLAS_TARGET = "atlas"; // the kernel's target value while an atlas cell's direction is explained (atlas_tab.py)
+
+/** The target menu: the kernel's fixed targets (the unit named), the predicted classes, then an explained atlas cell. */
 function targetOptions(model) {
   const unit = unitText(model.get("layer"), model.get("channel"));
   const result = options(model, "target").map(([v, text]) => [v, v === "unit" ? `${text} ${unit}` : text]);
@@ -35,6 +37,8 @@ function targetOptions(model) {
   for (const p of model.get("predictions") || []) { result.push([p.index, `class ${p.label}`]); seen.add(p.index); }
   const t = model.get("target");
   if (typeof t === "number" && !seen.has(t)) result.push([t, `class ${t}`]);
+  const atlas = model.get("atlas_target") || {}; // a clicked atlas cell's direction (panels/atlas.js)
+  if (atlas.label) result.push([ATLAS_TARGET, atlas.label]);
   return result;
 }
 
@@ -60,7 +64,8 @@ function render({ model, el }) {
   }
 
   const target = choiceSelect(model, "target", { title: "what saliency, occlusion and the tree explain", optionsOf: targetOptions,
-    follow: ["predictions", "layer", "channel"], parse: (v) => (options(model, "target").some(([fixed]) => fixed === v) ? v : Number(v)) });
+    follow: ["predictions", "layer", "channel", "atlas_target"],
+    parse: (v) => (v === ATLAS_TARGET || options(model, "target").some(([fixed]) => fixed === v) ? v : Number(v)) });
   const input = mountImageInput(model, root, setStatus);
   const strip = mountLayerStrip(model);
   const views = VIEWS.map((view) => ({ ...view, part: view.mount(model) }));

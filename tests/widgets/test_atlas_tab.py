@@ -61,3 +61,62 @@ def test_without_a_scan_the_build_explains_itself(setup):
     explorer = cw.Explorer(setup[0])
     explorer._on_custom_message(explorer, {"type": "atlas", "action": "build"}, [])
     assert "needs a scan" in explorer.error
+
+
+def test_a_click_makes_the_cell_direction_the_explained_target(explorer):
+    """Saliency of the direction is recomputed, equal to the engine's saliency of Direction(layer,
+    the cell's mean activation); occlusion and the tree say they take no direction; a second cell
+    recomputes; the Visualise tab gets the same direction; a class brings everything back."""
+    from cnn_widgets.engine.targets import Direction
+    from cnn_widgets.widgets.panels.saliency import saliency_display
+
+    explorer.build_atlas()
+    explorer.compute()
+    (row, col, _, _), (row2, col2, _, _) = explorer.atlas_info["cells"][:2]
+    before = explorer.saliency.copy()
+    explorer._on_custom_message(explorer, {"type": "atlas", "action": "explain", "row": row, "col": col}, [])
+    explorer.compute()
+    label = f"atlas cell ({row}, {col}) of relu2"
+    assert explorer.target == "atlas" and explorer.atlas_target == {"layer": "relu2", "row": row, "col": col, "label": label}
+    assert explorer.saliency_info["target"] == label
+    cell = explorer._shown_atlas.cell(row, col)
+    engine = explorer.net.saliency(explorer.image, Direction("relu2", torch.from_numpy(cell.direction.astype(np.float32))),
+                                   method=explorer.method)
+    np.testing.assert_array_equal(explorer.saliency, saliency_display(engine))
+    assert not np.array_equal(explorer.saliency, before)
+    assert "occlusion and the contribution tree explain a class or a unit" in explorer.error
+    assert explorer.viz_direction[1] == label
+    explorer.explain_atlas_cell(row2, col2)  # the target stays "atlas": its panels still recompute
+    explorer.compute()
+    assert explorer.saliency_info["target"] == f"atlas cell ({row2}, {col2}) of relu2"
+    explorer.target = "top"
+    explorer.compute()
+    assert explorer.error == "" and explorer.saliency_info["target"].startswith("class")
+
+
+def test_bad_directions_and_cells_leave_the_widget_as_it_was(explorer):
+    from cnn_widgets.engine.targets import Direction
+
+    explorer.build_atlas()
+    explorer.compute()
+    state = (explorer.target, dict(explorer.atlas_target), explorer.saliency.copy())
+    with pytest.raises(cw.TargetError, match="channels"):
+        explorer.explain_direction(Direction("relu2", torch.ones(3)))
+    with pytest.raises(cw.LayerNotFoundError):
+        explorer.explain_direction(Direction("relu22", torch.ones(3)))
+    with pytest.raises(Exception, match="atlas cell"):
+        explorer.target = "atlas"  # no cell explained yet
+    explorer._on_custom_message(explorer, {"type": "atlas", "action": "explain", "row": 99, "col": 0}, [])
+    assert "no cell at (99, 0)" in explorer.error
+    explorer.compute()
+    assert (explorer.target, explorer.atlas_target) == state[:2]
+    np.testing.assert_array_equal(explorer.saliency, state[2])
+
+
+def test_a_new_network_drops_the_direction_target(explorer, setup):
+    explorer.build_atlas()
+    row, col, _, _ = explorer.atlas_info["cells"][0]
+    explorer.explain_atlas_cell(row, col)
+    net = setup[0]
+    explorer.net = cw.Network(net.model, preprocess=net.preprocess, labels=net.labels)
+    assert explorer.target == "top" and explorer.atlas_target == {}

@@ -13,6 +13,7 @@ import torch
 
 from ...engine.pictures import magnitude_map, to_uint8
 from ...engine.saliency import METHODS
+from ...engine.targets import Direction
 from .base import Panel, target_text
 
 #: ``rgb`` maps show ``max_c |a_c|`` clipped at this percentile: a few extreme pixels would
@@ -25,7 +26,7 @@ class SaliencyInfo(TypedDict):
 
     method: str  # a key of METHODS
     output: str  # that method's output kind: "rgb" ([3, H, W] attribution) or "map" ([H, W])
-    target: str  # what is explained, in words ("class tabby", "unit layer[channel]")
+    target: str  # what is explained, in words ("class tabby", "unit layer[channel]", "atlas cell (r, c) of layer")
 
 
 def method_options() -> list[list[str]]:
@@ -60,5 +61,6 @@ class SaliencyPanel(Panel):
         method = explorer.method
         attribution = explorer.net.saliency(explorer.image, target, method=method)
         output = METHODS[method].output
-        info: SaliencyInfo = {"method": method, "output": output, "target": target_text(explorer.net, target)}
+        text = str(target) if isinstance(target, Direction) else target_text(explorer.net, target)  # "atlas cell (r, c) of <layer>"
+        info: SaliencyInfo = {"method": method, "output": output, "target": text}
         return {"saliency": saliency_display(attribution, output), "saliency_info": info}
