@@ -119,3 +119,62 @@ def plot_top_images(tops: Sequence, title: str = "", names: Sequence[str] | None
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------ the Explorer's panels as figures, from the engine
+# The same pictures, captions and layout as ``explorer.save_figure`` (export/figures.py), computed
+# here from a network and an image: for papers and for slides made without a widget. Each returns a
+# matplotlib Figure of exactly ``size * scale`` pixels and, with ``path``, saves it (PNG, SVG, PDF).
+
+
+def _figure(block, path, scale: int):
+    from .engine.checks import check_int
+    from .export.sheet import render, save
+
+    scale = check_int("scale", scale, 1, 8)
+    if path is not None:
+        save(block, path, scale)
+    return render(block, scale)
+
+
+def _target(net, image, target):
+    return net.top_class(image) if target is None else target
+
+
+def predictions_figure(net, image, k: int = 5, path=None, scale: int = 2):
+    """The image and its top-``k`` classes as bars (the Explorer's first panel)."""
+    from .export.figures import predictions_block
+
+    preds = [{"label": p.label, "probability": p.probability, "index": p.index} for p in net.predict(image, k=k)]
+    return _figure(predictions_block({"image_data": net.display_image(image), "predictions": preds}), path, scale)
+
+
+def saliency_figure(net, image, target=None, method: str = "guided_backprop", opacity: float = 0.6, path=None, scale: int = 2):
+    """``net.saliency`` of ``target`` (default: the top class) over the image, as the Explorer shows it."""
+    from .engine.checks import check_float
+    from .engine.saliency import METHODS
+    from .export.figures import saliency_block
+    from .widgets.panels.base import target_text
+    from .widgets.panels.saliency import method_options, saliency_display
+
+    opacity = check_float("opacity", opacity, 0.0, 1.0)
+    target = _target(net, image, target)
+    attribution = net.saliency(image, target, method=method)
+    state = {"image_data": net.display_image(image), "opacity": opacity, "choices": {"options": {"method": method_options()}},
+             "saliency": saliency_display(attribution, METHODS[method].output),
+             "saliency_info": {"method": method, "target": target_text(net, target)}}
+    return _figure(saliency_block(state), path, scale)
+
+
+def occlusion_figure(net, image, target=None, window: int = 48, stride: int = 24, fill: str = "mean", path=None, scale: int = 2):
+    """``net.occlusion`` of ``target`` (default: the top class) over the image, as the Explorer shows it."""
+    from .export.figures import occlusion_block
+    from .widgets.panels.base import target_text
+    from .widgets.panels.occlusion import occlusion_display
+
+    target = _target(net, image, target)
+    heat = net.occlusion(image, target, window=window, stride=stride, fill=fill, progress=False)
+    shown, extent = occlusion_display(torch.as_tensor(heat))
+    state = {"image_data": net.display_image(image), "occlusion": shown,
+             "occlusion_info": {"window": window, "stride": stride, "fill": fill, "extent": extent, "target": target_text(net, target)}}
+    return _figure(occlusion_block(state), path, scale)

@@ -240,19 +240,3 @@ def save_panel_figure(state: Mapping, panel: str, path: str | Path, scale: int =
     check_choice("panel", panel, PANELS)
     scale = check_int("scale", scale, 1, 8)
     return save(figure_block(state, panel), path, scale)
-
-
-class FigureMixin:
-    """``Explorer.save_figure``: what a panel shows now, as a figure for slides."""
-
-    def save_figure(self, panel: str, path: str | Path, scale: int = 2) -> dict:
-        """Save ``panel`` (one of ``PANELS``: ``"predictions"``, ``"saliency"``, ``"occlusion"``,
-        ``"feature_maps"``, ``"tree"``, or ``"all"``) as a PNG (``scale`` x pixels, 2 for projectors)
-        or SVG / PDF (text, bars and frames as vectors), with its title and caption.
-
-        Pending computations finish first, so the figure matches the settings. Returns
-        ``{"path", "size": (width, height) px, "scale", "regions": {picture: (x, y, w, h) px}}``.
-        """
-        check_choice("panel", panel, PANELS)
-        self.compute()
-        return save_panel_figure(ExplorerState(self), panel, path, scale)
