@@ -35,7 +35,7 @@ from . import sizes
 from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
-from .atlas_tab import AtlasTab
+from .atlas_tab import ATLAS_TARGET, AtlasTab
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
@@ -201,6 +201,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
 
     @validate("target")
     def _valid_target(self, proposal):
+        if proposal["value"] == ATLAS_TARGET:  # an atlas cell's direction (atlas_tab.py)
+            return self.check_atlas_target()
         return validation.check_target(self.net, proposal["value"])
 
     @validate("tree_path")
@@ -357,6 +359,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
             return Unit(self.layer, self.channel)
         if self.target == "top":
             return self.net.top_class(self.image)
+        if self.target == ATLAS_TARGET:
+            return self.atlas_direction()
         return int(self.target)
 
     def _compute_panel(self, name: str) -> None:
