@@ -30,9 +30,9 @@ class TreeNode(TypedDict):
     channel: int
     label: str  # "layer[channel]", or the class name at a class root
     score: float  # the contribution to the parent (the root: its own value)
-    picture: int  # index into tree_pictures / tree_full
-    box: list[int]  # the crop shown, in picture pixels: top, left, bottom, right
-    size: list[int]  # the picture's height, width
+    picture: int  # index into tree_pictures / tree_full; -1 while the pictures are being computed
+    box: list[int]  # the crop shown, in picture pixels: top, left, bottom, right (absent without a picture)
+    size: list[int]  # the picture's height, width (absent without a picture)
     children: list[TreeNode]  # best first
 
 
@@ -44,6 +44,7 @@ class TreeInfo(TypedDict):
     target: str  # the root, in words
     rule: str  # backward rule of the scores ("gradient" | "guided")
     reduce: str  # how a unit's map becomes one number ("sum" | "max")
+    pending: bool  # the scores of the last level are shown; its pictures are being computed
 
 
 def energy_box(picture: torch.Tensor | np.ndarray, mass: float = 0.9, pad: float = 0.06, min_fraction: float = 0.25,
@@ -130,10 +131,15 @@ def node_json(node, picture: int, box: tuple[int, int, int, int] | None = None, 
 
 
 def _shift_pictures(node: dict, offset: int) -> dict:
-    return {**node, "picture": node["picture"] + offset, "children": [_shift_pictures(c, offset) for c in node["children"]]}
+    picture = node["picture"] + offset if node["picture"] >= 0 else -1  # -1: no picture yet
+    return {**node, "picture": picture, "children": [_shift_pictures(c, offset) for c in node["children"]]}
 
 
 class TreePanel(Panel):
+    """The levels along ``tree_path``. A level not computed yet arrives in two steps: its children's
+    scores first (the engine's ``pictures=False``, milliseconds on a kept forward pass), shown with
+    empty thumbnails through ``explorer.report_progress``, then the whole level with its pictures."""
+
     name = "tree"
     label = "contribution tree"
 
@@ -145,39 +151,60 @@ class TreePanel(Panel):
 
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
-        levels, pictures = [], []
-        path: list[Unit] = []
-        for step in [None, *explorer.tree_path]:
-            if step is not None:
-                path.append(Unit(step[0], int(step[1])))
-            level, level_pictures = self._level(explorer, target, tuple(path))
-            levels.append(_shift_pictures(level, len(pictures)))
-            pictures.extend(level_pictures)
+        paths = [tuple(Unit(s[0], int(s[1])) for s in explorer.tree_path[:i]) for i in range(len(explorer.tree_path) + 1)]
+        report = getattr(explorer, "report_progress", None)
+        missing = [p for p in paths if self._key(explorer, target, p) not in self._cache]
+        if missing and report is not None:
+            scores = self._result(explorer, target, paths, pictures=False)
+            report(0, len(missing), lambda: scores, unit="levels")
+        return self._result(explorer, target, paths)
+
+    def _result(self, explorer, target, paths, pictures: bool = True) -> dict:
+        levels, stack = [], []
+        for path in paths:
+            level, level_pictures = self._level(explorer, target, path, pictures)
+            level = _shift_pictures(level, len(stack))
+            if level["picture"] < 0 and levels:  # the node's picture is the one drawn for it as a child
+                on_path = [c for c in levels[-1]["children"] if (c["layer"], c["channel"]) == (path[-1].layer, path[-1].channel)]
+                if on_path:
+                    level = {**level, "picture": on_path[0]["picture"], "box": on_path[0].get("box"), "size": on_path[0].get("size")}
+            levels.append(level)
+            stack.extend(level_pictures)
         info: TreeInfo = {"levels": levels, "path": [list(s) for s in explorer.tree_path],
-                          "target": target_text(explorer.net, target), "rule": explorer.rule, "reduce": explorer.reduce}
+                          "target": target_text(explorer.net, target), "rule": explorer.rule, "reduce": explorer.reduce,
+                          "pending": not pictures}
         return {
             "tree": info,
-            "tree_pictures": np.stack([crop for crop, _ in pictures]) if pictures else None,
-            "tree_full": np.stack([whole for _, whole in pictures]) if pictures else None,
+            "tree_pictures": np.stack([crop for crop, _ in stack]) if stack else None,
+            "tree_full": np.stack([whole for _, whole in stack]) if stack else None,
         }
 
-    def _level(self, w, target, path: tuple[Unit, ...]) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
-        key = (w.net, target, path, w.k, w.depth, w.rule, w.reduce)
+    @staticmethod
+    def _key(w, target, path: tuple[Unit, ...]) -> tuple:
+        return (w.net, target, path, w.k, w.depth, w.rule, w.reduce)
+
+    def _level(self, w, target, path: tuple[Unit, ...], pictures: bool = True) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
+        key = self._key(w, target, path)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        node = w.net.contribution_tree(w.image, target, depth=w.depth, k=w.k, rule=w.rule, reduce=w.reduce, path=path)
-        pictures: list[tuple[np.ndarray, np.ndarray]] = []
+        node = w.net.contribution_tree(w.image, target, depth=w.depth, k=w.k, rule=w.rule, reduce=w.reduce, path=path,
+                                       pictures=pictures)
+        drawn: list[tuple[np.ndarray, np.ndarray]] = []
 
         def describe(n) -> dict:
-            box = energy_box(n.picture)
-            pictures.append((thumbnail(n.picture, THUMBNAIL, box), thumbnail(n.picture, FULL_THUMBNAIL)))
-            entry = node_json(n, len(pictures) - 1, box, tuple(n.picture.shape[-2:]))
+            if n.picture is None:  # scores first: no picture yet
+                entry = node_json(n, -1)
+            else:
+                box = energy_box(n.picture)
+                drawn.append((thumbnail(n.picture, THUMBNAIL, box), thumbnail(n.picture, FULL_THUMBNAIL)))
+                entry = node_json(n, len(drawn) - 1, box, tuple(n.picture.shape[-2:]))
             entry["children"] = [describe(child) for child in n.children]
             return entry
 
         level = describe(node)
-        if len(self._cache) > MAX_CACHED_LEVELS:
-            self._cache.clear()
-        self._cache[key] = (level, pictures)
-        return level, pictures
+        if pictures:
+            if len(self._cache) > MAX_CACHED_LEVELS:
+                self._cache.clear()
+            self._cache[key] = (level, drawn)
+        return level, drawn

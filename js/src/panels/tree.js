@@ -1,7 +1,8 @@
 // The contribution tree: the root unit, its best children as thumbnails with scores; clicking a
 // child expands it (the kernel computes the path-conditioned children), "up" goes back a level.
 // Each thumbnail is the node picture cropped (in the kernel) to where its energy is; hovering it
-// shows the whole picture with that crop box drawn.
+// shows the whole picture with that crop box drawn. A new level arrives twice: first its children's
+// scores (tree.pending, pictures -1: drawn as empty placeholders), then the level with its pictures.
 import { decodeArray } from "../buffers.js";
 import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
@@ -78,6 +79,7 @@ function mount(model) {
     const canvas = h("canvas", { class: "cnnw-tree-picture", width: 1, height: 1 });
     const picture = pictureOf(pictures, node.picture);
     if (picture) paint(canvas, picture.rgba, picture.width, picture.height);
+    else { canvas.classList.add("cnnw-tree-pending"); canvas.title = "picture being computed"; return canvas; }
     canvas.addEventListener("mouseenter", () => showPreview(node, canvas));
     canvas.addEventListener("mouseleave", hidePreview);
     return canvas;
@@ -102,7 +104,8 @@ function mount(model) {
     const path = tree.path || [];
     const pictures = decodeArray(model.get("tree_pictures"));
     full = decodeArray(model.get("tree_full"));
-    heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)} rule, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}` : "";
+    heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)} rule, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}${tree.pending ? " · drawing pictures…" : ""}` : "";
+    body.dataset.pending = tree.pending ? "1" : "0";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;
     if (!levels.length) { body.replaceChildren(); return; }

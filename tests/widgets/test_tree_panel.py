@@ -1,0 +1,45 @@
+"""The tree panel's two-step update: a new level's scores first, then its pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import cnn_widgets as cw
+from cnn_widgets.engine import tree_walk
+from cnn_widgets.widgets.panels.tree import FULL_THUMBNAIL, THUMBNAIL, energy_box, thumbnail
+
+
+def test_expanding_a_node_shows_the_scores_first_then_the_pictures(explorer, net):
+    seen = []  # (tree, the pictures sent before it): the widget sets tree, then tree_pictures
+    explorer.observe(lambda change: seen.append((change["new"], explorer.tree_pictures)), names="tree")
+    child = explorer.tree["levels"][0]["children"][1]
+    explorer.tree_path = [[child["layer"], child["channel"]]]
+    assert len(seen) == 2
+    (scores, _), (whole, scores_pictures) = seen
+    pictures = explorer.tree_pictures
+    assert scores["pending"] and not whole["pending"]
+    # first: the new level's scores, its children without pictures, the node with the picture it had as a child
+    pending = scores["levels"][1]
+    assert [c["picture"] for c in pending["children"]] == [-1] * explorer.k
+    assert pending["picture"] == child["picture"] and scores_pictures.shape[0] == 1 + explorer.k
+    assert [(c["layer"], c["channel"], c["score"]) for c in pending["children"]] == [
+        (c["layer"], c["channel"], c["score"]) for c in whole["levels"][1]["children"]]
+    # then: the same scores with every picture, equal to the plain (reference) computation's
+    unit = cw.Unit(child["layer"], child["channel"])
+    with tree_walk.reference_path():
+        reference = net.contribution_tree(explorer.image, explorer.resolved_target(), depth=1, k=explorer.k, path=(unit,))
+    level = whole["levels"][1]
+    for entry, node in zip([level, *level["children"]], [reference, *reference.children]):
+        assert (entry["layer"], entry["channel"]) == (node.layer, node.channel)
+        assert entry["score"] == node.score
+        box = energy_box(node.picture)
+        assert tuple(entry["box"]) == box
+        crop = pictures[entry["picture"]].astype(int)
+        assert np.abs(crop - thumbnail(node.picture, THUMBNAIL, box).astype(int)).max() <= 1
+        full = explorer.tree_full[entry["picture"]].astype(int)
+        assert np.abs(full - thumbnail(node.picture, FULL_THUMBNAIL).astype(int)).max() <= 1
+    # going back up and down again: every level is known, one update with all pictures
+    seen.clear()
+    explorer.tree_path = []
+    explorer.tree_path = [[child["layer"], child["channel"]]]
+    assert [s["pending"] for s, _ in seen] == [False, False]
