@@ -9,8 +9,6 @@ trait, read off the traits below and the engine's registries.
 from __future__ import annotations
 
 import pathlib
-import time
-import traceback
 
 import torch
 import traitlets
@@ -24,7 +22,7 @@ from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
 from . import colormaps, validation
 from .options import Choice, FloatRange, IntRange, check_option, describe
-from .panels import PANELS, panels_recomputed_by, triggers
+from .panels import PANELS, background_panels, panels_recomputed_by, triggers
 from .panels.feature_maps import SCALINGS
 from .panels.scan_layer import scan_summary
 from .panels.top_images import RECONSTRUCTIONS
@@ -36,6 +34,7 @@ from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
+from .progress import PanelProgress
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
@@ -46,7 +45,7 @@ SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is a
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -138,10 +137,11 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
         self._ready = False
         self.ranges_now: dict[str, dict] = {}  # ranges narrowed to this network (options.IntRange)
         self.panels = {row.panel.name: row.panel() for row in PANELS}
-        self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy)
+        self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy, background=background_panels())
         self.model_turns = ModelTurns()  # panels and the Visualise tab's thread take turns with the model
         self._init_visualize(self.model_turns)
         self._init_atlas()
+        self._init_progress()
         self.choices = self._choices()  # before the keyword arguments: `method` is checked against it
         if net is None:
             from ..engine import load_default
@@ -159,7 +159,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
         self.scan = scan
         self._ready = True
         self.on_msg(self._on_custom_message)
-        self.pipeline.request(self.panels, deferred=False)
+        self.pipeline.request(self.panels, deferred=False, first_paint=True)  # in a kernel the slow panels follow
 
     def _choices(self) -> dict:
         options, ranges = describe(self)
@@ -292,7 +292,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
 
     @observe("error")
     def _error_changed(self, change):
-        if not self.pipeline.dirty:
+        if not self.pipeline.pending:
             self.status = "error" if change["new"] else "idle"
 
     # ---------------------------------------------------------------- front-end messages
@@ -308,7 +308,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
                 self.request_seq = int(sync_data["request_seq"])
             # put the front end back on the kernel's (valid) values
             self.send_state([k for k in sync_data if k in self.keys])
-        if not self.pipeline.dirty and self.result_seq != self.request_seq:
+        if not self.pipeline.pending and self.result_seq != self.request_seq:
             self.result_seq = self.request_seq  # nothing to compute for this request
 
     def _set_image(self, image, name: str | None = None) -> None:
@@ -348,10 +348,6 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
                 self.status = "error" if self.error else "idle"
                 self.result_seq = self.request_seq
 
-    def compute(self) -> None:
-        """Finish any pending computation now (front-end changes are otherwise batched)."""
-        self.pipeline.run_all()
-
     # ---------------------------------------------------------------- computing one panel
     def resolved_target(self):
         """The engine target of saliency, occlusion and the tree: a class index or a ``cw.Unit``."""
@@ -362,24 +358,3 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, FigureMixin, anywidget.Any
         if self.target == ATLAS_TARGET:
             return self.atlas_direction()
         return int(self.target)
-
-    def _compute_panel(self, name: str) -> None:
-        generation = self.pipeline.generation[name]
-        self.working = name
-        start = time.perf_counter()
-        try:
-            with self.model_turns.kernel():
-                result = self.panels[name].compute(self)
-        except Exception as exc:  # any failure is shown in the widget, which keeps working
-            message = str(exc) if isinstance(exc, CnnWidgetsError) else f"{type(exc).__name__}: {exc}"
-            self._report(name, message)
-            if not isinstance(exc, CnnWidgetsError):
-                self.log.debug(traceback.format_exc())
-            return
-        if self.pipeline.generation[name] != generation:
-            return  # a newer request for this panel came in meanwhile; never show the stale result
-        with self.hold_sync():
-            for trait, value in result.items():
-                setattr(self, trait, value)
-            self.timings = {**self.timings, name: round(time.perf_counter() - start, 4)}
-            self._clear_error(name)

@@ -3,7 +3,9 @@
 One run at a time per Explorer: a new request cancels the old one (its thread stops at its next
 step and never shows anything again), Stop takes effect at the next step (DeepDream: the next
 octave, the engine's callback granularity). Frames are pushed at most ``FPS`` times a second, each
-tagged with its request id. Finished runs are cached per (target, settings) so going back is instant.
+tagged with its request id, and handed to the widget's thread to be set (``scheduler.MainThread``:
+trait changes from two threads at once lose messages). Finished runs are cached per (target,
+settings) so going back is instant.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engine import CnnWidgetsError
+from .scheduler import MainThread
 
 FPS = 8  # frames pushed per second at most while running (plus the last one)
 CACHED_RUNS = 24
@@ -37,9 +40,11 @@ class Request:
 class VisualizeRunner:
     """Starts, stops and caches runs; ``push(request, frame, curve, info)`` shows one (under the model's turn)."""
 
-    def __init__(self, turns, push: Callable[[Request, np.ndarray | None, list[float], dict], None]):
+    def __init__(self, turns, push: Callable[[Request, np.ndarray | None, list[float], dict], None],
+                 main: MainThread | None = None):
         self.turns = turns
         self.push = push
+        self.main = main or MainThread()
         self.cache: OrderedDict[tuple, tuple[np.ndarray, list[float], dict]] = OrderedDict()
         self.current: Request | None = None
         self.thread: threading.Thread | None = None
@@ -71,15 +76,27 @@ class VisualizeRunner:
             self.current.cancelled.set()
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block until the running thread has finished (tests, scripts)."""
+        """Block until the running thread has finished and its last frame is shown (tests, scripts)."""
         if self.thread is not None:
             self.thread.join(timeout)
+        self.main.drain()
+
+    def _post(self, request: Request, frame, curve, info) -> None:
+        curve = list(curve)  # the run goes on appending to its own list
+        self.main.post(lambda: self.push(request, frame, curve, info))
 
     def forget(self) -> None:
         self.stop()
         self.cache.clear()
 
     def _run(self, request: Request) -> None:
+        if self.background:
+            with self.main.worker():
+                self._steps(request)
+        else:
+            self._steps(request)
+
+    def _steps(self, request: Request) -> None:
         curve: list[float] = []
         last_push, reached = 0.0, 0
 
@@ -92,7 +109,7 @@ class VisualizeRunner:
             now = time.perf_counter()
             if now - last_push >= 1.0 / FPS:
                 last_push = now
-                self.push(request, frame, curve, {"running": True, "step": step, "steps": request.steps, "cached": False})
+                self._post(request, frame, curve, {"running": True, "step": step, "steps": request.steps, "cached": False})
             self.turns.between_steps()
             return not request.cancelled.is_set()
 
@@ -109,9 +126,8 @@ class VisualizeRunner:
                     self.cache[request.key] = (frame, full_curve, info)
                     while len(self.cache) > CACHED_RUNS:
                         self.cache.popitem(last=False)
-                self.push(request, frame, full_curve, info)
+                self._post(request, frame, full_curve, info)
         except Exception as exc:  # shown in the tab; the Explorer keeps working
             message = str(exc) if isinstance(exc, CnnWidgetsError) else f"{type(exc).__name__}: {exc}"
             if request is self.current:
-                with self.turns.background():
-                    self.push(request, None, curve, {"running": False, "error": message, "cached": False})
+                self._post(request, None, curve, {"running": False, "error": message, "cached": False})

@@ -55,7 +55,7 @@ class VisualizeTab(traitlets.HasTraits):
     def _init_visualize(self, turns) -> None:
         self._viz_image_serial = 0
         self._viz_push_lock = threading.Lock()
-        self.visualizer = VisualizeRunner(turns, self._push_visualization)
+        self.visualizer = VisualizeRunner(turns, self._push_visualization, self.pipeline.main)
         #: (Direction, words) set by a click on an atlas cell: the target instead of the selection, until it changes
         self.viz_direction = None
 

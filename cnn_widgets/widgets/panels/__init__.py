@@ -21,7 +21,7 @@ from .scan_layer import ScanLayerPanel
 from .top_images import TopImagesPanel
 from .tree import TreePanel
 
-__all__ = ["PANELS", "Panel", "Row", "panels_recomputed_by", "triggers"]
+__all__ = ["PANELS", "Panel", "Row", "background_panels", "panels_recomputed_by", "triggers"]
 
 
 def unit_targeted(explorer) -> bool:
@@ -39,12 +39,14 @@ class Row:
     panel: type[Panel]
     on: tuple[str, ...]  # a change of any of these traits recomputes the panel
     when: tuple[tuple[Callable[[object], bool], tuple[str, ...]], ...] = ()  # (condition, traits): only while it holds
+    background: bool = False  # slow: computed off the kernel's message thread after the first paint (scheduler.py)
 
 
 SELECTION = ("layer", "channel")  # what target "unit" is made of
 
 #: The panels in the order they are computed (cheap first, occlusion last), each with the trait
-#: changes that recompute it. The Explorer observes exactly the traits named here.
+#: changes that recompute it. The Explorer observes exactly the traits named here. The first
+#: paint (image, predictions, feature maps) does not wait for the ``background`` ones.
 PANELS: tuple[Row, ...] = (
     Row(ImagePanel, on=("net", "image")),
     Row(PredictionsPanel, on=("net", "image")),
@@ -52,11 +54,17 @@ PANELS: tuple[Row, ...] = (
     Row(ScanLayerPanel, on=("net", "scan"), when=((scan_attached, ("layer",)),)),
     Row(FiltersPanel, on=("net", "layer", "channel")),
     Row(TopImagesPanel, on=("net", "scan", "reconstruction"), when=((scan_attached, SELECTION),)),
-    Row(SaliencyPanel, on=("net", "image", "target", "method"), when=((unit_targeted, SELECTION),)),
+    Row(SaliencyPanel, on=("net", "image", "target", "method"), when=((unit_targeted, SELECTION),), background=True),
     Row(TreePanel, on=("net", "image", "target", "k", "depth", "rule", "reduce", "tree_path"),
-        when=((unit_targeted, SELECTION),)),
-    Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill"), when=((unit_targeted, SELECTION),)),
+        when=((unit_targeted, SELECTION),), background=True),
+    Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill"), when=((unit_targeted, SELECTION),),
+        background=True),
 )
+
+
+def background_panels() -> list[str]:
+    """The slow panels: after the first paint and on front-end requests they run in a worker thread."""
+    return [row.panel.name for row in PANELS if row.background]
 
 
 def triggers() -> list[str]:

@@ -1,12 +1,19 @@
-"""How much the target's score drops when a square of the image is hidden (Zeiler & Fergus 2014)."""
+"""How much the target's score drops when a square of the image is hidden (Zeiler & Fergus 2014).
+
+Computed batch by batch: after each batch of windows the partial map (the windows done so far,
+``occlusion_pending`` marking the pixels no window has reached yet) is shown and the progress bar
+moves; Cancel stops it between two batches.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import TypedDict
 
 import numpy as np
 import torch
 
+from ...engine.occlusion import window_positions
 from .base import Panel, signed_bytes, target_text
 
 
@@ -18,13 +25,29 @@ class OcclusionInfo(TypedDict):
     fill: str  # what the square is filled with (a key of cnn_widgets.engine.occlusion.FILLS)
     extent: float  # the largest |drop|, shown as 0 or 255
     target: str  # what is explained, in words
+    done: int  # windows computed (== total once the map is whole)
+    total: int  # windows in all
+    method: str  # "incremental" (only what the window changes is recomputed) | "full"
+
+
+BATCHES = 12  # about this many batches (progress steps, partial maps) per map
+MAX_BATCH = 32  # ... with at most this many windows each (the engine's default batch)
+
+
+def batch_size(windows: int) -> int:
+    """Windows per batch: ~``BATCHES`` partial maps, at least 4 windows, at most ``MAX_BATCH`` per batch."""
+    return max(4, min(MAX_BATCH, math.ceil(windows / BATCHES)))
 
 
 def occlusion_display(heat: torch.Tensor) -> tuple[np.ndarray, float]:
-    """A signed occlusion map ``[H, W]`` as uint8 with 128 meaning zero (diverging colormap)."""
+    """A signed occlusion map ``[H, W]`` as uint8 with 128 meaning zero (diverging colormap).
+
+    NaN (no window computed there yet, in a partial map) shows as 128 and does not count in the extent.
+    """
     h = heat.detach().float().cpu()
     if h.dim() == 3:
         h = h.mean(dim=0)
+    h = torch.nan_to_num(h, nan=0.0)
     extent = float(h.abs().max()) if h.numel() else 0.0
     if not extent > 0:
         return np.full(h.shape, 128, np.uint8), 0.0
@@ -38,8 +61,27 @@ class OcclusionPanel(Panel):
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
         w = explorer
-        heat = w.net.occlusion(w.image, target, window=w.window, stride=w.stride, fill=w.fill, progress=False)
-        shown, extent = occlusion_display(torch.as_tensor(heat))
-        info: OcclusionInfo = {"window": w.window, "stride": w.stride, "fill": w.fill, "extent": extent,
-                               "target": target_text(w.net, target)}
-        return {"occlusion": shown, "occlusion_info": info}
+        size = tuple(w.net.prepare(w.image).shape[-2:])
+        tops, lefts = window_positions(size, w.window, w.stride)
+        batch = batch_size(len(tops) * len(lefts))
+
+        def info(extent: float, done: int, total: int, method: str) -> OcclusionInfo:
+            return {"window": w.window, "stride": w.stride, "fill": w.fill, "extent": extent,
+                    "target": target_text(w.net, target), "done": done, "total": total, "method": method}
+
+        def partial(done: int, total: int, heat: torch.Tensor):
+            def traits() -> dict:
+                shown, extent = occlusion_display(heat)
+                pending = torch.isnan(heat).to(torch.uint8).contiguous().numpy()
+                return {"occlusion": shown, "occlusion_pending": pending, "occlusion_info": info(extent, done, total, "")}
+            return traits
+
+        def callback(done: int, total: int, heat: torch.Tensor) -> None:
+            explorer.report_progress(done, total, partial(done, total, heat), unit="windows")
+
+        result = w.net.occlusion(w.image, target, window=w.window, stride=w.stride, fill=w.fill, batch_size=batch,
+                                 progress=False, callback=callback, result=True)
+        self.heat = result.heat  # the float map shown (tests compare it with net.occlusion)
+        shown, extent = occlusion_display(result.heat)
+        total = len(tops) * len(lefts)
+        return {"occlusion": shown, "occlusion_pending": None, "occlusion_info": info(extent, total, total, result.method)}
