@@ -9,6 +9,7 @@ import { choiceSelect } from "./controls.js";
 import { mountImageInput } from "./image_input.js";
 import { mountLayerStrip } from "./layer_strip.js";
 import { mountTabs } from "./tabs.js";
+import { mountArrangement } from "./arrange.js";
 import { isStatic, markStatic, staticModel, STATIC_CSS } from "./static_model.js";
 import { addPanelFigureButton, figureButton, FIGURE_CSS } from "./figure.js";
 import predictions from "./panels/predictions.js";
@@ -76,15 +77,13 @@ function render({ model, el }) {
 
   const bar = h("div", { class: "cnnw-bar" }, input.el, h("label", { class: "cnnw-explain" }, "explain", target.el), statusEl,
     figureButton("explorer", () => root, { title: "save the whole Explorer as a PNG at 2× (for slides)" }));
-  root.append(
-    bar,
-    errorEl,
-    h("div", { class: "cnnw-row" }, ...placed("top").map((v) => v.part.el)),
-    strip.el,
-    h("div", { class: "cnnw-row", style: "grid-template-columns: 1fr" }, ...placed("main").map((v) => v.part.el),
-      h("div", { class: "cnnw-tabbed" }, tabs.el, ...Object.values(pages))),
-  );
+  const topRow = h("div", { class: "cnnw-row cnnw-top-row" }, ...placed("top").map((v) => v.part.el));
+  const tabbed = h("div", { class: "cnnw-tabbed" }, tabs.el, ...Object.values(pages));
+  const mainRow = h("div", { class: "cnnw-row cnnw-main-row", style: "grid-template-columns: 1fr" }, ...placed("main").map((v) => v.part.el), tabbed);
+  root.append(bar, errorEl, topRow, strip.el, mainRow);
   el.replaceChildren(style, root);
+  // full / compact / presentation and the light / dark theme, for the host page (arrange.js)
+  const arrangement = mountArrangement(model, root, el, { bar, topRow, mainRow, tabbed, tabs, views });
   // a static export (static_model.js): note, kernel-backed controls disabled; the shim decides, not the page
   const offStatic = isStatic(model) ? markStatic(root, model, bar) : () => {};
 
@@ -100,7 +99,7 @@ function render({ model, el }) {
   return () => {
     offStatus();
     offStatic();
-    for (const part of [input, strip, tabs, target, ...views.map((v) => v.part)]) part.cleanup();
+    for (const part of [arrangement, input, strip, tabs, target, ...views.map((v) => v.part)]) part.cleanup();
     el.replaceChildren();
   };
 }

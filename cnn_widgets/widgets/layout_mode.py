@@ -1,0 +1,46 @@
+"""How the Explorer arranges its panels and which colours it uses, for each front end.
+
+``layout_mode``: ``"full"`` shows every panel at once (a wide notebook column); ``"compact"`` shows
+the bar, the layer strip and one section at a time in tabs (Image, Saliency, Occlusion, Feature maps,
+then the views below the feature maps), sized to fit a narrow or height-capped cell such as marimo
+edit's ~610 px output; ``"presentation"`` is for a projector: larger text and pictures, the image and
+its predictions beside one other section. ``"auto"`` (the default) is ``"compact"`` when the widget's
+container is narrower than ``COMPACT_WIDTH`` px or caps its height below ``COMPACT_HEIGHT`` px, and
+``"full"`` otherwise; the front end decides, since only it knows the container (js/src/frontend_layout.js).
+
+``theme``: ``"auto"`` follows the page (JupyterLab's and Voila's light and dark themes, marimo's,
+VS Code's, or the page's background colour); ``"light"`` / ``"dark"`` force one.
+
+Neither needs the kernel to recompute anything: both are display-only traits.
+"""
+
+from __future__ import annotations
+
+import traitlets
+
+from .options import Choice
+
+LAYOUTS = {
+    "auto": "auto layout",
+    "full": "full: every panel",
+    "compact": "compact: one section at a time",
+    "presentation": "presentation: large, for a projector",
+}
+THEMES = {"auto": "theme of the page", "light": "light", "dark": "dark"}
+#: Below this container width (CSS px) "auto" is compact: the full layout's top row needs three 260 px panels.
+COMPACT_WIDTH = 720
+#: A container whose max-height is below this (CSS px) makes "auto" compact (marimo edit caps outputs at 610 px).
+COMPACT_HEIGHT = 900
+
+
+class LayoutMode(traitlets.HasTraits):
+    """Mixed into the Explorer: ``layout_mode`` and ``theme`` (sent to the front end with their menus
+    through the ``choices`` trait like every other :class:`~cnn_widgets.widgets.options.Choice`)."""
+
+    layout_mode = Choice(LAYOUTS, "auto").tag(sync=True)
+    theme = Choice(THEMES, "auto").tag(sync=True)
+
+    @staticmethod
+    def layout_thresholds() -> dict[str, int]:
+        """What "auto" compares the container with (goes to the front end in ``choices``)."""
+        return {"compact_width": COMPACT_WIDTH, "compact_height": COMPACT_HEIGHT}
