@@ -34,6 +34,7 @@ from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
+from .layout_mode import LayoutMode
 from .progress import PanelProgress
 
 BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
@@ -45,7 +46,7 @@ SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is a
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -167,7 +168,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
             options.update(row.panel.options())  # built now: e.g. methods registered at run time
         options["target"] = [[value, label] for value, label in validation.TARGETS.items()]
         return {"options": options, "ranges": ranges, "panels": {row.panel.name: row.panel.label for row in PANELS},
-                "scan_tabs": list(SCAN_TABS), "shown_only": {"image_name": [CUSTOM_IMAGE]}}
+                "scan_tabs": list(SCAN_TABS), "shown_only": {"image_name": [CUSTOM_IMAGE]},
+                "layout": LayoutMode.layout_thresholds()}
 
     # ---------------------------------------------------------------- validation (what depends on the network)
     @validate("net")
