@@ -265,8 +265,9 @@ def driver_rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def ray_memory(net, n: int) -> dict:
-    """Peak RSS (sampled every 5 ms) and tracemalloc peak of the driver during a 2-worker scan of ``n`` images."""
+def ray_memory(net, n: int, backend: str = "ray") -> dict:
+    """Peak RSS (sampled every 5 ms) and tracemalloc peak of the driver during a 2-worker scan of ``n``
+    images (``backend="local"``: the same scan in this process, the bound the driver should keep)."""
     import gc
     import tracemalloc
 
@@ -284,7 +285,8 @@ def ray_memory(net, n: int) -> dict:
     tracemalloc.start()
     with MergeTimer() as timer:
         start = time.perf_counter()
-        result = scan(net, SyntheticImages(n), batch_size=BATCH, progress=False, backend="ray", workers=2)
+        workers = {"workers": 2} if backend == "ray" else {}
+        result = scan(net, SyntheticImages(n), batch_size=BATCH, progress=False, backend=backend, **workers)
         seconds = time.perf_counter() - start
     traced = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -293,9 +295,9 @@ def ray_memory(net, n: int) -> dict:
     if not result.complete:
         raise SystemExit(f"the Ray scan covered {result.count} of {n} images: a partial result is not a measurement")
     codes = sum(result.codes(layer).nbytes for layer in result.layers)
-    merge_ms = 1e3 * sum(r[1] for r in timer.rows) / len(timer.rows)
-    return {"n": n, "rss": peak[0] - before, "traced": traced, "codes": codes, "rate": n / seconds,
-            "merge_ms": merge_ms, "partial": timer.rows[0][2]}
+    merge_ms = 1e3 * sum(r[1] for r in timer.rows) / max(1, len(timer.rows))
+    return {"n": n, "backend": backend, "rss": peak[0] - before, "traced": traced, "codes": codes, "rate": n / seconds,
+            "merge_ms": merge_ms, "partial": timer.rows[0][2] if timer.rows else 0}
 
 
 def merge_cost(net, batch: int, repeats: int = 20) -> tuple[float, int]:
@@ -336,12 +338,11 @@ def ray_main(args) -> None:
         print("(wall: the whole call, workers' start included; steady: after each worker's first batch)\n")
         if not args.no_memory:
             print("driver peak memory, 2 workers, synthetic 32x32 inputs (same layers and channels)")
-            print(f"{'images':>7} {'RSS delta MiB':>14} {'tracemalloc MiB':>16} {'codes MiB':>10} {'img/s':>7} "
+            print(f"{'images':>7} {'backend':>8} {'RSS delta MiB':>14} {'tracemalloc MiB':>16} {'codes MiB':>10} {'img/s':>7} "
                   f"{'merge ms':>9}")
-            for count in counts:
-                m = ray_memory(net, count)
-                print(f"{m['n']:>7} {m['rss'] / 2**20:>14.1f} {m['traced'] / 2**20:>16.1f} {m['codes'] / 2**20:>10.1f} "
-                      f"{m['rate']:>7.1f} {m['merge_ms']:>9.2f}", flush=True)
+            for m in (ray_memory(net, count, backend) for count in counts for backend in ("local", "ray")):
+                print(f"{m['n']:>7} {m['backend']:>8} {m['rss'] / 2**20:>14.1f} {m['traced'] / 2**20:>16.1f} "
+                      f"{m['codes'] / 2**20:>10.1f} {m['rate']:>7.1f} {m['merge_ms']:>9.2f}", flush=True)
             print()
     finally:
         ray.shutdown()
