@@ -54,12 +54,34 @@ def _complete(nb) -> bool:
     return all(m in states and (not is_explorer(states[m]) or has_pixels(states[m])) for m in views) and bool(views)
 
 
+#: Run after the notebook's own cells: an Explorer draws its slow panels in the background once its
+#: cell has returned, so each one finishes them and sends its whole state from this cell (nbclient
+#: records the state only from messages of the cell it is running). The cell is removed afterwards.
+SETTLE = "import cnn_widgets.export.notebook as _cnnw_export\n_cnnw_export.settle_explorers()"
+
+
+def settle_explorers() -> int:
+    """In a kernel: finish every live Explorer's computations and send its state; returns how many."""
+    from ipywidgets.widgets.widget import _instances
+
+    from ..widgets.explorer import Explorer
+
+    explorers = [w for w in list(_instances.values()) if isinstance(w, Explorer)]
+    for explorer in explorers:
+        explorer.compute()
+        explorer.send_state()
+    return len(explorers)
+
+
 def execute(nb, path: Path, timeout: int):
     """Run the notebook in its folder with nbclient, recording widget state with buffers."""
+    import nbformat
     from nbclient import NotebookClient
 
     nb = copy.deepcopy(nb)
+    nb.cells.append(nbformat.v4.new_code_cell(SETTLE))
     NotebookClient(nb, timeout=timeout, store_widget_state=True, resources={"metadata": {"path": str(path.parent)}}).execute()
+    nb.cells.pop()
     return nb
 
 

@@ -172,3 +172,33 @@ def test_figure_button_downloads_the_panel_at_twice_its_size(offline, tmp_path):
     assert (below.min(axis=2) < 120).sum() > 100
     Image.open(saved).save(ARTIFACTS / "static_export_saliency_figure.png") if ARTIFACTS.exists() else None
     assert offline.errors == []
+
+
+@pytest.mark.slow
+def test_executed_notebook_page_draws_offline(browser, net, tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Static export\n\nThe Explorer on the cat, from a saved notebook."),
+                nbformat.v4.new_code_cell("import cnn_widgets as cw\nex = cw.Explorer(window=112, stride=112)\nex")]
+    nbformat.write(nb, tmp_path / "lesson.ipynb")  # saved without outputs: "auto" runs it with nbclient
+    info = cw.export_html(tmp_path / "lesson.ipynb", tmp_path / "lesson.html")
+    assert info["executed"] is True and info["explorers"] == 1
+    page = OfflinePage(browser, tmp_path / "lesson.html", viewport=(1100, 1600))
+    try:
+        _drawn(page, ".cnnw-saliency")
+        assert page.page.inner_text("h1").startswith("Static export")
+        assert "import cnn_widgets as cw" in page.page.inner_text(".jp-CodeCell .jp-InputArea")
+        assert page.page.inner_text(".cnnw-top1") == net.predict(cw.sample_image("cat"), k=1)[0].label
+        assert page.page.eval_on_selector("select[data-trait=method]", "e => e.disabled")
+        image = page.canvas_pixels(".cnnw-image")[..., :3].astype(int)
+        assert image.std() > 10
+        # the slow panels (drawn after the cell returned in the kernel) are in the snapshot too
+        assert np.abs(page.canvas_pixels(".cnnw-saliency")[..., :3].astype(int) - image).max() > 50
+        assert np.abs(page.canvas_pixels(".cnnw-occlusion")[..., :3].astype(int) - image).max() > 50
+        assert page.page.locator(".cnnw-tree-node").count() >= 2
+        assert page.blocked == [] and page.errors == []
+        page.screenshot("static_export_notebook")
+    finally:
+        page.close()

@@ -1,0 +1,99 @@
+"""cw.export_html: what the page holds (state, buffers, renderer), notebooks with saved state, errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import nbformat
+import numpy as np
+import pytest
+
+import cnn_widgets as cw
+from cnn_widgets.engine.errors import OptionError
+from cnn_widgets.export.notebook import _complete
+from cnn_widgets.export.state import WIDGET_STATE, widget_state
+
+
+def _states(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="cnnw-states">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))
+
+
+def _array(entry: dict, name: str) -> np.ndarray:
+    state = entry["state"][name]
+    data = next(b["data"] for b in entry["buffers"] if b["path"] == [name, "data"])
+    return np.frombuffer(base64.b64decode(data), dtype=state["dtype"]).reshape(state["shape"])
+
+
+def test_page_holds_every_array_and_the_renderer_and_no_url(explorer, tmp_path):
+    info = cw.export_html(explorer, tmp_path / "e.html")
+    page = (tmp_path / "e.html").read_text()
+    entry = _states(page)["explorer"]
+    for name in ("image_data", "saliency", "occlusion", "fmap", "tree_pictures"):
+        np.testing.assert_array_equal(_array(entry, name), getattr(explorer, name))
+    assert entry["state"]["predictions"] == json.loads(json.dumps(explorer.predictions))
+    assert "_esm" not in entry["state"]  # the renderer is in the page once, not in the state
+    assert "const cnnwWidget = " in page and "export{" not in page.replace(" ", "")
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert info["bytes"] == (tmp_path / "e.html").stat().st_size and info["explorers"] == 1
+
+
+def test_script_text_in_a_trait_cannot_end_the_script(explorer, tmp_path):
+    explorer.error = "</script><script>window.owned = 1</script><!--"
+    try:
+        cw.export_html(explorer, tmp_path / "e.html")
+    finally:
+        explorer.error = ""
+    page = (tmp_path / "e.html").read_text()
+    assert page.count("</script>") == 2  # the states and the module, nothing else closes a script
+    assert _states(page)["explorer"]["state"]["error"] == "</script><script>window.owned = 1</script><!--"
+
+
+def test_bad_arguments_are_refused(explorer, tmp_path):
+    with pytest.raises(ValueError, match=r"\.html"):
+        cw.export_html(explorer, tmp_path / "e.png")
+    with pytest.raises(TypeError, match="cw.Explorer or the path of a .ipynb"):
+        cw.export_html(42, tmp_path / "e.html")
+    with pytest.raises(FileNotFoundError, match="no notebook"):
+        cw.export_html(tmp_path / "missing.ipynb", tmp_path / "e.html")
+    nb = nbformat.v4.new_notebook()
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    with pytest.raises(OptionError, match="'auto', 'always', 'never'"):
+        cw.export_html(tmp_path / "n.ipynb", tmp_path / "e.html", execute="sometimes")
+    assert not (tmp_path / "e.html").exists()
+
+
+def _saved_notebook(explorer, with_buffers: bool = True):
+    entry = widget_state(explorer)
+    if not with_buffers:
+        entry = {**entry, "buffers": []}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Why is this a cat?\n\nThe *Explorer* below."),
+                nbformat.v4.new_code_cell("ex = cw.Explorer()\nex", outputs=[nbformat.v4.new_output(
+                    "display_data", data={"text/plain": "Explorer(...)", "application/vnd.jupyter.widget-view+json":
+                                          {"model_id": "abc123", "version_major": 2, "version_minor": 0}})])]
+    nb.metadata["widgets"] = {WIDGET_STATE: {"state": {"abc123": entry}, "version_major": 2, "version_minor": 0}}
+    return nb
+
+
+def test_notebook_with_saved_state_exports_without_running(explorer, tmp_path):
+    nbformat.write(_saved_notebook(explorer), tmp_path / "n.ipynb")
+    info = cw.export_html(tmp_path / "n.ipynb", tmp_path / "n.html", execute="never")
+    page = (tmp_path / "n.html").read_text()
+    assert info["executed"] is False and info["explorers"] == 1
+    assert re.search(r"<h1[^>]*>Why is this a cat\?", page) and "<em>Explorer</em>" in page
+    assert 'data-cnnw-explorer="abc123"' in page
+    np.testing.assert_array_equal(_array(_states(page)["abc123"], "saliency"), explorer.saliency)
+    for cdn in ("require.js", "mathjax", "unpkg.com", "cdn.jsdelivr", "embed-amd"):
+        assert cdn not in page.lower(), cdn
+    assert "application/vnd.jupyter.widget-state+json" not in page  # no widget manager script left
+
+
+def test_auto_runs_a_notebook_only_when_an_explorer_lacks_its_arrays(explorer):
+    assert _complete(_saved_notebook(explorer, with_buffers=True))
+    assert not _complete(_saved_notebook(explorer, with_buffers=False))
+    bare = _saved_notebook(explorer)
+    bare.metadata.pop("widgets")
+    assert not _complete(bare)
