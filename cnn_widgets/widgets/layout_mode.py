@@ -20,15 +20,12 @@ import traitlets
 
 from .options import Choice
 
-LAYOUTS = {
-    "auto": "auto layout",
-    "full": "full: every panel",
-    "compact": "compact: one section at a time",
-    "presentation": "presentation: large, for a projector",
-}
+LAYOUTS = {"auto": "layout: auto", "full": "layout: full", "compact": "layout: compact", "presentation": "layout: presentation"}
 THEMES = {"auto": "theme of the page", "light": "light", "dark": "dark"}
 #: Below this container width (CSS px) "auto" is compact: the full layout's top row needs three 260 px panels.
 COMPACT_WIDTH = 720
+#: The tab labels of the views that the full layout shows at once (compact and presentation: one at a time)
+SECTIONS = {"predictions": "Image", "saliency": "Saliency", "occlusion": "Occlusion", "feature_maps": "Feature maps"}
 #: A container whose max-height is below this (CSS px) makes "auto" compact (marimo edit caps outputs at 610 px).
 COMPACT_HEIGHT = 900
 
@@ -41,6 +38,6 @@ class LayoutMode(traitlets.HasTraits):
     theme = Choice(THEMES, "auto").tag(sync=True)
 
     @staticmethod
-    def layout_thresholds() -> dict[str, int]:
-        """What "auto" compares the container with (goes to the front end in ``choices``)."""
-        return {"compact_width": COMPACT_WIDTH, "compact_height": COMPACT_HEIGHT}
+    def layout_thresholds() -> dict:
+        """What "auto" compares the container with, and the sections' tab labels (``choices["layout"]``)."""
+        return {"compact_width": COMPACT_WIDTH, "compact_height": COMPACT_HEIGHT, "sections": dict(SECTIONS)}

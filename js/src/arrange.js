@@ -6,12 +6,10 @@
 //   presentation  the image and its predictions pinned beside one section at a time, large
 // The elements are moved, never rebuilt: canvases keep their pixels and listeners.
 import { h } from "./dom.js";
-import { panelLabel } from "./choices.js";
 import { choiceSelect } from "./controls.js";
 import { findHeightCap, followFrontEnd } from "./frontend_layout.js";
 
 const PINNED = "predictions"; // beside every section in the presentation layout
-const capitalised = (text) => text.charAt(0).toUpperCase() + text.slice(1);
 
 /**
  * parts: {bar, topRow, mainRow, tabbed, tabs, views} of index.js (views: [{name, place, part: {el}}]).
@@ -23,7 +21,7 @@ export function mountArrangement(model, root, host, { bar, topRow, mainRow, tabb
   bar.append(menu.el);
   const top = views.filter((v) => v.place === "top"), main = views.filter((v) => v.place === "main");
   const stage = h("div", { class: "cnnw-stage" });
-  const section = (v) => [v.name, capitalised(panelLabel(model, v.name)), v.part.el];
+  const section = (v) => [v.name, ((model.get("choices") || {}).layout || {}).sections?.[v.name] || v.name, v.part.el];
 
   function place(layout) {
     const pinned = top.find((v) => v.name === PINNED);

@@ -160,8 +160,9 @@ class MarimoServer(ServedApp):
             f'[runtime]\nauto_instantiate = true\n\n[display]\ntheme = "{theme}"\n')
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "marimo", self.mode, str(self.app), "--headless", "--host", "127.0.0.1",
-                "--port", str(self.port), "--token-password", self.token, "--skip-update-check", "--no-sandbox"]
+        command = [sys.executable, "-m", "marimo", self.mode, str(self.app), "--headless", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--token-password", self.token, "--no-sandbox"]
+        return command + (["--skip-update-check"] if self.mode == "edit" else [])  # run never checks (MARIMO_SKIP_UPDATE_CHECK too)
 
     def ready_path(self) -> str:
         return "/health"
@@ -185,12 +186,13 @@ def open_page(browser, url: str, viewport=(1400, 1600), color_scheme: str = "lig
 
 
 def our_errors(page) -> list[str]:
-    """Console errors and uncaught page errors that come from our code (the widget bundle)."""
-    ours = ("cnnw", "cnn_widgets", "explorer.js", "anywidget")
+    """Console errors and uncaught page errors that come from our code: the widget's bundle runs from a
+    blob: URL (anywidget imports it so), and our messages and classes say cnnw / cnn_widgets."""
+    ours = ("cnnw", "cnn_widgets", "explorer.js", "blob:")
     return [
         line for line in page.cnnw_console
         if line.startswith(("error:", "pageerror:")) and not any(n in line for n in KNOWN_CONSOLE_NOISE)
-        and (line.startswith("pageerror:") or any(word in line for word in ours))
+        and any(word in line for word in ours)
     ]
 
 
@@ -287,3 +289,81 @@ def check_explorer(page, show_section=None) -> dict:
                 " return !!cap && cap.textContent.includes(arg);"),
         arg=unit, timeout=UPDATE_TIMEOUT_MS)
     return {"drawn": drawn, "top1": top1, "labels": labels, "clicked_unit": unit}
+
+
+def show_section(page, name: str) -> None:
+    """In a compact or presentation layout, click the section's tab (no-op in the full layout)."""
+    button = page.locator(f"button.cnnw-tab[data-tab='{name}']")
+    if button.count() and button.first.is_visible():
+        button.first.click()
+        page.wait_for_function(page_js("const b = deepQuery(`button.cnnw-tab[data-tab='${arg}']`); return b && b.classList.contains('selected');"),
+                               arg=name, timeout=10_000)
+
+
+# Every visible control of the Explorer that does not look like one: no border, or a border the
+# colour of its background and no background of its own (what a CSS reset leaves).
+UNSTYLED_CONTROLS_JS = page_js("""
+  const root = deepQuery('div.cnnw-explorer');
+  const bad = [];
+  const looks = (style) => {
+    const width = parseFloat(style.borderTopWidth) + parseFloat(style.borderBottomWidth) + parseFloat(style.borderLeftWidth);
+    const visible = style.borderTopStyle !== 'none' || style.borderLeftStyle !== 'none';
+    return width >= 1 && visible && parseFloat(style.paddingLeft) + parseFloat(style.paddingRight) >= 2;
+  };
+  const name = (el) => el.tagName.toLowerCase() + (el.className ? '.' + String(el.className).split(' ').join('.') : '') + (el.type ? `[${el.type}]` : '');
+  for (const el of root.querySelectorAll('select, button, input')) {
+    if (!el.offsetParent) continue; // hidden (another section)
+    if (el.classList.contains('cnnw-pred')) continue; // the prediction rows are list items that happen to be buttons
+    if (el.type === 'range' || el.type === 'checkbox' || el.type === 'radio') continue; // drawn natively
+    if (el.type === 'file') {
+      if (!looks(getComputedStyle(el, '::file-selector-button'))) bad.push(name(el) + '::file-selector-button');
+      continue;
+    }
+    if (!looks(getComputedStyle(el))) bad.push(name(el));
+  }
+  return bad;
+""")
+
+
+def unstyled_controls(page) -> list[str]:
+    return page.evaluate(UNSTYLED_CONTROLS_JS, None)
+
+
+# The layout the renderer picked, and whether the Explorer and every section fit the height cap.
+COMPACT_FIT_JS = page_js("""
+  const root = deepQuery('div.cnnw-explorer');
+  let cap = null;
+  for (let n = root.parentElement || root.getRootNode().host; n; n = n.parentElement || (n.getRootNode() && n.getRootNode().host)) {
+    const s = getComputedStyle(n);
+    if (s.maxHeight.endsWith('px') && s.overflowY !== 'visible') { cap = n; break; }
+  }
+  const r = root.getBoundingClientRect();
+  const out = { layout: root.dataset.layout, host: root.dataset.host, rootHeight: r.height, cap: null, sections: [] };
+  if (!cap) return out;
+  cap.scrollTop = 0;
+  const c = cap.getBoundingClientRect();
+  out.cap = { maxHeight: parseFloat(getComputedStyle(cap).maxHeight), top: c.top, bottom: c.bottom, scrollable: cap.scrollHeight > cap.clientHeight + 1 };
+  return out;
+""")
+
+SECTION_BOX_JS = page_js("""
+  const root = deepQuery('div.cnnw-explorer');
+  const b = root.querySelector(`button.cnnw-tab[data-tab='${arg}']`);
+  let shown = null;
+  for (const el of root.querySelectorAll('.cnnw-tabbed > .cnnw-panel, .cnnw-tab-page')) if (!el.hidden && el.offsetParent) shown = el;
+  if (!shown) return null;
+  const r = shown.getBoundingClientRect(), rr = root.getBoundingClientRect();
+  return { top: r.top, bottom: r.bottom, height: r.height, rootBottom: rr.bottom, scrolls: shown.scrollHeight > shown.clientHeight + 1 };
+""")
+
+
+def compact_fit(page) -> dict:
+    """The layout, the height cap around the Explorer and, for each section tab, the shown section's box."""
+    fit = page.evaluate(COMPACT_FIT_JS, None)
+    names = page.locator("button.cnnw-tab").evaluate_all("(bs) => bs.filter((b) => !b.hidden).map((b) => b.dataset.tab)")
+    for name in names:
+        show_section(page, name)
+        page.wait_for_timeout(150)
+        fit["sections"].append({"name": name, **(page.evaluate(SECTION_BOX_JS, name) or {})})
+    fit["after"] = page.evaluate(COMPACT_FIT_JS, None)
+    return fit
