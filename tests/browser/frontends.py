@@ -203,7 +203,8 @@ def screenshot(page, stem: str, element: str | None = ROOT) -> list[Path]:
     if element is not None and page.query_selector(element) is not None:
         saved.append(ARTIFACTS / f"{stem}-element.png")
         page.locator(element).first.screenshot(path=str(saved[1]))
-    (ARTIFACTS / f"console-{stem}.txt").write_text("\n".join(page.cnnw_console) + "\n")
+    if hasattr(page, "cnnw_console"):  # pages opened by open_page (conftest's NotebookPage keeps its own log)
+        (ARTIFACTS / f"console-{stem}.txt").write_text("\n".join(page.cnnw_console) + "\n")
     return saved
 
 
