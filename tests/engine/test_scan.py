@@ -725,3 +725,50 @@ def _empty_dir():
     import tempfile
 
     return tempfile.mkdtemp()
+
+
+@pytest.mark.parametrize("chunk", [1, 150, 1 << 16])
+def test_chunked_reductions_equal_whole_tensor_reductions(chunk, monkeypatch):
+    """The fold reduces a layer's rows a cache-sized chunk at a time; with chunks of one row, a few
+    rows or everything, top-k (ties included), statistics and codes equal the brute force."""
+    from cnn_widgets.engine.scan import state
+
+    monkeypatch.setattr(state, "CHUNK_ELEMENTS", chunk)
+    net = integer_net()
+    images = integer_images()
+    result = net_scan(net, images, k=5, batch_size=6)
+    for name in ["0", "1", "2", "3", "4"]:
+        expected = brute_force_top(net.model, name, images, 5)
+        table = result.top(name)
+        for c, rows in enumerate(expected):
+            assert [int(i) for i in table["indices"][c]] == [i for _, i, _ in rows], (name, c)
+            assert [tuple(map(int, p)) for p in table["positions"][c]] == [p for _, _, p in rows], (name, c)
+        maps = np.stack([layer_output(net.model, name, x[None])[0].detach().numpy() for x in images])
+        maps = maps.reshape(maps.shape[0], maps.shape[1], -1)
+        np.testing.assert_allclose(result.codes(name), maps.mean(axis=2), rtol=1e-12, atol=1e-12)
+        st = result.stats(name)
+        np.testing.assert_array_equal(st.max, maps.max(axis=(0, 2)))
+        np.testing.assert_allclose(st.fraction_zero, (maps == 0).mean(axis=(0, 2)))
+
+
+def test_row_statistics_are_bit_identical_to_whole_tensor_ops():
+    from cnn_widgets.engine.scan import state
+
+    g = torch.Generator().manual_seed(3)
+    for dtype in (torch.float32, torch.float64):
+        x = torch.randn(5, 7, 9, 11, generator=g, dtype=dtype)
+        x[0, 1] = 0.0  # a flat map: its maximum is at position 0
+        x[1, 2, 3:5] = x[1, 2].max() + 1  # a tied maximum: the first in row-major order
+        x[2] = x[2].relu()
+        x = x.transpose(2, 3)  # not contiguous
+        flat = x.reshape(5, 7, -1)
+        for positions in (True, False):
+            values, means, nonzero, where = state._row_stats(flat, positions)
+            assert torch.equal(values, flat.amax(dim=2)) and torch.equal(means, flat.mean(dim=2))
+            assert torch.equal(nonzero, (flat != 0).sum(dim=2).to(dtype))
+            if positions:
+                assert torch.equal(where, flat.argmax(dim=2))
+    candidates = torch.tensor([[1.0, 0.0, -0.0, 2.0, 0.0, -math.inf, 2.0], [-math.inf] * 3 + [5.0, 5.0, -1.0, 5.0]])
+    assert torch.equal(state._stable_descending(candidates),
+                       torch.sort(candidates, dim=1, descending=True, stable=True).indices)
+    assert state._stable_descending(candidates)[0].tolist() == [3, 6, 0, 1, 2, 4, 5]

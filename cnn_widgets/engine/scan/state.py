@@ -93,6 +93,18 @@ class Rows:
             self.data[start:end] = rows
 
 
+def _stable_descending(values: torch.Tensor) -> torch.Tensor:
+    """Per row, the order of ``values`` from largest to smallest, equal values in their original order.
+
+    numpy's stable argsort of the negated rows is the same order as torch's stable descending sort
+    (no NaN reaches here; ``-0.0`` and ``0.0`` are equal to both) and about 1.5x faster on the CPU
+    for the many short rows of a wide layer (4,096 rows of 41 candidates: 2.8 ms vs 4.0 ms).
+    """
+    if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(np.argsort(np.negative(values.numpy()), axis=1, kind="stable"))
+    return torch.sort(values, dim=1, descending=True, stable=True).indices
+
+
 def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
     """New ``(top_values, top_index, top_y, top_x)``: the old top-k of each channel merged with this
     batch's entering ``[B, C]`` candidates. Only channels with a candidate are re-sorted."""
@@ -110,7 +122,7 @@ def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
     # Stable descending sort: equal values keep candidate order, i.e. the kept entries (all from
     # earlier images, themselves in index order among equals) first, then this batch in index
     # order => ties go to the lower image index, whatever the batch size.
-    order = torch.sort(cand_v, dim=1, descending=True, stable=True).indices[:, :k]
+    order = _stable_descending(cand_v)[:, :k]
     merged = [cand.gather(1, order) for cand in (cand_v, cand_i, cand_y, cand_x)]
     if every:
         return tuple(merged)
@@ -122,6 +134,43 @@ def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
     return tuple(result)
 
 
+CHUNK_ELEMENTS = 1 << 16  # rows of a layer's output reduced together: 256 KB of float32, cache-resident
+
+
+def _row_stats(flat: torch.Tensor, positions: bool):
+    """Per ``[B, C]`` row of ``flat`` ``[B, C, P]``: maximum, mean, non-zero count and (if asked) the
+    first position of the maximum.
+
+    The rows are taken a cache-sized chunk at a time and every reduction reads the chunk while it is
+    in cache, instead of streaming the whole output once per reduction (2-3x less time on a CPU).
+    Each row is reduced by the same kernel in the same order either way, so the numbers are the
+    same bit for bit as whole-tensor ``amax`` / ``mean`` / ``argmax`` (``torch.max`` gives the first
+    maximum in row-major order, like ``argmax``).
+    """
+    batch, channels, size = flat.shape
+    if size == 1:  # a vector layer: its one value is the maximum and the mean, at position 0
+        values = flat[:, :, 0]
+        return values, values, values.sign().abs_(), (torch.zeros_like(values, dtype=torch.int64) if positions else None)
+    rows = flat.reshape(batch * channels, size)
+    values = torch.empty(batch * channels, dtype=flat.dtype, device=flat.device)
+    means = torch.empty_like(values)
+    nonzero = torch.empty_like(values)
+    where = torch.empty(batch * channels, dtype=torch.int64, device=flat.device) if positions else None
+    step = max(1, CHUNK_ELEMENTS // max(size, 1)) if flat.device.type == "cpu" else batch * channels
+    for i in range(0, batch * channels, step):
+        chunk = rows[i : i + step]
+        if positions:
+            torch.max(chunk, dim=1, out=(values[i : i + step], where[i : i + step]))
+        else:
+            torch.amax(chunk, dim=1, out=values[i : i + step])
+        torch.mean(chunk, dim=1, out=means[i : i + step])
+        # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
+        # 2**24 positions) and is several times faster than summing a bool tensor.
+        torch.sum(chunk.sign().abs_(), dim=1, out=nonzero[i : i + step])
+    shape = (batch, channels)
+    return values.view(shape), means.view(shape), nonzero.view(shape), (where.view(shape) if positions else None)
+
+
 def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> tuple[LayerState, np.ndarray]:
     """One layer's output for images ``start ..`` folded into a new state, and the batch's codes ``[B, C]``.
 
@@ -130,27 +179,26 @@ def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> t
     """
     batch = out.shape[0]
     flat = out.detach().reshape(batch, out.shape[1], -1)  # [B, C, P] on the model's device
+    # While a channel's table is not full every image enters it: find every maximum's position in
+    # the same pass. Later only the (image, channel) pairs that beat the channel's k-th value (an
+    # equal value loses to the earlier image) need theirs.
+    filling = bool(torch.isinf(old.top_values[:, -1]).any())
+    values, codes, nonzero, positions = _row_stats(flat, positions=filling)
     # the running state lives on the CPU; only [B, C] summaries leave the device
-    values = flat.amax(dim=2).cpu()  # [B, C] spatial maxima
+    values, codes = values.cpu(), codes.cpu()
+    nonzero = nonzero.sum(dim=0, dtype=torch.float64).to(torch.int64).cpu()
     if not torch.isfinite(values).all():
         raise NonFiniteError(
             f"layer {name!r} produced NaN or infinite values on images {start}..{start + batch - 1}; "
             "check the images and that the preprocessing matches the model"
         )
-    codes = flat.mean(dim=2).cpu()  # [B, C] global average pool
-    # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
-    # 2**24 positions) and is several times faster than summing a bool tensor.
-    nonzero = flat.sign().abs_().sum(dim=2).sum(dim=0, dtype=torch.float64).to(torch.int64).cpu()
-    # Only (image, channel) pairs beating the channel's current k-th value can enter its top-k
-    # (an equal value loses to the earlier image): locate the maximum for those alone.
     entering = values.to(old.top_values.dtype) > old.top_values[:, -1][None, :]
-    share = float(entering.float().mean())
-    if share > 0.25:  # early batches: nearly every pair enters, one argmax over all is cheaper
-        positions = flat.argmax(dim=2).cpu()  # first maximum in row-major order on ties
+    if positions is not None:
+        positions = positions.cpu()
     else:
         positions = torch.zeros_like(values, dtype=torch.int64)
-        if share > 0:
-            positions[entering] = flat[entering.to(flat.device)].argmax(dim=1).cpu()
+        if entering.any():
+            positions[entering] = flat[entering.to(flat.device)].max(dim=1).indices.cpu()
     width = out.shape[-1] if out.dim() >= 3 else 1
     top = merge_top(old, values.to(old.top_values.dtype), entering, positions // width, positions % width, start, k)
     new = LayerState(
