@@ -25,7 +25,10 @@ PATCH_SIZE = 48  # pixels of each top patch shown on hover
 ALL_CELLS = -1
 ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
 #: Panels whose engine method takes a class or a unit only (what their error says while the target is a direction)
-NO_DIRECTION = {"occlusion": "occlusion", "tree": "the contribution tree"}
+NO_DIRECTION = ("occlusion", "tree")
+#: Their error (the Explorer writes it once, after the names of the panels that raise it)
+DIRECTION_REFUSED = ("these explain a class or a unit, not an atlas cell's direction (saliency and the Visualise tab "
+                     "show it); pick a class or the selected unit under 'explain' to see them")
 
 
 class AtlasTab(traitlets.HasTraits):
@@ -187,9 +190,7 @@ def _refusing_directions(compute):
 
     def guarded(explorer):
         if explorer.target == ATLAS_TARGET:
-            refusing = " and ".join(NO_DIRECTION.values())
-            raise CnnWidgetsError(f"{refusing} explain a class or a unit, not an atlas cell's direction (saliency and "
-                                  "the Visualise tab show it); pick a class or the selected unit under 'explain' for them")
+            raise CnnWidgetsError(DIRECTION_REFUSED)
         return compute(explorer)
 
     return guarded

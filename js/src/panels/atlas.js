@@ -68,6 +68,7 @@ function mount(model) {
     if (target.layer === info().layer && target.row != null && model.get("target") === "atlas") outline(target.row, target.col, "#d62728", 3);
     if (hovered) outline(hovered[0], hovered[1], "#1f77b4", 2);
     canvas.dataset.zoom = zoomLevel(view).toFixed(3);
+    canvas.dataset.view = JSON.stringify([view.scale, view.tx, view.ty]); // canvas = image * scale + t (tests read it)
     canvas.dataset.version = String((Number(canvas.dataset.version) || 0) + 1);
   }
 
@@ -77,7 +78,7 @@ function mount(model) {
     hovered = cell;
     render();
     if (cell) {
-      hoverText.textContent = `cell (${cell[0]}, ${cell[1]}): ${cell[2]} samples`;
+      hoverText.textContent = `cell (${cell[0]}, ${cell[1]}): ${cell[2]} samples; top patches:`; // the patches follow
       model.send({ type: "atlas", action: "hover", row: cell[0], col: cell[1] });
     }
   }
