@@ -110,13 +110,13 @@ class PanelProgress(traitlets.HasTraits):
             if task.cancelled.is_set():  # a panel without progress calls: Cancel takes effect at its end
                 raise Cancelled()
         except Cancelled as stop:
-            post(lambda: self._stopped(task, stop))
+            post(lambda by_user=stop.by_user: self._stopped(task, by_user))  # (``stop`` is unbound after the block)
             return
         except Exception as exc:  # any failure is shown in the widget, which keeps working
             message = str(exc) if isinstance(exc, CnnWidgetsError) else f"{type(exc).__name__}: {exc}"
             if not isinstance(exc, CnnWidgetsError):
                 self.log.debug(traceback.format_exc())
-            post(lambda: self._failed(task, message))
+            post(lambda message=message: self._failed(task, message))
             return
         finally:
             self._local.task = None
@@ -140,8 +140,8 @@ class PanelProgress(traitlets.HasTraits):
                 self._set_progress(task.name, {"state": "running", "done": 0, "total": 0, "message": "", "unit": ""})
 
     def _show_partial(self, task: Task, traits: dict) -> None:
-        if not self._current(task) or task.cancelled.is_set():
-            return
+        if not self._current(task):
+            return  # (one computed before a Cancel is still shown: it is what the user saw coming)
         with self.hold_sync():
             for trait, value in traits.items():
                 setattr(self, trait, value)
@@ -160,8 +160,8 @@ class PanelProgress(traitlets.HasTraits):
                 self._set_progress(task.name, {"state": "done", "done": task.total, "total": task.total, "message": "",
                                                "unit": task.unit})
 
-    def _stopped(self, task: Task, stop: Cancelled) -> None:
-        if not stop.by_user or not self._current(task):
+    def _stopped(self, task: Task, by_user: bool) -> None:
+        if not by_user or not self._current(task):
             return  # superseded: the newer computation shows its own state
         self._set_progress(task.name, {"state": "cancelled", "done": task.done, "total": task.total,
                                        "message": _cancel_message(task.done, task.total, task.unit), "unit": task.unit})

@@ -1,0 +1,296 @@
+"""Progress, partial results and Cancel of the slow panels, computed in the worker thread as in a kernel.
+
+The front end is simulated as in test_explorer.py (trait updates and custom messages through
+``_handle_msg``); ``pipeline.threaded`` makes the slow panels go to the worker as they do in a kernel.
+Results are set on the widget's thread when it drains what the worker handed over (``pipeline.wait``),
+or, in the last test, by a running asyncio loop as in the kernel.
+"""
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import cnn_widgets as cw
+from cnn_widgets.engine.hooks import hook_count
+from cnn_widgets.engine.occlusion import window_positions
+from cnn_widgets.widgets import scheduler
+from cnn_widgets.widgets.panels.occlusion import batch_size, occlusion_display
+
+WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: 10 batches of 5
+
+
+def front_end_update(widget, **state):
+    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
+
+
+def front_end_message(widget, content):
+    widget._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+
+
+def fingerprint(model):
+    return (hook_count(model), [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()],
+            [p.detach().clone() for p in model.parameters()])
+
+
+def assert_untouched(model, before):
+    after = fingerprint(model)
+    assert after[:3] == before[:3]
+    assert all(torch.equal(a, b) for a, b in zip(after[3], before[3]))
+
+
+def as_in_a_kernel(explorer):
+    """Front-end requests go to the worker; the debounce timer fires at once."""
+    explorer.pipeline.threaded = True
+    explorer.pipeline.defer = True
+    explorer.pipeline.call_later = lambda delay, callback: callback()
+    return explorer
+
+
+def spy_occlusion(monkeypatch, net, on_batch=None):
+    """Record what the engine hands the panel after each batch (and on which thread)."""
+    seen = []
+    real = net.occlusion
+
+    def occlusion(*args, callback=None, **kwargs):
+        if callback is None:  # the test's own direct call
+            return real(*args, **kwargs)
+
+        def spy(done, total, heat):
+            seen.append((done, total, heat.clone(), threading.current_thread().name))
+            if on_batch is not None:
+                on_batch(done, total)
+            return callback(done, total, heat)
+
+        return real(*args, callback=spy, **kwargs)
+
+    monkeypatch.setattr(net, "occlusion", occlusion)
+    return seen
+
+
+def coverage(size, done, window=WINDOW, stride=STRIDE):
+    """(every window over the pixel is done, some window over it is done) after the first ``done``
+    windows in row-major order, from window_positions alone."""
+    tops, lefts = window_positions(size, window, stride)
+    todo, finished = np.zeros(size, int), np.zeros(size, int)
+    for i, (t, l) in enumerate((t, l) for t in tops for l in lefts):
+        (finished if i < done else todo)[t:t + window, l:l + window] += 1
+    return todo == 0, finished > 0
+
+
+@pytest.fixture()
+def explorer(net):
+    return cw.Explorer(net, window=112, stride=112)
+
+
+@pytest.fixture(autouse=True)
+def every_push(monkeypatch):
+    monkeypatch.setattr("cnn_widgets.widgets.progress.PUSHES_PER_S", 1e9)
+
+
+def test_partial_maps_arrive_in_batch_order_and_the_last_equals_net_occlusion(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+    seen = spy_occlusion(monkeypatch, net)
+    infos, progress, threads = [], [], []
+    explorer.observe(lambda c: (infos.append(dict(c["new"])), threads.append(threading.current_thread())), "occlusion_info")
+    explorer.observe(lambda c: progress.append(dict(c["new"].get("occlusion", {}))), "progress")
+    pending_sums = []
+    explorer.observe(lambda c: pending_sums.append(None if c["new"] is None else int(c["new"].sum())), "occlusion_pending")
+
+    front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
+    assert explorer.status == "busy" and explorer.pipeline.pending  # the worker computes; nothing is shown yet
+    assert explorer.pipeline.wait(120)
+
+    windows = 49
+    step = batch_size(windows)
+    assert [s[0] for s in seen] == list(range(step, windows, step)) + [windows]
+    assert {s[3] for s in seen} == {"cnn_widgets-panels"}  # off the kernel's thread
+    assert all(t is threading.main_thread() for t in threads)  # ... but set on it
+    # every partial map was shown, in batch order, then the whole one
+    assert [i["done"] for i in infos] == list(range(step, windows, step)) + [windows]
+    assert all(i["total"] == windows for i in infos) and infos[-1]["method"] == "incremental"
+    assert pending_sums[-1] is None and all(p > 0 for p in pending_sums[:-1])
+    assert pending_sums[:-1] == sorted(pending_sums[:-1], reverse=True)  # the map fills in
+    # progress: fractions never go back, end at 1, then "done"
+    running = [p for p in progress if p.get("state") == "running"]
+    fractions = [p["done"] / p["total"] for p in running if p["total"]]
+    assert fractions == sorted(fractions) and 0 < fractions[0] < 1 and len(fractions) == len(seen) - 1
+    assert progress[-1] == {"state": "done", "done": windows, "total": windows, "message": "", "unit": "windows"}
+    assert explorer.status == "idle" and explorer.result_seq == 1
+
+    # the last map equals net.occlusion computed directly, to float rounding (~1e-5 of the largest drop:
+    # the incremental engine's exactness; a partial or shifted map differs by far more)
+    target = net.top_class(explorer.image)
+    direct = net.occlusion(explorer.image, target, window=WINDOW, stride=STRIDE, fill="mean")
+    shown = explorer.panels["occlusion"].heat
+    tolerance = 5e-5 * float(direct.abs().max())
+    torch.testing.assert_close(shown, direct, rtol=0, atol=tolerance)
+    expected, extent = occlusion_display(direct)
+    assert np.abs(explorer.occlusion.astype(int) - expected.astype(int)).max() <= 1
+    assert explorer.occlusion_info["extent"] == pytest.approx(extent, rel=1e-5)
+    # each partial map already holds the final values where all the windows over a pixel are done
+    size = tuple(direct.shape)
+    for done, total, heat, _ in seen[:-1]:
+        complete, touched = coverage(size, done)
+        assert complete.any() and not complete.all()
+        complete = torch.from_numpy(complete)
+        torch.testing.assert_close(heat[complete], direct[complete], rtol=0, atol=tolerance)
+        assert torch.equal(torch.isnan(heat), torch.from_numpy(~touched))  # NaN exactly where no window was yet
+
+
+def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+    halfway, cancel_sent = threading.Event(), threading.Event()
+
+    def on_batch(done, total):
+        if done >= 15:  # a slow batch: the Cancel click arrives while it runs
+            halfway.set()
+            cancel_sent.wait(30)
+
+    seen = spy_occlusion(monkeypatch, net, on_batch)
+    explorer.compute()
+    before_model = fingerprint(net.model)
+    before_state = {k: v for k, v in explorer.get_state().items()
+                    if k not in ("occlusion", "occlusion_info", "occlusion_pending", "progress", "status", "working",
+                                 "timings", "window", "stride", "request_seq", "result_seq")}
+
+    front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
+    assert halfway.wait(60)
+    front_end_message(explorer, {"type": "cancel", "panel": "occlusion"})
+    cancel_sent.set()
+    assert explorer.pipeline.wait(60)
+
+    assert seen[-1][0] == 15  # stopped at the batch where Cancel came in
+    assert explorer.progress["occlusion"] == {"state": "cancelled", "done": 15, "total": 49,
+                                              "message": "cancelled after 15 of 49 windows", "unit": "windows"}
+    assert explorer.status == "idle" and explorer.error == "" and explorer.result_seq == explorer.request_seq == 1
+    assert not explorer.pipeline.pending and explorer.pipeline._worker is None
+    # what was drawn stays, marked as partial
+    assert explorer.occlusion_info["done"] < 49 and explorer.occlusion_pending is not None
+    assert explorer.occlusion_pending.any()
+    assert_untouched(net.model, before_model)
+    after_state = {k: v for k, v in explorer.get_state().items() if k in before_state}
+    assert after_state.keys() == before_state.keys()
+    for key, value in before_state.items():
+        if isinstance(value, dict) and "data" in value:
+            assert bytes(value["data"]) == bytes(after_state[key]["data"]), key
+        else:
+            assert after_state[key] == value, key
+
+    # the next request computes normally
+    seen.clear()
+    cancel_sent.set()
+    front_end_update(explorer, fill="zero", request_seq=2)
+    assert explorer.pipeline.wait(120)
+    assert seen[-1][:2] == (49, 49) and explorer.progress["occlusion"]["state"] == "done"
+    direct = net.occlusion(explorer.image, net.top_class(explorer.image), window=WINDOW, stride=STRIDE, fill="zero")
+    torch.testing.assert_close(explorer.panels["occlusion"].heat, direct, rtol=0, atol=5e-5 * float(direct.abs().max()))
+    assert explorer.occlusion_pending is None and explorer.status == "idle" and explorer.result_seq == 2
+    assert_untouched(net.model, before_model)
+
+
+def test_recompute_after_cancel_and_cancel_of_a_queued_panel(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+    started = threading.Event()
+    release = threading.Event()
+    spy_occlusion(monkeypatch, net, lambda done, total: (started.set(), release.wait(30)))
+    front_end_update(explorer, target="unit", request_seq=1)  # saliency, tree and occlusion, in that order
+    front_end_message(explorer, {"type": "cancel", "panel": "occlusion"})  # still queued behind the tree
+    release.set()
+    assert explorer.pipeline.wait(120)
+    assert not started.is_set()  # never started
+    assert explorer.progress["occlusion"]["state"] == "cancelled"
+    assert explorer.progress["occlusion"]["message"] == "cancelled before it started"
+    assert explorer.progress["tree"]["state"] == "done" and explorer.status == "idle"
+    assert explorer.occlusion_info["target"].startswith("class")  # the old map stays
+
+    front_end_message(explorer, {"type": "recompute", "panel": "occlusion"})
+    assert explorer.pipeline.wait(120)
+    assert started.is_set() and explorer.progress["occlusion"]["state"] == "done"
+    assert explorer.occlusion_info["target"] == f"unit {explorer.layer}[{explorer.channel}]"
+    front_end_message(explorer, {"type": "cancel", "panel": "nope"})
+    assert "no panel 'nope'" in explorer.error
+
+
+def test_an_error_in_the_worker_ends_the_busy_state_with_one_line(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+
+    def broken(done, total):
+        if done >= 10:
+            raise RuntimeError("out of memory\nsecond line")
+
+    spy_occlusion(monkeypatch, net, broken)
+    before = fingerprint(net.model)
+    front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
+    assert explorer.pipeline.wait(120)
+    assert explorer.progress["occlusion"]["state"] == "error"
+    assert explorer.progress["occlusion"]["message"] == "RuntimeError: out of memory"
+    assert explorer.status == "error" and "occlusion: RuntimeError: out of memory" in explorer.error
+    assert explorer.result_seq == 1
+    assert_untouched(net.model, before)
+    monkeypatch.undo()
+    monkeypatch.setattr("cnn_widgets.widgets.progress.PUSHES_PER_S", 1e9)
+    front_end_update(explorer, window=112, stride=112, request_seq=2)
+    assert explorer.pipeline.wait(120)
+    assert explorer.progress["occlusion"]["state"] == "done" and explorer.error == "" and explorer.status == "idle"
+
+
+def test_a_layer_click_is_computed_between_two_occlusion_batches(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+    halfway = threading.Event()
+
+    def on_batch(done, total):
+        if done >= 10:
+            halfway.set()
+            time.sleep(0.3)  # slow batches: the click comes in while occlusion runs
+
+    spy_occlusion(monkeypatch, net, on_batch)
+    front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
+    assert halfway.wait(60)
+    layer = net.layer_names[3]
+    front_end_update(explorer, layer=layer, request_seq=2)  # the feature maps need the model the worker holds
+    assert explorer.fmap_info["layer"] == layer and explorer.pipeline.current == "occlusion"
+    assert explorer.pipeline.wait(120)
+    assert explorer.occlusion_info["done"] == 49 and explorer.result_seq == 2 and explorer.status == "idle"
+
+
+def test_first_paint_does_not_wait_for_the_slow_panels(net, monkeypatch):
+    monkeypatch.setattr(scheduler, "in_kernel", lambda: True)
+    explorer = cw.Explorer(net, window=112, stride=112)
+    monkeypatch.setattr(scheduler, "in_kernel", lambda: False)
+    # the constructor returned with the quick panels computed; the slow ones are still on their way
+    assert explorer.image_data is not None and explorer.predictions and explorer.fmap is not None
+    assert explorer.saliency is None and explorer.occlusion is None and explorer.tree == {}
+    assert explorer.status == "busy"
+    explorer.compute()
+    assert explorer.status == "idle" and explorer.error == ""
+    reference = cw.Explorer(net, window=112, stride=112)  # not in a kernel: all computed in the constructor
+    np.testing.assert_array_equal(explorer.saliency, reference.saliency)
+    np.testing.assert_array_equal(explorer.occlusion, reference.occlusion)
+    assert explorer.tree["levels"] == reference.tree["levels"]
+    assert {explorer.progress[p]["state"] for p in ("saliency", "tree", "occlusion")} == {"done"}
+
+
+def test_in_an_event_loop_results_are_set_by_the_loop(explorer, net, monkeypatch):
+    """As in the kernel: the worker hands results to the running loop, which sets them on its thread."""
+    explorer.pipeline.threaded = True
+    explorer.pipeline.defer = True  # a real timer on the running loop (call_later left alone)
+    threads = []
+    explorer.observe(lambda c: threads.append(threading.current_thread()), "occlusion_info")
+    seen = spy_occlusion(monkeypatch, net)
+
+    async def scenario():
+        front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
+        for _ in range(2400):
+            if explorer.result_seq == 1 and explorer.status == "idle":
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    assert asyncio.run(scenario())
+    assert seen and {s[3] for s in seen} == {"cnn_widgets-panels"}
+    assert threads and all(t is threading.main_thread() for t in threads)
+    assert explorer.occlusion_info["done"] == 49 and explorer.result_seq == 1
