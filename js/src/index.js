@@ -12,6 +12,7 @@ import { mountTabs } from "./tabs.js";
 import { mountArrangement } from "./arrange.js";
 import { isStatic, markStatic, staticModel, STATIC_CSS } from "./static_model.js";
 import { addPanelFigureButton, figureButton, FIGURE_CSS } from "./figure.js";
+import { mountCancelAll, workingFraction, PROGRESS_CSS } from "./progress.js";
 import predictions from "./panels/predictions.js";
 import saliency from "./panels/saliency.js";
 import occlusion from "./panels/occlusion.js";
@@ -44,7 +45,7 @@ function targetOptions(model) {
 }
 
 function render({ model, el }) {
-  const style = h("style", { text: CSS + STATIC_CSS + FIGURE_CSS });
+  const style = h("style", { text: CSS + STATIC_CSS + FIGURE_CSS + PROGRESS_CSS });
   const root = h("div", { class: "cnnw-explorer", "data-status": "idle" });
   let localStatus = null; // e.g. "busy" while a dropped file is being read, before the kernel knows
 
@@ -57,7 +58,8 @@ function render({ model, el }) {
     let status = isBusy(model) ? "busy" : error ? "error" : "idle";
     const working = model.get("working") || "";
     // short texts in a fixed-width pill: the bar never reflows when the status changes
-    let text = status === "busy" ? `computing ${panelLabel(model, working)}…` : status === "error" ? "error ↓" : "ready";
+    let text = status === "busy" ? `computing ${panelLabel(model, working)} ${workingFraction(model)}`.trimEnd() + "…"
+      : status === "error" ? "error ↓" : "ready";
     if (localStatus && status !== "busy") { status = localStatus.status; text = localStatus.text; }
     root.dataset.status = status;
     statusEl.textContent = isStatic(model) && status === "idle" ? "static snapshot" : text;
@@ -75,7 +77,8 @@ function render({ model, el }) {
   const pages = Object.fromEntries(placed("tab").map((v) => [v.name, h("div", { class: "cnnw-tab-page", "data-tab": v.name }, v.part.el)]));
   const tabs = mountTabs(model, pages);
 
-  const bar = h("div", { class: "cnnw-bar" }, input.el, h("label", { class: "cnnw-explain" }, "explain", target.el), statusEl,
+  const cancelAll = mountCancelAll(model); // progress.js: stops the slow panels (saliency, tree, occlusion)
+  const bar = h("div", { class: "cnnw-bar" }, input.el, h("label", { class: "cnnw-explain" }, "explain", target.el), statusEl, cancelAll.el,
     figureButton("explorer", () => root, { title: "save the whole Explorer as a PNG at 2× (for slides)" }));
   const topRow = h("div", { class: "cnnw-row cnnw-top-row" }, ...placed("top").map((v) => v.part.el));
   const tabbed = h("div", { class: "cnnw-tabbed" }, tabs.el, ...Object.values(pages));
@@ -87,7 +90,7 @@ function render({ model, el }) {
   // a static export (static_model.js): note, kernel-backed controls disabled; the shim decides, not the page
   const offStatic = isStatic(model) ? markStatic(root, model, bar) : () => {};
 
-  const offStatus = listen(model, ["status", "error", "result_seq", "request_seq", "working", "choices"], () => {
+  const offStatus = listen(model, ["status", "error", "result_seq", "request_seq", "working", "choices", "progress"], () => {
     if (model.get("status") === "busy" || model.get("result_seq") >= model.get("request_seq")) localStatus = null;
     updateStatus();
   });
@@ -99,7 +102,7 @@ function render({ model, el }) {
   return () => {
     offStatus();
     offStatic();
-    for (const part of [arrangement, input, strip, tabs, target, ...views.map((v) => v.part)]) part.cleanup();
+    for (const part of [arrangement, input, strip, tabs, target, cancelAll, ...views.map((v) => v.part)]) part.cleanup();
     el.replaceChildren();
   };
 }

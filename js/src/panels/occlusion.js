@@ -1,35 +1,73 @@
 // The occlusion map over the image (Zeiler & Fergus): how the target's score changes when a square is hidden.
+// While the kernel computes it, the map fills in batch by batch: the pixels no window has reached
+// yet (`occlusion_pending`) are drawn as a greyed image, and a progress bar with Cancel sits above.
 import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { blendHeat } from "../pixels.js";
 import { h, listen, paint, fmt } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { imageOf, legend } from "../picture.js";
+import { panelProgress } from "../progress.js";
+
+/** Grey out (in place) the RGBA pixels whose pending mask (uint8 [ph, pw], nearest) is 1. */
+export function greyPending(rgba, H, W, pending, ph, pw) {
+  if (!pending) return rgba;
+  for (let y = 0; y < H; y++) {
+    const row = Math.floor((y * ph) / H) * pw;
+    for (let x = 0; x < W; x++) {
+      if (!pending[row + Math.floor((x * pw) / W)]) continue;
+      const o = (y * W + x) * 4;
+      const grey = 0.299 * rgba[o] + 0.587 * rgba[o + 1] + 0.114 * rgba[o + 2];
+      const v = 150 + 0.35 * grey; // light and flat: "not computed yet", never read as a colour of the map
+      rgba[o] = v; rgba[o + 1] = v; rgba[o + 2] = v;
+    }
+  }
+  return rgba;
+}
+
+/** The caption: what the map shows, and how much of it is there. */
+export function occlusionCaption(info, progress) {
+  if (!info || !info.target) return "";
+  const partial = info.total && info.done < info.total;
+  const what = `drop of ${info.target} when a ${info.window}px square is filled with ${info.fill} (stride ${info.stride})`;
+  if (partial) {
+    const cancelled = progress && progress.state === "cancelled";
+    return `${cancelled ? "cancelled, partial map" : "computing"}: ${info.done} of ${info.total} windows; grey = not computed yet. ${what}`;
+  }
+  return `${what}; red = the score falls, largest ${fmt(info.extent)}`;
+}
 
 function mount(model) {
   const canvas = h("canvas", { class: "cnnw-occlusion", width: 1, height: 1, "data-version": "0" });
   const windowSlider = rangeSlider(model, "window");
   const strideSlider = rangeSlider(model, "stride");
   const fill = choiceSelect(model, "fill", { title: "what a hidden square is filled with" });
+  const progress = panelProgress(model, "occlusion");
   const caption = h("div", { class: "cnnw-caption" });
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Occlusion" }),
-    h("div", { class: "cnnw-controls" }, windowSlider.el, strideSlider.el, h("label", {}, "fill", fill.el)), canvas,
+    h("div", { class: "cnnw-controls" }, windowSlider.el, strideSlider.el, h("label", {}, "fill", fill.el)), progress.el, canvas,
     legend("coolwarm", "rises", "falls", "score when that square is hidden:"), caption);
 
   function draw() {
     const image = imageOf(model);
     const heat = decodeArray(model.get("occlusion"));
+    const pending = decodeArray(model.get("occlusion_pending"));
     if (!image) return;
     const [hh, hw] = heat ? heat.shape : [0, 0];
     const rgba = blendHeat(image.pixels, image.H, image.W, heat && heat.array, hh, hw, lut("coolwarm"), 1,
       (v) => 0.2 + 0.65 * Math.abs(v - 128) / 127);
+    if (heat && pending) greyPending(rgba, image.H, image.W, pending.array, pending.shape[0], pending.shape[1]);
     paint(canvas, rgba, image.W, image.H);
     const info = model.get("occlusion_info") || {};
-    caption.textContent = info.target ? `drop of ${info.target} when a ${info.window}px square is filled with ${info.fill} (stride ${info.stride}); red = the score falls, largest ${fmt(info.extent)}` : "";
+    canvas.dataset.done = String(info.done ?? "");
+    canvas.dataset.total = String(info.total ?? "");
+    canvas.dataset.partial = String(!!pending);
+    caption.textContent = occlusionCaption(info, progress.info());
   }
-  const off = listen(model, ["occlusion", "occlusion_info", "image_data"], draw);
+  const off = listen(model, ["occlusion", "occlusion_info", "occlusion_pending", "image_data"], draw);
+  const offCaption = listen(model, ["progress"], () => { caption.textContent = occlusionCaption(model.get("occlusion_info") || {}, progress.info()); });
   draw();
-  return { el, cleanup() { off(); windowSlider.cleanup(); strideSlider.cleanup(); fill.cleanup(); } };
+  return { el, cleanup() { off(); offCaption(); progress.cleanup(); windowSlider.cleanup(); strideSlider.cleanup(); fill.cleanup(); } };
 }
 
 export default { name: "occlusion", place: "top", mount };

@@ -6,6 +6,17 @@ import { commit } from "../actions.js";
 import { h, listen, paint, fmt } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { curvePoints, rgbToRgba } from "../curve.js";
+import { progressBar } from "../progress.js";
+
+/** The run's state (viz_info) in the shape of the shared progress bar. */
+export function vizProgress(info) {
+  if (!info || !info.steps) return {};
+  const base = { done: info.step || 0, total: info.steps, unit: "steps" };
+  if (info.running) return { ...base, state: "running" };
+  if (info.error) return { ...base, state: "error", message: info.error };
+  if (info.interrupted) return { ...base, state: "cancelled", message: `stopped at step ${info.step || 0} of ${info.steps}` };
+  return { ...base, state: "done" };
+}
 
 const SHOWN = 256; // css pixels of the picture
 
@@ -13,7 +24,9 @@ function mount(model) {
   const canvas = h("canvas", { class: "cnnw-viz", width: 1, height: 1, "data-version": "0", "data-request": "-1",
     style: `width:${SHOWN}px;height:${SHOWN}px;image-rendering:pixelated;background:#eee` });
   const curve = h("canvas", { class: "cnnw-viz-curve", width: 240, height: 90, title: "objective per step" });
-  const progress = h("progress", { class: "cnnw-viz-progress", max: 1, value: 0 });
+  const progress = progressBar({ onCancel: () => model.send({ type: "visualize", action: "stop" }),
+    onRetry: () => model.send({ type: "visualize", action: "start" }), retryText: "Start again" });
+  progress.el.classList.add("cnnw-viz-progress");
   const button = h("button", { type: "button", class: "cnnw-viz-start", text: "Start" });
   const caption = h("div", { class: "cnnw-caption" });
   const local = { kernel: false }; // the settings wait for Start: no panel recomputes
@@ -27,7 +40,7 @@ function mount(model) {
     h("div", { class: "cnnw-controls" }, button, h("label", {}, "mode", mode.el), h("label", {}, "image", param.el),
       h("label", {}, "start from", start.el), ...sliders.map((s) => s.el)),
     h("div", { class: "cnnw-viz-body", style: "display:flex;gap:16px;align-items:flex-start;margin-top:8px" },
-      canvas, h("div", {}, progress, curve, caption)));
+      canvas, h("div", {}, progress.el, curve, caption)));
 
   const running = () => !!(model.get("viz_info") || {}).running;
   button.addEventListener("click", () => {
@@ -64,7 +77,7 @@ function mount(model) {
     const curveData = decodeArray(model.get("viz_curve"));
     const values = curveData ? Array.from(curveData.array) : [];
     drawCurve(values, dream ? values.length : info.steps);
-    progress.max = info.steps || 1; progress.value = info.step || 0;
+    progress.update(vizProgress(info));
     const last = values.length ? fmt(values[values.length - 1]) : "";
     caption.textContent = info.error ? `error: ${info.error}` : info.target
       ? `${info.target}: step ${info.step || 0} of ${info.steps}${last ? `, objective ${last}` : ""}` +
