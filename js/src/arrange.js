@@ -16,7 +16,7 @@ const PINNED = "predictions"; // beside every section in the presentation layout
  * Returns {el: the layout menu, cleanup}.
  */
 export function mountArrangement(model, root, host, { bar, topRow, mainRow, tabbed, tabs, views }) {
-  const menu = choiceSelect(model, "layout_mode", { kernel: false, title: "layout: compact shows one section at a time, presentation is large for a projector" });
+  const menu = choiceSelect(model, "layout_mode", { kernel: false, title: "how the Explorer is laid out (compact: one section at a time; presentation: large, for a projector)" });
   menu.el.classList.add("cnnw-layout-menu");
   bar.append(menu.el);
   const top = views.filter((v) => v.place === "top"), main = views.filter((v) => v.place === "main");
