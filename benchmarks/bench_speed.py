@@ -1,0 +1,195 @@
+"""Every speed goal of the lecture-speed issue, side by side in one run (printed, never asserted).
+
+Run:  python benchmarks/bench_speed.py            (full: 3 repeats; about 30-40 minutes on 2 idle cores)
+      python benchmarks/bench_speed.py --quick    (1 repeat of occlusion, fewer of the rest: about 10 minutes)
+      ... --skip occlusion (the other rows alone, 2-4 minutes), --threads 1 (steadier on a loaded machine)
+
+Rows, all on the CPU with torch's default thread count, each a ratio of medians of interleaved
+repeats (A, B, A, B, ... so that a noisy neighbour slows every side alike):
+
+* occlusion, VGG16 / ResNet-18 (random weights) / the default model (EfficientNet-Lite0), the cat
+  at 224 px, mean fill, batches of 32, window 32 stride 16 and window 16 stride 8:
+  ``captum / exact`` (goals 4x VGG16, 2.5x the others) beside its limit ``1/work`` (multiply-adds
+  of one full forward per window over those the incremental pass ran), ``captum / approx`` (goal
+  20x) beside its own limit, and the approximate heat map's correlation to the exact one (goal
+  0.95) -- from ``bench_occlusion.bench``;
+* tree expansion on the default model: expanding the best child of the root of the cat's top
+  class (k=5, one level, guided rule, max), with the root level already computed as the widget has
+  it: the plain path (``tree_walk.reference_path``: a fresh forward pass, the pictures one after
+  another) vs the kept pass (scores alone: what the widget shows first, then the pictures);
+  goal 250 ms;
+* second-target saliency ratio on the default model (``bench_target_reuse.measure``; goal <= 0.7);
+* scan: AlexNet (random weights) over 96 random 224 px tensors, batches of 32, default layers,
+  vs the plain forward over the same batches (goal 0.9).
+
+The load average (``os.getloadavg``) is printed before and after: on a shared machine only the
+ratios mean anything, and only the ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cnn_widgets as cw  # noqa: E402
+
+
+def interleaved(functions: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each function over ``repeats`` rounds, the functions interleaved in every round."""
+    times = {name: [] for name in functions}
+    for _ in range(warmup):
+        for fn in functions.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
+# ------------------------------------------------------------------------------------------ rows
+def occlusion_rows(models, settings, repeats: int, tau: float, drill: float):
+    from bench_occlusion import bench
+
+    for name in models:
+        for window, stride in settings:
+            yield bench(name, window, stride, repeats, tau, drill)
+
+
+def tree_row(repeats: int) -> dict:
+    from cnn_widgets.engine import tree_walk
+
+    net = cw.load_default()
+    cat = cw.sample_image("cat")
+    target = net.top_class(cat)
+    root = net.contribution_tree(cat, target, depth=1, k=5)
+    child = (root.children[0].unit,)
+
+    def root_level():  # what the widget holds before the click (not timed)
+        tree_walk.release(net)
+        net.contribution_tree(cat, target, depth=1, k=5)
+
+    times = {"plain": [], "scores": [], "pictures": []}
+    for i in range(repeats + 1):  # the first round warms up
+        root_level()
+        with tree_walk.reference_path():
+            start = time.perf_counter()
+            net.contribution_tree(cat, target, depth=1, k=5, path=child)
+            plain = time.perf_counter() - start
+        start = time.perf_counter()
+        net.contribution_tree(cat, target, depth=1, k=5, path=child, pictures=False)
+        scores = time.perf_counter() - start
+        start = time.perf_counter()
+        net.contribution_tree(cat, target, depth=1, k=5, path=child)
+        pictures = time.perf_counter() - start
+        if i:
+            times["plain"].append(plain)
+            times["scores"].append(scores)
+            times["pictures"].append(pictures)
+    tree_walk.release(net)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {**med, "fast": med["scores"] + med["pictures"]}
+
+
+def saliency_row(repeats: int) -> dict | None:
+    try:
+        from bench_target_reuse import measure
+    except ImportError:
+        return None
+    return measure(repeats=repeats)
+
+
+def scan_row(repeats: int, images: int = 96, batch: int = 32) -> dict:
+    import torchvision
+
+    from cnn_widgets.engine.scan import default_scan_layers, scan
+
+    torch.manual_seed(0)
+    net = cw.Network(torchvision.models.alexnet(weights=None), name="AlexNet (random)")
+    x = torch.randn(images, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    tensors = list(x)
+    batches = [x[i : i + batch] for i in range(0, images, batch)]
+    model = net.model.eval()
+
+    def forward():
+        with torch.no_grad():
+            for b in batches:
+                model(b)
+
+    med = interleaved({"forward": forward, "scan": lambda: scan(net, tensors, batch_size=batch, progress=False)}, repeats)
+    return {**med, "ratio": med["forward"] / med["scan"], "layers": len(default_scan_layers(net)), "images": images}
+
+
+# ------------------------------------------------------------------------------------------ main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 occlusion repeat, fewer repeats elsewhere (about 10 minutes)")
+    parser.add_argument("--models", nargs="+", default=["vgg16", "resnet18", "default"], help="occlusion models")
+    parser.add_argument("--repeats", type=int, default=None, help="occlusion repeats (default 3, --quick 1)")
+    parser.add_argument("--tau", type=float, default=0.5, help="projective-field threshold of the approximate occlusion")
+    parser.add_argument("--drill", type=float, default=0.25, help="drill-down fraction of the approximate occlusion")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["occlusion", "tree", "saliency", "scan"])
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 is far steadier on a loaded machine)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    occlusion_repeats = args.repeats or (1 if args.quick else 3)
+    small_repeats = 3 if args.quick else 7
+
+    began = time.perf_counter()
+    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}; {load()}")
+    print(f"occlusion: cat 224 px, mean fill, batch 32, medians of {occlusion_repeats} interleaved repeats; "
+          f"approx tau={args.tau} drill_down={args.drill}; other rows: medians of {small_repeats}\n")
+
+    if "occlusion" not in args.skip:
+        header = (f"{'occlusion':10} {'win/str':7} {'captum s':>8} {'exact s':>7} {'captum/exact':>12} {'limit':>6} "
+                  f"{'approx s':>8} {'captum/approx':>13} {'limit':>6} {'corr':>6}")
+        print(header)
+        print("-" * len(header))
+        for r in occlusion_rows(args.models, [(32, 16), (16, 8)], occlusion_repeats, args.tau, args.drill):
+            goal = 4.0 if r["model"] == "vgg16" else 2.5
+            print(f"{r['model']:10} {r['window']:7} {r['captum_s']:8.2f} {r['exact_s']:7.2f} {r['speedup']:12.2f} "
+                  f"{r['limit']:6.2f} {r['approx_s']:8.2f} {r['approx_speedup']:13.2f} {r['approx_limit']:6.2f} "
+                  f"{r['corr']:6.3f}   (goals {goal:g}x exact, 20x approx at corr 0.95)"
+                  + ("" if r["method"] == "incremental" else "  (full recomputation!)"), flush=True)
+        print(f"  {load()}\n")
+
+    if "tree" not in args.skip:
+        t = tree_row(small_repeats)
+        print(f"tree expansion, default model (k=5, one level): plain path {t['plain'] * 1e3:.0f} ms; kept pass: "
+              f"scores {t['scores'] * 1e3:.0f} ms, then pictures {t['pictures'] * 1e3:.0f} ms, together "
+              f"{t['fast'] * 1e3:.0f} ms ({t['plain'] / t['fast']:.2f}x faster; goal <= 250 ms)", flush=True)
+
+    if "saliency" not in args.skip:
+        s = saliency_row(small_repeats)
+        if s is None:
+            print("second-target saliency: pending (benchmarks/bench_target_reuse.py has no measure yet)")
+        else:
+            print(f"second-target saliency, default model: first {s['first_s'] * 1e3:.0f} ms, second "
+                  f"{s['second_s'] * 1e3:.0f} ms, ratio {s['ratio']:.2f} (goal <= 0.7)", flush=True)
+
+    if "scan" not in args.skip:
+        s = scan_row(small_repeats)
+        print(f"scan, AlexNet (random), {s['layers']} default layers, {s['images']} images: forward "
+              f"{s['images'] / s['forward']:.1f} img/s, scan {s['images'] / s['scan']:.1f} img/s, "
+              f"scan/forward {s['ratio']:.2f} (goal >= 0.9)", flush=True)
+
+    print(f"\n{load()}; {time.perf_counter() - began:.0f} s in all")
+
+
+if __name__ == "__main__":
+    main()
