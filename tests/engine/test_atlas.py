@@ -277,3 +277,19 @@ def test_default_model_atlas_with_icons(no_network):
     cats = result.class_filter("tabby", k=2, progress=False)
     assert len(cats.cells) == 2 and cats.cells[0].score >= cats.cells[1].score
     assert hook_count(net.model) == before[3]
+
+
+def test_an_icon_is_the_feature_visualisation_of_its_direction_one_ascent_loop():
+    """Icons and net.visualize share one ascent loop: a batch of one direction (seed 0 -> generator
+    seed 0 for batch 0), without transforms, gives exactly visualize's picture of that Direction."""
+    from cnn_widgets.engine.visualize import visualize
+
+    net = linear_net()
+    v = torch.tensor([0.3, -1.0, 0.2, 1.0])
+    for p, param in ((0.0, "fourier"), (1.0, "fourier"), (1.0, "pixel")):
+        icons, _ = direction_icons(net, "0", v[None], steps=15, size=24, seed=0, cossim_power=p, progress=False,
+                                   transforms="none", batch=1, param=param)
+        picture = visualize(net, Direction("0", v, p), steps=15, size=24, seed=0, transforms="none", param=param,
+                            progress=False)
+        np.testing.assert_array_equal(icons[0], np.asarray(picture.image))
+        assert picture.objective[-1] > picture.objective[0]

@@ -4,8 +4,8 @@
   objective for direction ``v_i``, ``mean over positions of <h, v_i> * cos(h, v_i)^p`` (Olah et al.,
   "Feature Visualization", Distill 2017; Carter et al., "Activation Atlases", Distill 2019). Every
   image of the batch has its own direction, so a whole atlas is rendered in a few batched ascents
-  with the parametrisation (Fourier basis, colour decorrelation) and transforms of
-  :mod:`~cnn_widgets.engine.visualize`.
+  of :mod:`~cnn_widgets.engine.visualize`'s one ascent loop (Fourier basis, colour decorrelation,
+  Lucid's transforms).
 * :func:`patch_icons`: the fast version, the mean of the receptive-field patches (resized to the
   icon size) of the sampled positions that fell in each cell: what the cell's inputs look like on
   average, without optimisation.
@@ -17,16 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from ..hooks import inference_state
-from ..preprocess import pixels_to_input
 from ..pictures import pixels_to_uint8
-from ..visualize.objectives import direction_values
-from ..visualize.param import ImageParam
-from ..visualize.run import runs_at
-from ..visualize.transforms import apply_all, transform_set
+from ..targets import Direction, direction_values
+from ..visualize.ascent import ascend, runs_at
+from ..visualize.transforms import transform_set
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -41,19 +37,21 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
                     decorrelate: bool = True) -> tuple[np.ndarray, bool]:
     """``(uint8 [n, size, size, 3] icons, interrupted)``: icon ``i`` maximises direction ``i`` of ``layer``.
 
-    Directions are optimised ``batch`` at a time (one forward and backward per step for the whole
-    batch, stopped at ``layer``); each batch draws its initial noise and transforms from a generator
-    seeded with ``seed`` and the batch number, so the icons are reproducible. The picture is fed
-    at ``size`` when the model runs at that size (a fully convolutional body), else resized to the
-    model's input size. ``param``, ``decorrelate`` and ``transforms`` are those of
-    :func:`~cnn_widgets.engine.visualize.visualize`. Ctrl-C keeps the pictures reached so far (``interrupted`` is True).
+    Directions are optimised ``batch`` at a time by visualize's one ascent loop
+    (:func:`~cnn_widgets.engine.visualize.ascent.ascend`) on a ``Direction`` with one vector per
+    picture, the loss summed over the batch so that every picture gets exactly its own direction's
+    gradient (one forward and backward per step for the whole batch, stopped at ``layer``); each
+    batch draws its initial noise and transforms from a generator seeded with ``seed`` and the batch
+    number, so the icons are reproducible. The picture is fed at ``size`` when the model runs at
+    that size (a fully convolutional body), else resized to the model's input size. ``param``,
+    ``decorrelate`` and ``transforms`` are those of :func:`~cnn_widgets.engine.visualize.visualize`.
+    Ctrl-C keeps the pictures reached so far (``interrupted`` is True).
     """
     from tqdm.auto import tqdm
 
     v_all = torch.as_tensor(np.asarray(directions), dtype=torch.float32)
     n = len(v_all)
     native = size == net.input_size[0] == net.input_size[1] or runs_at(net, size)
-    hw = (size, size) if native else net.input_size
     name = net.layer(layer).name
     icons = np.zeros((n, size, size, 3), dtype=np.uint8)
     chain = transform_set(transforms, size)
@@ -61,34 +59,19 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
     bar = tqdm(total=steps * ((n + batch - 1) // batch), unit="step", desc=f"atlas: icons {layer}",
                disable=not progress, leave=False)
     try:
-        with inference_state(net.model), torch.enable_grad():
-            for b, first in enumerate(range(0, n, batch)):
-                v = v_all[first:first + batch].to(net.device)
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
-                image = ImageParam(len(v), size, param, decorrelate, generator=generator).to(net.device)
-                optimizer = torch.optim.Adam(image.parameters(), lr=lr)
-                try:
-                    for _ in range(steps):
-                        optimizer.zero_grad(set_to_none=True)
-                        pixels = apply_all(chain, image(), generator)
-                        if tuple(pixels.shape[-2:]) != hw:
-                            pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
-                        x = pixels_to_input(pixels, net.preprocess, net.input_channels).to(net.dtype)
-                        _, outputs = net.forward(x, layers=[name], stop_early=True)
-                        loss = -direction_values(outputs[name], v, cossim_power).sum()
-                        loss.backward()
-                        optimizer.step()
-                        bar.update(1)
-                finally:
-                    with torch.no_grad():
-                        icons[first:first + len(v)] = pixels_to_uint8(image().detach())
-    except KeyboardInterrupt:
-        interrupted = True
+        for b, first in enumerate(range(0, n, batch)):
+            v = v_all[first:first + batch].to(net.device)
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + b)
+            reached = ascend(net, Direction(name, v, cossim_power), len(v), size, steps, generator=generator, chain=chain,
+                             lr=lr, param=param, decorrelate=decorrelate, native=native, exact=True, reduce="sum",
+                             bar=bar)
+            icons[first:first + len(v)] = pixels_to_uint8(reached.pixels)
+            if reached.interrupted:
+                interrupted = True
+                break
     finally:
         bar.close()
     return icons, interrupted
-
-
 
 
 def patch_icons(net: "NetworkBase", source: "Source", layer: str, image_index: np.ndarray, position: np.ndarray,

@@ -9,7 +9,6 @@ still looks like ``x0`` but is classified as the target: an adversarial example 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,17 +18,16 @@ from PIL import Image
 
 from ..checks import check_bool, check_choice, check_float, check_int
 from ..core import NetworkBase
-from ..errors import CnnWidgetsError, OptionError
+from ..errors import OptionError
 from ..hooks import inference_state
 from ..images import ImageLike
 from ..pictures import pixels_to_uint8
 from ..preprocess import display_pixels, pixels_to_input
 from ..targets import Target, Unit, check_direction
-from .objectives import Direction, LayerTarget, Objective, diversity, objective_layer, objective_value
-from .param import PARAMS, ImageParam
-from .transforms import TRANSFORM_SETS, apply_all, transform_set
-
-FrameCallback = Callable[[int, np.ndarray, float], "bool | None"]  # (step, frame, objective) -> False stops
+from .ascent import FrameCallback, ascend, forward_value, model_input, runs_at
+from .objectives import Direction, LayerTarget, Objective, objective_layer
+from .param import PARAMS
+from .transforms import TRANSFORM_SETS, transform_set
 
 
 @dataclass
@@ -75,39 +73,11 @@ def _objective(net: NetworkBase, target) -> Objective:
     return net.resolve_target(target)
 
 
-def runs_at(net: NetworkBase, size: int) -> bool:
-    """Whether the model runs on ``size x size`` inputs (a fully convolutional body with global pooling)."""
-    try:
-        net._structure(torch.zeros(1, net.input_channels, size, size, device=net.device, dtype=net.dtype))
-    except CnnWidgetsError:
-        return False
-    return True
-
-
-def _model_input(net: NetworkBase, pixels: torch.Tensor, size: int, native: bool, exact: bool = True) -> torch.Tensor:
-    """Pixels after the transforms, normalised, at ``size`` (or at the model's input size if it needs that).
-
-    With ``native`` and not ``exact`` the transformed picture goes in at whatever size the transforms
-    left it (within a few per cent of ``size``): resizing it back would shrink every pattern by the
-    padding on average (about 5% at 224 px), so the picture would be optimised at the wrong scale.
-    """
-    hw = (size, size) if native else net.input_size
-    if (exact or not native) and tuple(pixels.shape[-2:]) != tuple(hw):
-        pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
-    return pixels_to_input(pixels, net.preprocess, net.input_channels)
-
-
 def start_pixels(net: NetworkBase, image: ImageLike, size: int) -> torch.Tensor:
     """``[1, 3, size, size]`` pixels in ``[0, 1]`` of what the model sees of ``image``."""
     shown = display_pixels(image, net.preprocess, net.prepare(image))
     x = torch.from_numpy(shown).permute(2, 0, 1)[None].float() / 255
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False) if x.shape[-1] != size else x
-
-
-def _forward_value(net: NetworkBase, objective: Objective, x: torch.Tensor):
-    layer = objective_layer(objective)
-    logits, outputs = net.forward(x, layers=[layer] if layer else [], stop_early=layer is not None)
-    return objective_value(objective, logits, outputs), outputs.get(layer) if layer else None
 
 
 def visualize(
@@ -164,61 +134,28 @@ def visualize(
     generator = torch.Generator().manual_seed(seed)
     native = size == net.input_size[0] == net.input_size[1] or runs_at(net, size)
     x0 = start_pixels(net, start, size) if start is not None else None
-    image = ImageParam(n, size, param, decorrelate, start=x0, generator=generator).to(net.device)
-    optimizer = torch.optim.Adam(image.parameters(), lr=lr)
-    chain = transform_set(transforms, size)
     # a neuron at a position indexes the map at `size`; any other objective takes the picture as it comes
     exact = isinstance(objective, Unit) and objective.position is not None
-    sign = -1.0 if negative else 1.0
-    curve: list[float] = []
-    frames: list[np.ndarray] = []
-    interrupted = False
     bar = _bar(steps, "visualize", progress)
     try:
-        with inference_state(net.model), torch.enable_grad():
-            for step in range(1, steps + 1):
-                optimizer.zero_grad(set_to_none=True)
-                pixels = image()
-                x = _model_input(net, apply_all(chain, pixels, generator), size, native, exact)
-                value, h = _forward_value(net, objective, x.to(net.dtype))
-                loss = -sign * value.mean()
-                if diversity_weight and h is not None:
-                    loss = loss + diversity_weight * diversity(h)
-                if l2:
-                    loss = loss + l2 * (pixels - 0.5).pow(2).mean()
-                if tv:
-                    loss = loss + tv * ((pixels[..., 1:, :] - pixels[..., :-1, :]).abs().mean()
-                                        + (pixels[..., :, 1:] - pixels[..., :, :-1]).abs().mean())
-                loss.backward()
-                optimizer.step()
-                curve.append(float(value.detach().mean()))
-                if bar is not None:
-                    bar.update(1)
-                if step % every == 0 or step == steps:
-                    frame = pixels_to_uint8(image().detach()[0])
-                    frames.append(frame)
-                    if callback is not None and callback(step, frame, curve[-1]) is False:
-                        interrupted = step < steps
-                        break
-    except KeyboardInterrupt:
-        interrupted = True
+        reached = ascend(net, objective, n, size, steps, generator=generator, chain=transform_set(transforms, size), lr=lr,
+                         param=param, decorrelate=decorrelate, start=x0, native=native, exact=exact, negative=negative,
+                         diversity_weight=diversity_weight, l2=l2, tv=tv, every=every, callback=callback, bar=bar)
     finally:
         if bar is not None:
             bar.close()
-    with torch.no_grad():
-        final = image().detach().float()
     settings = dict(steps=steps, size=size, lr=lr, param=param, decorrelate=decorrelate, transforms=transforms,
                     seed=seed, negative=negative, n=n, start=start is not None)
-    return _result(net, final, curve, frames, interrupted, settings, size, native)
+    return _result(net, reached.pixels, reached.curve, reached.frames, reached.interrupted, settings, size, native)
 
 
 def _result(net, final: torch.Tensor, curve, frames, interrupted, settings, size: int, native: bool) -> Visualization:
     pictures = [Image.fromarray(pixels_to_uint8(p)) for p in final]
     with torch.no_grad():
-        model_input = _model_input(net, final[:1].to(net.device), size, native).to(net.dtype)[0].detach()
+        shown = model_input(net, final[:1].to(net.device), size, native).to(net.dtype)[0].detach()
     shape = (0, *final.shape[-2:], 3)
     stacked = np.stack(frames) if frames else np.zeros(shape, np.uint8)
-    return Visualization(pictures[0], pictures, model_input, curve, stacked, interrupted, settings)
+    return Visualization(pictures[0], pictures, shown, curve, stacked, interrupted, settings)
 
 
 def _bar(total: int, desc: str, show: bool):
@@ -263,7 +200,7 @@ def dream(
                 for step in range(steps):
                     dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
                     shifted = torch.roll(x, (dy, dx), dims=(2, 3)).requires_grad_(True)
-                    value, _ = _forward_value(net, objective, pixels_to_input(shifted, net.preprocess, net.input_channels).to(net.dtype))
+                    value, _ = forward_value(net, objective, pixels_to_input(shifted, net.preprocess, net.input_channels).to(net.dtype))
                     (grad,) = torch.autograd.grad(value.sum(), shifted)
                     grad = torch.roll(grad, (-dy, -dx), dims=(2, 3))
                     x = (x + lr * grad / grad.abs().mean().clamp_min(1e-12)).clamp(0, 1).detach()
