@@ -761,8 +761,8 @@ def test_row_statistics_are_bit_identical_to_whole_tensor_ops():
         x[1, 2, 3:5] = x[1, 2].max() + 1  # a tied maximum: the first in row-major order
         x[2] = x[2].relu()
         x = x.transpose(2, 3)  # not contiguous
-        flat = x.reshape(5, 7, -1)
-        for positions in (True, False):
+        whole = x.reshape(5, 7, -1)
+        for flat, positions in [(f, p) for f in (whole, whole[:, 2:5]) for p in (True, False)]:  # contiguous or not
             values, means, nonzero, where = state._row_stats(flat, positions)
             assert torch.equal(values, flat.amax(dim=2)) and torch.equal(means, flat.mean(dim=2))
             assert torch.equal(nonzero, (flat != 0).sum(dim=2).to(dtype))
@@ -772,3 +772,22 @@ def test_row_statistics_are_bit_identical_to_whole_tensor_ops():
     assert torch.equal(state._stable_descending(candidates),
                        torch.sort(candidates, dim=1, descending=True, stable=True).indices)
     assert state._stable_descending(candidates)[0].tolist() == [3, 6, 0, 1, 2, 4, 5]
+
+
+def test_folding_channel_slices_on_threads_equals_one_fold(monkeypatch):
+    """Large outputs are folded by one thread per core, each a slice of the channels; forced here
+    for every layer (2 and 3 threads), the scan equals the one-thread fold bit for bit."""
+    from cnn_widgets.engine.scan import batch
+
+    net = integer_net()
+    images = integer_images()
+    monkeypatch.setattr(batch, "PARALLEL_ELEMENTS", 1 << 60)
+    one = net_scan(net, images, k=4, batch_size=5)
+    monkeypatch.setattr(batch, "PARALLEL_ELEMENTS", 1)
+    threads = torch.get_num_threads()
+    try:
+        for count in (2, 3):
+            torch.set_num_threads(count)
+            assert_same_scan(net_scan(net, images, k=4, batch_size=5), one)
+    finally:
+        torch.set_num_threads(threads)

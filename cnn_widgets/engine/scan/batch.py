@@ -6,13 +6,52 @@ workers fold into empty states and send the partial result to the driver.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from ..hooks import StopForward, on_outputs
 from .errors import ScanError
-from .state import fold
+from .state import LAYER_STATE_FIELDS, LayerState, fold
+
+#: Outputs with at least this many elements are folded by several threads, each a slice of the
+#: channels on one intra-op thread; smaller ones on the calling thread (one intra-op thread).
+PARALLEL_ELEMENTS = 1 << 18
+_POOL: list = [None, 0]
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # per thread (OpenMP): the caller keeps its own count
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if _POOL[1] != workers:
+        if _POOL[0] is not None:
+            _POOL[0].shutdown(wait=False)
+        _POOL[:] = [ThreadPoolExecutor(workers, thread_name_prefix="cnnw-scan", initializer=_one_thread), workers]
+    return _POOL[0]
+
+
+def fold_channels(name: str, output: torch.Tensor, start: int, old: LayerState, k: int, workers: int):
+    """:func:`.state.fold` of ``output`` with its channels split among ``workers`` threads.
+
+    Every number a fold computes belongs to one channel (its top-k, statistics and codes), so the
+    slices folded apart and put back side by side are the whole fold, bit for bit.
+    """
+    channels = output.shape[1]
+    bounds = [channels * i // workers for i in range(workers + 1)]
+    parts = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def one(part):
+        a, b = part
+        sliced = LayerState(*(getattr(old, f)[a:b] for f in LAYER_STATE_FIELDS))
+        return fold(name, output[:, a:b], start, sliced, k)
+
+    folded = list(_pool(workers).map(one, parts))
+    state = LayerState(*(torch.cat([getattr(s, f) for s, _ in folded]) for f in LAYER_STATE_FIELDS))
+    return state, np.concatenate([codes for _, codes in folded], axis=1)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -38,8 +77,12 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
 
     def fold_output(name: str, output: torch.Tensor) -> None:
         # The reductions are small and memory-bound: on a CPU they run faster on one thread than
-        # split across cores that the convolutions (or other processes) keep busy.
+        # split by OpenMP across cores that the convolutions (or other processes) keep busy; a
+        # large output is split by channels among one thread per core instead.
         threads = torch.get_num_threads()
+        if threads > 1 and output.device.type == "cpu" and output.numel() >= PARALLEL_ELEMENTS and output.shape[1] > 1:
+            pending[name] = fold_channels(name, output, start, layer_states[name], k, threads)
+            return
         if threads > 1 and output.device.type == "cpu":
             torch.set_num_threads(1)
         try:

@@ -151,24 +151,29 @@ def _row_stats(flat: torch.Tensor, positions: bool):
     if size == 1:  # a vector layer: its one value is the maximum and the mean, at position 0
         values = flat[:, :, 0]
         return values, values, values.sign().abs_(), (torch.zeros_like(values, dtype=torch.int64) if positions else None)
-    rows = flat.reshape(batch * channels, size)
-    values = torch.empty(batch * channels, dtype=flat.dtype, device=flat.device)
+    values = torch.empty(batch, channels, dtype=flat.dtype, device=flat.device)
     means = torch.empty_like(values)
     nonzero = torch.empty_like(values)
-    where = torch.empty(batch * channels, dtype=torch.int64, device=flat.device) if positions else None
-    step = max(1, CHUNK_ELEMENTS // max(size, 1)) if flat.device.type == "cpu" else batch * channels
-    for i in range(0, batch * channels, step):
-        chunk = rows[i : i + step]
-        if positions:
-            torch.max(chunk, dim=1, out=(values[i : i + step], where[i : i + step]))
-        else:
-            torch.amax(chunk, dim=1, out=values[i : i + step])
-        torch.mean(chunk, dim=1, out=means[i : i + step])
-        # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
-        # 2**24 positions) and is several times faster than summing a bool tensor.
-        torch.sum(chunk.sign().abs_(), dim=1, out=nonzero[i : i + step])
-    shape = (batch, channels)
-    return values.view(shape), means.view(shape), nonzero.view(shape), (where.view(shape) if positions else None)
+    where = torch.empty(batch, channels, dtype=torch.int64, device=flat.device) if positions else None
+    # chunks of contiguous rows: of the whole batch, or of one image for a slice of the channels
+    if flat.is_contiguous():
+        groups = [(flat.view(batch * channels, size), values.view(-1), means.view(-1), nonzero.view(-1),
+                   where.view(-1) if positions else None)]
+    else:
+        groups = [(flat[b], values[b], means[b], nonzero[b], where[b] if positions else None) for b in range(batch)]
+    for rows, value, mean, count, first in groups:
+        step = max(1, CHUNK_ELEMENTS // max(size, 1)) if flat.device.type == "cpu" else len(rows)
+        for i in range(0, len(rows), step):
+            chunk, part = rows[i : i + step], slice(i, i + step)
+            if positions:
+                torch.max(chunk, dim=1, out=(value[part], first[part]))
+            else:
+                torch.amax(chunk, dim=1, out=value[part])
+            torch.mean(chunk, dim=1, out=mean[part])
+            # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
+            # 2**24 positions) and is several times faster than summing a bool tensor.
+            torch.sum(chunk.sign().abs_(), dim=1, out=count[part])
+    return values, means, nonzero, where
 
 
 def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> tuple[LayerState, np.ndarray]:
