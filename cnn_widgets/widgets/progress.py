@@ -57,6 +57,8 @@ class Task:
     unit: str = ""
     last_push: float = 0.0
     reported: bool = False
+    shown: int = -1  # ``done`` of the partial result shown last
+    partial: Callable[[], dict] | None = None  # the latest partial result (shown on a Cancel if not yet)
 
 
 class PanelProgress(traitlets.HasTraits):
@@ -76,16 +78,18 @@ class PanelProgress(traitlets.HasTraits):
         task = getattr(self._local, "task", None)
         if task is None:
             return
-        task.done, task.total, task.unit = int(done), int(total), unit
+        task.done, task.total, task.unit, task.partial = int(done), int(total), unit, partial
         self._check(task)
-        now = time.perf_counter()
-        if done < total and now - task.last_push >= 1.0 / PUSHES_PER_S:
-            task.last_push = now
-            task.reported = True
-            traits = partial() if partial is not None else {}
-            self.pipeline.main.post(lambda: self._show_partial(task, traits))
+        if done < total and time.perf_counter() - task.last_push >= 1.0 / PUSHES_PER_S:
+            self._push_partial(task)
         self.model_turns.between_steps()
         self._check(task)  # a Cancel or a newer request may have come while others used the model
+
+    def _push_partial(self, task: Task) -> None:
+        task.last_push, task.reported, task.shown = time.perf_counter(), True, task.done
+        traits = task.partial() if task.partial is not None else {}
+        done, total = task.done, task.total
+        self.pipeline.main.post(lambda: self._show_partial(task, traits, done, total))
 
     def _check(self, task: Task) -> None:
         if self.pipeline.generation[task.name] != task.generation:
@@ -110,6 +114,8 @@ class PanelProgress(traitlets.HasTraits):
             if task.cancelled.is_set():  # a panel without progress calls: Cancel takes effect at its end
                 raise Cancelled()
         except Cancelled as stop:
+            if stop.by_user and task.shown != task.done and 0 < task.done < task.total:
+                self._push_partial(task)  # what was computed up to the Cancel is what stays shown
             post(lambda by_user=stop.by_user: self._stopped(task, by_user))  # (``stop`` is unbound after the block)
             return
         except Exception as exc:  # any failure is shown in the widget, which keeps working
@@ -139,14 +145,13 @@ class PanelProgress(traitlets.HasTraits):
             if background:
                 self._set_progress(task.name, {"state": "running", "done": 0, "total": 0, "message": "", "unit": ""})
 
-    def _show_partial(self, task: Task, traits: dict) -> None:
+    def _show_partial(self, task: Task, traits: dict, done: int, total: int) -> None:
         if not self._current(task):
             return  # (one computed before a Cancel is still shown: it is what the user saw coming)
         with self.hold_sync():
             for trait, value in traits.items():
                 setattr(self, trait, value)
-            self._set_progress(task.name, {"state": "running", "done": task.done, "total": task.total, "message": "",
-                                           "unit": task.unit})
+            self._set_progress(task.name, {"state": "running", "done": done, "total": total, "message": "", "unit": task.unit})
 
     def _finished(self, task: Task, result: dict, elapsed: float, background: bool) -> None:
         if not self._current(task):

@@ -58,7 +58,8 @@ function render({ model, el }) {
     let status = isBusy(model) ? "busy" : error ? "error" : "idle";
     const working = model.get("working") || "";
     // short texts in a fixed-width pill: the bar never reflows when the status changes
-    let text = status === "busy" ? `computing ${panelLabel(model, working)} ${workingFraction(model)}`.trimEnd() + "…"
+    const percent = workingFraction(model); // "occlusion 40%…" fits the pill where "computing occlusion 40%…" would not
+    let text = status === "busy" ? (percent ? `${panelLabel(model, working)} ${percent}…` : `computing ${panelLabel(model, working)}…`)
       : status === "error" ? "error ↓" : "ready";
     if (localStatus && status !== "busy") { status = localStatus.status; text = localStatus.text; }
     root.dataset.status = status;

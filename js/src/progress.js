@@ -6,13 +6,13 @@ import { h, listen } from "./dom.js";
 
 export const PROGRESS_CSS = `
 .cnnw-progress { display: flex; gap: 6px; align-items: center; font-size: 12px; color: #596173; margin: 2px 0 4px; min-height: 22px; }
-.cnnw-progress-bar { flex: 1 1 80px; min-width: 60px; max-width: 220px; height: 10px; accent-color: #4a7bd0; }
+.cnnw-progress-bar { flex: 1 1 60px; min-width: 40px; max-width: 160px; height: 10px; accent-color: #4a7bd0; }
 .cnnw-progress-text { flex: 0 1 auto; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
 .cnnw-explorer .cnnw-progress-button { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid #cfd5de; border-radius: 4px;
   background: #f7f8fa; color: #1d2330; cursor: pointer; }
 .cnnw-explorer .cnnw-progress-button:hover { border-color: #4a7bd0; }
-.cnnw-progress[data-state="cancelled"] .cnnw-progress-text { color: #7a5600; }
-.cnnw-progress[data-state="error"] .cnnw-progress-text { color: #9b1c1c; }
+.cnnw-progress[data-state="cancelled"] .cnnw-progress-text { color: #7a5600; white-space: normal; flex: 1 1 auto; }
+.cnnw-progress[data-state="error"] .cnnw-progress-text { color: #9b1c1c; white-space: normal; flex: 1 1 auto; }
 .cnnw-progress[data-state="cancelled"] .cnnw-progress-bar, .cnnw-progress[data-state="error"] .cnnw-progress-bar { display: none; }
 .cnnw-explorer .cnnw-cancel-all { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid #e0b64a; border-radius: 10px;
   background: #fff8e6; color: #7a5600; cursor: pointer; }
@@ -31,7 +31,7 @@ export function progressText(info) {
   if (state === "running") {
     const fraction = progressFraction(info);
     if (fraction === null) return "computing…";
-    return `${info.done} of ${info.total}${info.unit ? ` ${info.unit}` : ""} (${Math.round(100 * fraction)}%)`;
+    return `${info.done}/${info.total}${info.unit ? ` ${info.unit}` : ""} (${Math.round(100 * fraction)}%)`;
   }
   if (state === "cancelled") return info.message || "cancelled";
   if (state === "error") return `error: ${info.message || "see the message above"}`;
@@ -92,7 +92,7 @@ export function panelProgress(model, panel) {
   return { el: part.el, info: () => (model.get("progress") || {})[panel] || {}, cleanup: off };
 }
 
-/** "40%" of the panel the kernel is computing, or "" (for the status line). */
+/** "40%" of the panel the kernel is computing, or "" (for the short status line). */
 export function workingFraction(model) {
   const info = (model.get("progress") || {})[model.get("working") || ""];
   const fraction = info && info.state === "running" ? progressFraction(info) : null;

@@ -8,7 +8,7 @@ test("fraction and text of a running computation, unknown totals are indetermina
   assert.equal(progressFraction({ state: "running", done: 24, total: 81 }), 24 / 81);
   assert.equal(progressFraction({ state: "running", done: 0, total: 0 }), null);
   assert.equal(progressFraction({ done: 90, total: 81 }), 1);
-  assert.equal(progressText({ state: "running", done: 24, total: 81, unit: "windows" }), "24 of 81 windows (30%)");
+  assert.equal(progressText({ state: "running", done: 24, total: 81, unit: "windows" }), "24/81 windows (30%)");
   assert.equal(progressText({ state: "running", done: 0, total: 0 }), "computing…");
   assert.equal(progressText({ state: "cancelled", message: "cancelled after 15 of 49 windows" }), "cancelled after 15 of 49 windows");
   assert.equal(progressText({ state: "error", message: "RuntimeError: boom" }), "error: RuntimeError: boom");

@@ -20,7 +20,8 @@ from cnn_widgets.engine.occlusion import window_positions
 from cnn_widgets.widgets import scheduler
 from cnn_widgets.widgets.panels.occlusion import batch_size, occlusion_display
 
-WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: 10 batches of 5
+WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: 4 batches of 13
+STEP = batch_size(49)
 
 
 def front_end_update(widget, **state):
@@ -146,7 +147,7 @@ def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(exp
     halfway, cancel_sent = threading.Event(), threading.Event()
 
     def on_batch(done, total):
-        if done >= 15:  # a slow batch: the Cancel click arrives while it runs
+        if done >= 2 * STEP:  # a slow batch: the Cancel click arrives while it runs
             halfway.set()
             cancel_sent.wait(30)
 
@@ -163,13 +164,13 @@ def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(exp
     cancel_sent.set()
     assert explorer.pipeline.wait(60)
 
-    assert seen[-1][0] == 15  # stopped at the batch where Cancel came in
-    assert explorer.progress["occlusion"] == {"state": "cancelled", "done": 15, "total": 49,
-                                              "message": "cancelled after 15 of 49 windows", "unit": "windows"}
+    assert seen[-1][0] == 2 * STEP  # stopped at the batch where Cancel came in
+    assert explorer.progress["occlusion"] == {"state": "cancelled", "done": 2 * STEP, "total": 49,
+                                              "message": f"cancelled after {2 * STEP} of 49 windows", "unit": "windows"}
     assert explorer.status == "idle" and explorer.error == "" and explorer.result_seq == explorer.request_seq == 1
     assert not explorer.pipeline.pending and explorer.pipeline._worker is None
     # what was drawn stays, marked as partial
-    assert explorer.occlusion_info["done"] < 49 and explorer.occlusion_pending is not None
+    assert explorer.occlusion_info["done"] == 2 * STEP and explorer.occlusion_pending is not None  # as the message says
     assert explorer.occlusion_pending.any()
     assert_untouched(net.model, before_model)
     after_state = {k: v for k, v in explorer.get_state().items() if k in before_state}
@@ -243,9 +244,9 @@ def test_a_layer_click_is_computed_between_two_occlusion_batches(explorer, net, 
     halfway = threading.Event()
 
     def on_batch(done, total):
-        if done >= 10:
+        if done >= STEP:
             halfway.set()
-            time.sleep(0.3)  # slow batches: the click comes in while occlusion runs
+            time.sleep(0.5)  # slow batches: the click comes in while occlusion runs
 
     spy_occlusion(monkeypatch, net, on_batch)
     front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
