@@ -3,12 +3,13 @@
 /**
  * Draw C maps (uint8, [C, h, w] row-major) into an RGBA buffer laid out by `layout`.
  * Tile pixel (ty, tx) shows map value (floor(ty * h / tile), floor(tx * w / tile)) through lut.
+ * Gaps get `background` ([r, g, b] opaque, or [r, g, b, a] with a 0-255: 0 lets the page show through).
  */
 export function renderTiles(maps, channels, h, w, layout, lut, background = [255, 255, 255]) {
   const { width, height, tile, gap, cols } = layout;
   const rgba = new Uint8ClampedArray(width * height * 4);
   for (let i = 0; i < rgba.length; i += 4) {
-    rgba[i] = background[0]; rgba[i + 1] = background[1]; rgba[i + 2] = background[2]; rgba[i + 3] = 255;
+    rgba[i] = background[0]; rgba[i + 1] = background[1]; rgba[i + 2] = background[2]; rgba[i + 3] = background[3] ?? 255;
   }
   const sx = new Int32Array(tile), sy = new Int32Array(tile);
   for (let t = 0; t < tile; t++) { sx[t] = Math.floor((t * w) / tile); sy[t] = Math.floor((t * h) / tile); }
@@ -22,7 +23,7 @@ export function renderTiles(maps, channels, h, w, layout, lut, background = [255
       let o = ((y0 + ty) * width + x0) * 4;
       for (let tx = 0; tx < tile; tx++, o += 4) {
         const v = maps[row + sx[tx]] * 3;
-        rgba[o] = lut[v]; rgba[o + 1] = lut[v + 1]; rgba[o + 2] = lut[v + 2];
+        rgba[o] = lut[v]; rgba[o + 1] = lut[v + 1]; rgba[o + 2] = lut[v + 2]; rgba[o + 3] = 255;
       }
     }
   }

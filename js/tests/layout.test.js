@@ -58,6 +58,11 @@ test("renderTiles samples maps by nearest neighbour through the LUT", () => {
     }
   }
   assert.deepEqual([...rgba.slice(0, 4)], [255, 255, 255, 255], "gap pixels are the background");
+  const clear = renderTiles(maps, C, h, w, layout, lut, [0, 0, 0, 0]);
+  assert.deepEqual([...clear.slice(0, 4)], [0, 0, 0, 0], "a transparent background leaves the gaps see-through");
+  const [x0, y0] = tileOrigin(layout, 2);
+  const o = (y0 * layout.width + x0) * 4;
+  assert.deepEqual([...clear.slice(o, o + 4)], [maps[12], 255 - maps[12], 7, 255], "tiles stay opaque");
 });
 
 test("blendHeat: zero opacity is the image, full opacity at 255 is the colour", () => {

@@ -72,7 +72,7 @@ function mount(model) {
     const { C, hh, ww } = data;
     layout = fmapLayout(C, hh, ww, width);
     const name = model.get("colormap");
-    const rgba = renderTiles(data.maps, C, hh, ww, layout, lut(name), [255, 255, 255]);
+    const rgba = renderTiles(data.maps, C, hh, ww, layout, lut(name), [0, 0, 0, 0]); // gaps show the panel (light or dark theme)
     overlay.width = layout.width; overlay.height = layout.height;
     Object.assign(canvas.dataset, { channels: String(C), cols: String(layout.cols), tile: String(layout.tile),
       gap: String(layout.gap), colormap: name });
