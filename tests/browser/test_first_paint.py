@@ -140,6 +140,21 @@ def test_first_canvas_is_drawn_before_the_slow_panels_finish(lab_page, cell):
     assert any(text.startswith("computing") for text in got["statusTexts"]) and got["statusTexts"][-1] == "ready"
 
 
+def test_first_paint_when_every_panel_is_computed_in_the_constructor(lab_page):
+    """The behaviour before the slow panels moved to the worker, measured beside it for the record."""
+    nb, page = lab_page, lab_page.page
+    start_watch(page)
+    t0 = run_timed(nb, "from cnn_widgets.widgets import scheduler as _scheduler\n"
+                       "_in_kernel, _scheduler.in_kernel = _scheduler.in_kernel, lambda: False\n"
+                       "try:\n    explorer = cw.Explorer(net)\nfinally:\n    _scheduler.in_kernel = _in_kernel\nexplorer")
+    wait_for(page, "() => window.__cnnwFirstPaint.idleAfterOcclusion !== null")
+    got = watched(page)
+    record([f"[lab] cw.Explorer(net) with every panel computed in the constructor (before): first non-blank canvas "
+            f"{got['firstCanvas'] / 1000 - t0:.2f} s after the cell started; occlusion whole at {got['occlusionDone'] / 1000 - t0:.2f} s"])
+    # it really was synchronous: the occlusion map arrived whole, no progress was ever shown
+    assert got["progressFraction"] is None and got["occlusionPartialAt"] is None
+
+
 def test_progress_bar_partial_map_and_cancel(lab_page):
     nb, page = lab_page, lab_page.page
     start_watch(page)
