@@ -26,9 +26,9 @@ ALL_CELLS = -1
 ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
 #: Panels whose engine method takes a class or a unit only (what their error says while the target is a direction)
 NO_DIRECTION = ("occlusion", "tree")
-#: Their error (the Explorer writes it once, after the names of the panels that raise it)
-DIRECTION_REFUSED = ("these explain a class or a unit, not an atlas cell's direction (saliency and the Visualise tab "
-                     "show it); pick a class or the selected unit under 'explain' to see them")
+#: Their error (shown in each of them, and once in the Explorer's error line)
+DIRECTION_REFUSED = ("occlusion and the contribution tree explain a class or a unit, not an atlas cell's direction "
+                     "(saliency and the Visualise tab show it); pick a class or the selected unit under 'explain' for them")
 
 
 class AtlasTab(traitlets.HasTraits):

@@ -112,7 +112,7 @@ def test_atlas_draws_hovers_explains_and_zooms(open_notebook):
                            setup="explorer.compute()")
     assert state[0] == "atlas" and state[1]["row"] == row and state[1]["col"] == col
     assert state[2] == label != before
-    assert "tree, occlusion: these explain a class or a unit, not an atlas cell's direction" in state[3]
+    assert "occlusion and the contribution tree explain a class or a unit, not an atlas cell's direction" in state[3]
 
     # the wheel zooms about the cursor: the same cell stays under it, and the picture is drawn at the new scale
     _, _, got = drawn(page)
