@@ -6,8 +6,8 @@ import { h, listen } from "./dom.js";
 
 export const PROGRESS_CSS = `
 .cnnw-progress { display: flex; gap: 6px; align-items: center; font-size: 12px; color: #596173; margin: 2px 0 4px; min-height: 22px; }
-.cnnw-progress-bar { flex: 1 1 60px; min-width: 40px; max-width: 160px; height: 10px; accent-color: #4a7bd0; }
-.cnnw-progress-text { flex: 0 1 auto; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
+.cnnw-progress-bar { flex: 1 1 30px; min-width: 24px; max-width: 160px; height: 10px; accent-color: #4a7bd0; }
+.cnnw-progress-text { flex: 0 0 auto; max-width: calc(100% - 110px); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
 .cnnw-explorer .cnnw-progress-button { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid #cfd5de; border-radius: 4px;
   background: #f7f8fa; color: #1d2330; cursor: pointer; }
 .cnnw-explorer .cnnw-progress-button:hover { border-color: #4a7bd0; }

@@ -24,8 +24,7 @@ function mount(model) {
   const canvas = h("canvas", { class: "cnnw-viz", width: 1, height: 1, "data-version": "0", "data-request": "-1",
     style: `width:${SHOWN}px;height:${SHOWN}px;image-rendering:pixelated;background:#eee` });
   const curve = h("canvas", { class: "cnnw-viz-curve", width: 240, height: 90, title: "objective per step" });
-  const progress = progressBar({ onCancel: () => model.send({ type: "visualize", action: "stop" }),
-    onRetry: () => model.send({ type: "visualize", action: "start" }), retryText: "Start again" });
+  const progress = progressBar({ title: "steps done" }); // no button of its own: Start / Stop above is the one
   progress.el.classList.add("cnnw-viz-progress");
   const button = h("button", { type: "button", class: "cnnw-viz-start", text: "Start" });
   const caption = h("div", { class: "cnnw-caption" });
