@@ -149,6 +149,13 @@ def test_a_new_image_model_state_or_rule_runs_a_fresh_pass_and_the_answer_is_nev
         assert torch.equal(net.saliency(y, 0, "guided_backprop"), fresh(net, y, 0, "guided_backprop"))
         net.model[7] = nn.Linear(8, 4).double()  # a replaced module
         assert torch.equal(net.saliency(y, 0, "guided_backprop"), fresh(net, y, 0, "guided_backprop"))
+        # a forward hook the user adds (and removes) between two calls changes what the model computes
+        before = net.saliency(y, 0, "gradient")
+        handle = net.model[3].register_forward_hook(lambda module, args, out: out * 3.0)
+        hooked = net.saliency(y, 0, "gradient")
+        handle.remove()
+        torch.testing.assert_close(hooked, 3.0 * before, rtol=1e-12, atol=0)
+        assert torch.equal(net.saliency(y, 0, "gradient"), before)
 
 
 def test_one_graph_at_most_released_with_the_network_and_methods_over_many_inputs_keep_none():
@@ -173,13 +180,13 @@ def test_a_refused_target_leaves_the_kept_graph_and_the_model_alone():
     net = small_net()
     x = torch.randn(3, 12, 12, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     before = snapshot(net.model)
-    first = net.saliency(x, 0, "gradient")
-    kept = graph_cache.kept(net)
-    with pytest.raises(cw.TargetError):
-        net.saliency(x, 9, "gradient")
-    with pytest.raises(cw.TargetError):
-        net.saliency(x, Direction("3", torch.ones(3)), "gradient")
-    assert graph_cache.kept(net) is kept
-    with Forwards(net.model) as forwards:
-        assert torch.equal(net.saliency(x, 0, "gradient"), first) and forwards.count == 0
+    with Forwards(net.model) as forwards:  # its hook is part of the graph's key: there from the start
+        first = net.saliency(x, 0, "gradient")
+        kept = graph_cache.kept(net)
+        with pytest.raises(cw.TargetError):
+            net.saliency(x, 9, "gradient")
+        with pytest.raises(cw.TargetError):
+            net.saliency(x, Direction("3", torch.ones(3)), "gradient")
+        assert graph_cache.kept(net) is kept
+        assert torch.equal(net.saliency(x, 0, "gradient"), first) and forwards.count == 1
     assert_unchanged(net.model, before)
