@@ -17,6 +17,12 @@ class Panel:
     returns ``{trait name: value}``; the explorer sets them all at once, or shows the error raised.
     Which trait changes recompute a panel is not written here but in the table of
     ``panels/__init__.py``. A panel may keep caches; ``forget`` drops them (new network or image).
+
+    A slow panel (``background=True`` in the table) runs in a worker thread in a kernel; between two
+    pieces of its work it calls ``explorer.report_progress(done, total, partial, unit=...)``
+    (``progress.py``), which moves the progress bar, shows ``partial()``'s traits, lets other
+    computations use the model, and raises ``Cancelled`` when the user cancels or a newer request
+    comes in. A panel that never calls it is cancelled at its end (its result is then dropped).
     """
 
     name: ClassVar[str]  # the key of the panel in the table, ``timings`` and ``working``
