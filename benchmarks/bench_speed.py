@@ -2,7 +2,8 @@
 
 Run:  python benchmarks/bench_speed.py            (full: 3 repeats; about 30-40 minutes on 2 idle cores)
       python benchmarks/bench_speed.py --quick    (1 repeat of occlusion, fewer of the rest: about 10 minutes)
-      ... --skip occlusion (the other rows alone, 2-4 minutes), --threads 1 (steadier on a loaded machine)
+      ... --skip occlusion (the other rows alone, 2-4 minutes); --threads 1 --cpu-time: the tree and
+      scan rows in CPU seconds on one thread, a measure of work that a loaded machine does not distort
 
 Rows, all on the CPU with torch's default thread count, each a ratio of medians of interleaved
 repeats (A, B, A, B, ... so that a noisy neighbour slows every side alike):
@@ -40,6 +41,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cnn_widgets as cw  # noqa: E402
 
+CLOCK = [time.perf_counter]  # --cpu-time: time.process_time (CPU seconds of all threads; steady under load)
+
+
+def clock() -> float:
+    return CLOCK[0]()
+
 
 def interleaved(functions: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds of each function over ``repeats`` rounds, the functions interleaved in every round."""
@@ -49,9 +56,9 @@ def interleaved(functions: dict, repeats: int, warmup: int = 1) -> dict[str, flo
             fn()
     for _ in range(repeats):
         for name, fn in functions.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -86,15 +93,15 @@ def tree_row(repeats: int) -> dict:
     for i in range(repeats + 1):  # the first round warms up
         root_level()
         with tree_walk.reference_path():
-            start = time.perf_counter()
+            start = clock()
             net.contribution_tree(cat, target, depth=1, k=5, path=child)
-            plain = time.perf_counter() - start
-        start = time.perf_counter()
+            plain = clock() - start
+        start = clock()
         net.contribution_tree(cat, target, depth=1, k=5, path=child, pictures=False)
-        scores = time.perf_counter() - start
-        start = time.perf_counter()
+        scores = clock() - start
+        start = clock()
         net.contribution_tree(cat, target, depth=1, k=5, path=child)
-        pictures = time.perf_counter() - start
+        pictures = clock() - start
         if i:
             times["plain"].append(plain)
             times["scores"].append(scores)
@@ -144,9 +151,13 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["occlusion", "tree", "saliency", "scan"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is far steadier on a loaded machine)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time the tree and scan rows in CPU seconds (with --threads 1: the work, whatever the load)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
     occlusion_repeats = args.repeats or (1 if args.quick else 3)
     small_repeats = 3 if args.quick else 7
 
