@@ -149,8 +149,10 @@ def test_first_paint_when_every_panel_is_computed_in_the_constructor(lab_page):
                        "try:\n    explorer = cw.Explorer(net)\nfinally:\n    _scheduler.in_kernel = _in_kernel\nexplorer")
     wait_for(page, "() => window.__cnnwFirstPaint.idleAfterOcclusion !== null")
     got = watched(page)
+    timings = nb.kernel_json("explorer.timings")
     record([f"[lab] cw.Explorer(net) with every panel computed in the constructor (before): first non-blank canvas "
-            f"{got['firstCanvas'] / 1000 - t0:.2f} s after the cell started; occlusion whole at {got['occlusionDone'] / 1000 - t0:.2f} s"])
+            f"{got['firstCanvas'] / 1000 - t0:.2f} s after the cell started; occlusion whole at {got['occlusionDone'] / 1000 - t0:.2f} s",
+            f"    kernel timings (s): {json.dumps(timings)}"])
     # it really was synchronous: the occlusion map arrived whole, no progress was ever shown
     assert got["progressFraction"] is None and got["occlusionPartialAt"] is None
 
