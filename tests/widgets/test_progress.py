@@ -295,3 +295,28 @@ def test_in_an_event_loop_results_are_set_by_the_loop(explorer, net, monkeypatch
     assert seen and {s[3] for s in seen} == {"cnn_widgets-panels"}
     assert threads and all(t is threading.main_thread() for t in threads)
     assert explorer.occlusion_info["done"] == 49 and explorer.result_seq == 1
+
+
+def test_the_bar_s_cancel_stops_every_slow_panel(explorer, net, monkeypatch):
+    as_in_a_kernel(explorer)
+    started, release = threading.Event(), threading.Event()
+    real = net.saliency
+
+    def slow_saliency(*args, **kwargs):  # the first slow panel; it has no progress calls: cancelled at its end
+        started.set()
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(net, "saliency", slow_saliency)
+    before_model, before_saliency = fingerprint(net.model), explorer.saliency.copy()
+    front_end_update(explorer, target="unit", request_seq=1)
+    assert started.wait(60)
+    front_end_message(explorer, {"type": "cancel"})  # the status line's Cancel: no panel named
+    release.set()
+    assert explorer.pipeline.wait(120)
+    states = {p: explorer.progress[p]["state"] for p in ("saliency", "tree", "occlusion")}
+    assert states == {"saliency": "cancelled", "tree": "cancelled", "occlusion": "cancelled"}
+    assert explorer.progress["tree"]["message"] == "cancelled before it started"
+    np.testing.assert_array_equal(explorer.saliency, before_saliency)  # the finished but cancelled result is dropped
+    assert explorer.status == "idle" and explorer.result_seq == 1 and explorer.error == ""
+    assert_untouched(net.model, before_model)
