@@ -246,8 +246,9 @@ def occlusion(
         ``tau`` of its map is cut to that, centred (approximate; ``None``: exact).
     drill_down
         Krypton's adaptive drill-down: the fraction in ``(0, 1]`` of windows run at ``stride``,
-        those where a first pass at stride ``min(window, 2*stride)`` found the largest drops; the
-        others take that first pass's mean over their square (approximate; ``None``: all windows).
+        those where a first pass at stride ``min(window, 2*stride)`` found the largest drops; a
+        window at a corner of the first pass keeps its (exact) value from it and is not run again,
+        the others take the first pass's mean over their square (approximate; ``None``: all windows).
     callback
         ``callback(done, total, heat)`` after every batch: windows done, windows in all, and the
         ``[H, W]`` heat map of the windows done so far (NaN where none is yet). Raise to stop.
@@ -287,7 +288,13 @@ def occlusion(
     coarse = None
     if drill_down is not None and coarse_stride > stride:
         coarse = window_positions(size, window, coarse_stride)
-    total = len(corners) if coarse is None else len(coarse[0]) * len(coarse[1]) + math.ceil(drill_down * len(corners))
+    shared: dict[int, int] = {}  # fine window -> the first pass's window at the same corner (its value is exact)
+    if coarse is not None:
+        fine_index = {corner: i for i, corner in enumerate(corners)}
+        coarse_corners = [(t, l) for t in coarse[0] for l in coarse[1]]
+        shared = {fine_index[c]: j for j, c in enumerate(coarse_corners) if c in fine_index}
+        keep = min(math.ceil(drill_down * len(corners)), len(corners) - len(shared))
+    total = len(corners) if coarse is None else len(coarse_corners) + keep
     show = total > 64 if progress is None else progress
     bar = None
     if show:
@@ -304,7 +311,6 @@ def occlusion(
             todo = list(range(len(corners)))
             offset = 0
             if coarse is not None:
-                coarse_corners = [(t, l) for t in coarse[0] for l in coarse[1]]
                 shape = (len(coarse[0]), len(coarse[1]))
 
                 def coarse_batch(done, values):
@@ -315,9 +321,13 @@ def occlusion(
 
                 values = _scan(evaluate, coarse_corners, batch_size, bar, coarse_batch)
                 estimate = window_means(heat_map(values.view(shape), window, coarse_stride, size), corners, window)
-                keep = math.ceil(drill_down * len(corners))
-                todo = sorted(estimate.topk(keep).indices.tolist())
                 drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
+                rank = estimate.clone()
+                if shared:  # a window the first pass ran at the same corner is exact already: never run twice
+                    at = torch.tensor(list(shared), dtype=torch.long)
+                    drops[at] = values[torch.tensor(list(shared.values()), dtype=torch.long)].to(drops.dtype)
+                    rank[at] = -math.inf
+                todo = sorted(rank.topk(keep).indices.tolist())
                 offset = len(coarse_corners)
 
             def fine_batch(done, values):

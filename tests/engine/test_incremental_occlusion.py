@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -204,9 +206,17 @@ def test_approximate_modes_report_their_error_and_save_work():
     assert approx.error["max_abs"] == pytest.approx(float((approx.heat - exact.heat).abs().max()), rel=1e-9)
     drilled = net.occlusion(x, 1, result=True, drill_down=0.25, compare=True, **options)
     assert drilled.windows < exact.windows and not drilled.exact and drilled.error["correlation"] > 0.5
-    # drilling into every window is the exact map
+    # the first pass ran at stride 16, the even corners of the stride-8 grid: those windows are exact
+    # and never run twice; the drilled ones are exact too
+    torch.testing.assert_close(drilled.grid[::2, ::2], exact.grid[::2, ::2])
+    coarse = exact.grid[::2, ::2].numel()
+    assert drilled.windows == coarse + math.ceil(0.25 * exact.windows)
+    ran = (drilled.grid - exact.grid).abs() <= 1e-9 * float(exact.grid.abs().max())
+    assert int(ran.sum()) >= drilled.windows  # shared + drilled windows are exact (others estimated)
+    # drilling into every window is the exact map, with each window run once
     everything = net.occlusion(x, 1, result=True, drill_down=1.0, **options)
     torch.testing.assert_close(everything.grid, exact.grid)
+    assert everything.windows == exact.windows
     # tau = 1 cuts nothing
     torch.testing.assert_close(net.occlusion(x, 1, result=True, approx=1.0, **options).grid, exact.grid)
 
