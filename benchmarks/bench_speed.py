@@ -176,7 +176,9 @@ def main() -> None:
             print(f"{r['model']:10} {r['window']:7} {r['captum_s']:8.2f} {r['exact_s']:7.2f} {r['speedup']:12.2f} "
                   f"{r['limit']:6.2f} {r['approx_s']:8.2f} {r['approx_speedup']:13.2f} {r['approx_limit']:6.2f} "
                   f"{r['corr']:6.3f}   (goals {goal:g}x exact, 20x approx at corr 0.95)"
-                  + ("" if r["method"] == "incremental" else "  (full recomputation!)"), flush=True)
+                  + ("" if r["method"] == "incremental" else "  (full recomputation!)")
+                  # a ratio above its FLOP limit means one side was slowed by something else (load)
+                  + ("  [exact ratio > its limit: disturbed run]" if r["speedup"] > 1.1 * r["limit"] else ""), flush=True)
         print(f"  {load()}\n")
 
     if "tree" not in args.skip:
