@@ -13,8 +13,9 @@ picture, in parallel (:func:`pictures`).
 A kept walk serves a call only if it would give exactly what a fresh pass gives:
 
 * the input: the very values (``torch.equal``, same shape, dtype and device);
-* the model: its modules, and the storage and version counter of every parameter and buffer (an
-  optimiser step, ``load_state_dict`` or ``p.data = ...`` changes one of them);
+* the model: :func:`.graph_cache.state_key` -- its modules, the storage and version counter of
+  every parameter and buffer (an optimiser step, ``load_state_dict`` or ``p.data = ...`` changes
+  one of them), its forward hooks and train/eval flags;
 * the backward rule, and the root unit (layer, channel, reduce, position).
 
 Anything else builds a fresh walk, after the kept one is dropped (never two graphs at once). At most
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
-from .structure import modules_key
+from .graph_cache import state_key
 from .targets import Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,13 +72,6 @@ def reference_path() -> Iterator[None]:
         yield
     finally:
         _FAST.off = previous
-
-
-def state_key(net: "NetworkBase") -> tuple:
-    """What the model computes: its modules, and the storage and version of every parameter and buffer."""
-    model = net.model
-    tensors = (*model.parameters(), *model.buffers())
-    return modules_key(model), tuple((t.data_ptr(), t._version) for t in tensors)
 
 
 class _Lru(OrderedDict):

@@ -285,7 +285,7 @@ def test_expansions_through_the_kept_walk_equal_fresh_computations(net, monkeypa
     torch.testing.assert_close(root.raw_picture, reference)
 
 
-@pytest.mark.parametrize("change", ["weights", "image", "rule", "root", "buffer"])
+@pytest.mark.parametrize("change", ["weights", "image", "rule", "root", "buffer", "hook"])
 def test_a_kept_walk_never_serves_a_changed_model_image_rule_or_root(change):
     from cnn_widgets.engine import tree_walk
 
@@ -308,6 +308,8 @@ def test_a_kept_walk_never_serves_a_changed_model_image_rule_or_root(change):
         x[0, 0, 0] += 1.0
     elif change == "rule":
         args["rule"] = "guided"
+    elif change == "hook":
+        model[2].register_forward_hook(lambda module, inputs, output: output * 3)
     else:
         args["unit"] = 3
     again = net.contribution_tree(x, depth=2, k=2, **args)
