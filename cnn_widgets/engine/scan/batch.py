@@ -34,12 +34,17 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def fold_channels(name: str, output: torch.Tensor, start: int, old: LayerState, k: int, workers: int):
-    """:func:`.state.fold` of ``output`` with its channels split among ``workers`` threads.
+def fold_channels(name: str, output: torch.Tensor, start: int, old: LayerState, k: int, workers: int,
+                  threads: int | None = None):
+    """:func:`.state.fold` of ``output`` on worker threads (one intra-op thread each, ``threads`` of
+    them), its channels split into ``workers`` slices.
 
     Every number a fold computes belongs to one channel (its top-k, statistics and codes), so the
     slices folded apart and put back side by side are the whole fold, bit for bit.
     """
+    pool = _pool(threads or workers)
+    if workers <= 1:
+        return pool.submit(fold, name, output, start, old, k).result()
     channels = output.shape[1]
     bounds = [channels * i // workers for i in range(workers + 1)]
     parts = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
@@ -49,7 +54,7 @@ def fold_channels(name: str, output: torch.Tensor, start: int, old: LayerState, 
         sliced = LayerState(*(getattr(old, f)[a:b] for f in LAYER_STATE_FIELDS))
         return fold(name, output[:, a:b], start, sliced, k)
 
-    folded = list(_pool(workers).map(one, parts))
+    folded = list(pool.map(one, parts))
     state = LayerState(*(torch.cat([getattr(s, f) for s, _ in folded]) for f in LAYER_STATE_FIELDS))
     return state, np.concatenate([codes for _, codes in folded], axis=1)
 
@@ -77,19 +82,17 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
 
     def fold_output(name: str, output: torch.Tensor) -> None:
         # The reductions are small and memory-bound: on a CPU they run faster on one thread than
-        # split by OpenMP across cores that the convolutions (or other processes) keep busy; a
-        # large output is split by channels among one thread per core instead.
+        # split by OpenMP across cores that the convolutions (or other processes) keep busy. They
+        # run on worker threads that keep one intra-op thread each (a large output split by
+        # channels among one per core), so this thread's OpenMP team is never resized: switching
+        # torch.set_num_threads between 1 and 2 around every layer made a 2-thread scan of
+        # AlexNet 3x slower than its forward pass on a loaded machine.
         threads = torch.get_num_threads()
-        if threads > 1 and output.device.type == "cpu" and output.numel() >= PARALLEL_ELEMENTS and output.shape[1] > 1:
-            pending[name] = fold_channels(name, output, start, layer_states[name], k, threads)
-            return
         if threads > 1 and output.device.type == "cpu":
-            torch.set_num_threads(1)
-        try:
+            parts = threads if output.numel() >= PARALLEL_ELEMENTS and output.shape[1] > 1 else 1
+            pending[name] = fold_channels(name, output, start, layer_states[name], k, parts, threads)
+        else:
             pending[name] = fold(name, output, start, layer_states[name], k)
-        finally:
-            if torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)
 
     modules = {name: net.layer(name)._module for name in layers}
     with on_outputs(modules, fold_output, stop_after=True):
