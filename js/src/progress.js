@@ -5,17 +5,17 @@
 import { h, listen } from "./dom.js";
 
 export const PROGRESS_CSS = `
-.cnnw-progress { display: flex; gap: 6px; align-items: center; font-size: 12px; color: #596173; margin: 2px 0 4px; min-height: 22px; }
-.cnnw-progress-bar { flex: 1 1 30px; min-width: 24px; max-width: 160px; height: 10px; accent-color: #4a7bd0; }
+.cnnw-progress { display: flex; gap: 6px; align-items: center; font-size: 12px; color: var(--cnnw-muted, #596173); margin: 2px 0 4px; min-height: 22px; }
+.cnnw-progress-bar { flex: 1 1 30px; min-width: 24px; max-width: 160px; height: 10px; accent-color: var(--cnnw-accent, #4a7bd0); }
 .cnnw-progress-text { flex: 0 0 auto; max-width: calc(100% - 110px); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; font-variant-numeric: tabular-nums; }
-.cnnw-explorer .cnnw-progress-button { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid #cfd5de; border-radius: 4px;
-  background: #f7f8fa; color: #1d2330; cursor: pointer; }
-.cnnw-explorer .cnnw-progress-button:hover { border-color: #4a7bd0; }
-.cnnw-progress[data-state="cancelled"] .cnnw-progress-text { color: #7a5600; white-space: normal; flex: 1 1 auto; }
-.cnnw-progress[data-state="error"] .cnnw-progress-text { color: #9b1c1c; white-space: normal; flex: 1 1 auto; }
+.cnnw-explorer .cnnw-progress-button { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid var(--cnnw-control-border, #cfd5de); border-radius: 4px;
+  background: var(--cnnw-surface, #f7f8fa); color: var(--cnnw-fg, #1d2330); cursor: pointer; }
+.cnnw-explorer .cnnw-progress-button:hover { border-color: var(--cnnw-accent, #4a7bd0); }
+.cnnw-progress[data-state="cancelled"] .cnnw-progress-text { color: var(--cnnw-busy-fg, #7a5600); white-space: normal; flex: 1 1 auto; }
+.cnnw-progress[data-state="error"] .cnnw-progress-text { color: var(--cnnw-err-fg, #9b1c1c); white-space: normal; flex: 1 1 auto; }
 .cnnw-progress[data-state="cancelled"] .cnnw-progress-bar, .cnnw-progress[data-state="error"] .cnnw-progress-bar { display: none; }
 .cnnw-explorer .cnnw-cancel-all { flex: none; font-size: 12px; padding: 1px 8px; border: 1px solid #e0b64a; border-radius: 10px;
-  background: #fff8e6; color: #7a5600; cursor: pointer; }
+  background: var(--cnnw-busy-bg, #fff8e6); color: var(--cnnw-busy-fg, #7a5600); cursor: pointer; }
 `;
 
 /** The fraction done in [0, 1], or null when unknown (an indeterminate bar). */
