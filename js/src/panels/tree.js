@@ -7,6 +7,7 @@ import { decodeArray } from "../buffers.js";
 import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
+import { panelProgress } from "../progress.js";
 
 const PREVIEW = 240; // CSS px of the enlarged whole picture
 
@@ -39,9 +40,10 @@ function mount(model) {
   const previewCanvas = h("canvas", { class: "cnnw-tree-full", width: PREVIEW, height: PREVIEW });
   const previewText = h("div", { class: "cnnw-caption" });
   const preview = h("div", { class: "cnnw-tree-preview", hidden: true }, previewCanvas, previewText);
+  const progress = panelProgress(model, "tree"); // the same bar and Cancel as occlusion
   const el = h("div", { class: "cnnw-panel cnnw-tree-panel" }, h("h3", { text: "Contribution tree (which features below made this one fire)" }),
     h("div", { class: "cnnw-tree-head" }, up, rootButton, heading, h("span", { class: "cnnw-tree-hint", text: "pictures cropped to where they are strong; hover one for the whole picture" })),
-    body, preview);
+    progress.el, body, preview);
 
   const setPath = (path) => commit(model, { tree_path: path });
   up.addEventListener("click", () => setPath(model.get("tree_path").slice(0, -1)));
@@ -136,7 +138,7 @@ function mount(model) {
   }
   const off = listen(model, ["tree", "tree_pictures", "tree_full"], draw);
   draw();
-  return { el, cleanup: off };
+  return { el, cleanup: () => { off(); progress.cleanup(); } };
 }
 
 export default { name: "tree", place: "tab", mount };
