@@ -179,8 +179,9 @@ def main() -> None:
                   + ("" if r["method"] == "incremental" else "  (full recomputation!)")
                   # the limit counts conv/linear FLOPs only; an idle run can beat it (on 2 idle cores the
                   # default model reached 2.70x against 1.59x), probably because the skipped work also
-                  # includes memory-bound depthwise convs, norms and activations that the FLOP count leaves
-                  # out, and Captum builds each batch of occluded copies itself (not measured apart). A
+                  # includes memory-bound work the FLOP count leaves out (depthwise convs, norms, activations,
+                  # VGG16's batch-32 maps of hundreds of MB: idle 7.83x vs 5.59x), and Captum builds each batch
+                  # of occluded copies itself (not measured apart). A
                   # ratio far above it on a loaded machine more likely means one side was slowed by load.
                   + ("  [above the conv/linear FLOP limit: skipped memory-bound work, or load]"
                      if r["speedup"] > 1.1 * r["limit"] else ""), flush=True)
