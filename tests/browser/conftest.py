@@ -248,18 +248,28 @@ class JupyterServer:
                 self.delete_sessions()
             except Exception:
                 pass
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log_path, ARTIFACTS / f"server-{self.kind}.log")
+            end_process(process)
+        keep_log(self._log_file, self.log_path, self.kind)
+        self._log_file = None
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def end_process(process: subprocess.Popen) -> None:
+    """Terminate a server process, killing it if it does not stop within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def keep_log(log_file, log_path: Path, name: str) -> None:
+    """Close a server's open log file (if any) and copy it to the artifacts as ``server-<name>.log``."""
+    if log_file is not None:
+        log_file.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log_path, ARTIFACTS / f"server-{name}.log")
 
 
 class ServerPool:

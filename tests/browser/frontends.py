@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from conftest import ARTIFACTS, KNOWN_CONSOLE_NOISE, free_port
+from conftest import ARTIFACTS, KNOWN_CONSOLE_NOISE, end_process, free_port, keep_log
 
 SERVER_START_TIMEOUT = 120.0
 FIRST_RENDER_TIMEOUT_MS = 240_000
@@ -101,17 +101,9 @@ class ServedApp:
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.log_path, ARTIFACTS / f"server-{self.name}.log")
+            end_process(process)
+        keep_log(self._log_file, self.log_path, self.name)
+        self._log_file = None
         shutil.rmtree(self.base, ignore_errors=True)
 
 

@@ -68,26 +68,25 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.fixture(scope="module")
-def marimo_run(browser):
-    server = MarimoServer("run", RUN_APP).start()
+def served_page(browser, mode: str, app: str):
+    """A page on ``marimo <mode>`` serving ``app``; the page and the server end with the module."""
+    server = MarimoServer(mode, app).start()
     page = open_page(browser, server.page_url())
     try:
         yield page
     finally:
         page.context.close()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def marimo_run(browser):
+    yield from served_page(browser, "run", RUN_APP)
 
 
 @pytest.fixture(scope="module")
 def marimo_edit(browser):
-    server = MarimoServer("edit", EDIT_APP).start()
-    page = open_page(browser, server.page_url())
-    try:
-        yield page
-    finally:
-        page.context.close()
-        server.stop()
+    yield from served_page(browser, "edit", EDIT_APP)
 
 
 def test_marimo_run_returned_widget_draws_and_clicks(marimo_run):

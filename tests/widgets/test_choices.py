@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 import traitlets
-from torch import nn
 
 import cnn_widgets as cw
 from cnn_widgets.engine.occlusion import FILLS
@@ -20,24 +19,6 @@ from cnn_widgets.widgets.panels import PANELS, panels_recomputed_by, triggers
 from cnn_widgets.widgets.panels.saliency import saliency_display
 
 JS_SOURCE = Path(__file__).resolve().parents[2] / "js" / "src"
-
-
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 4, 5, stride=4)
-        self.conv2 = nn.Conv2d(4, 5, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(5, 3)
-
-    def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.conv2(torch.relu(self.conv1(x))))).flatten(1))
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return cw.Network(TinyNet(), labels=["a", "b", "c"])
 
 
 def test_a_saliency_method_registered_at_run_time_is_offered_and_computed(tiny):

@@ -9,9 +9,7 @@ with the allowed ones named and changes nothing, and switching needs no computat
 from pathlib import Path
 
 import pytest
-import torch
 import traitlets
-from torch import nn
 
 import cnn_widgets as cw
 from cnn_widgets.widgets import layout_mode
@@ -20,22 +18,9 @@ from cnn_widgets.widgets.panels import triggers
 JS_SOURCE = Path(__file__).resolve().parents[2] / "js" / "src"
 
 
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.conv1 = nn.Conv2d(3, 4, 5, stride=4)
-        self.conv2 = nn.Conv2d(4, 5, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(5, 3)
-
-    def forward(self, x):
-        return self.fc(self.pool(torch.relu(self.conv2(torch.relu(self.conv1(x))))).flatten(1))
-
-
 @pytest.fixture(scope="module")
-def explorer():
-    return cw.Explorer(cw.Network(TinyNet(), labels=["a", "b", "c"]), window=112, stride=112)
+def explorer(tiny):
+    return cw.Explorer(tiny, window=112, stride=112)
 
 
 def test_menus_and_thresholds_come_from_layout_mode(explorer):
