@@ -221,6 +221,30 @@ def test_approximate_modes_report_their_error_and_save_work():
     torch.testing.assert_close(net.occlusion(x, 1, result=True, approx=1.0, **options).grid, exact.grid)
 
 
+def test_drill_down_runs_the_windows_whose_neighbours_disagree_most():
+    net, x = network(torchvision_model("resnet18"), 48), image(48, 8)  # 48 - 12 = 36: the first pass lands on fine corners
+    options = {"window": 12, "stride": 6, "quantity": "logit", "progress": False, "result": True}
+    exact = net.occlusion(x, 2, **options).grid.double()
+    drilled = net.occlusion(x, 2, drill_down=0.2, **options).grid.double()
+    nh, nw = exact.shape
+    # loop reference: the first pass (stride 12) holds the even corners; a window's neighbours are
+    # the first-pass windows less than 12 pixels away along both axes
+    spread = {}
+    for i in range(nh):
+        for j in range(nw):
+            if i % 2 == 0 and j % 2 == 0:
+                continue
+            near = [exact[a, b] for a in range(0, nh, 2) for b in range(0, nw, 2)
+                    if abs(a - i) * 6 < 12 and abs(b - j) * 6 < 12]
+            spread[(i, j)] = float(max(near) - min(near))
+    keep = math.ceil(0.2 * exact.numel())
+    cut = sorted(spread.values())[-keep]  # windows sharing their neighbours' extremes can tie at the cut
+    ran = {c for c in spread if abs(drilled[c].item() - exact[c].item()) <= 1e-9 * float(exact.abs().max())}
+    assert len(ran) == keep  # the estimates of the others are not the exact values on this input
+    assert {c for c in spread if spread[c] > cut} <= ran  # every window above the cut was run ...
+    assert all(spread[c] >= cut for c in ran)  # ... and none below it
+
+
 def test_callback_sees_every_batch_and_partial_maps():
     net, x = network(Geometry(), 31), image(31, 7)
     seen = []

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OcclusionResult", "heat_error", "heat_map", "window_means"]
+__all__ = ["OcclusionResult", "heat_error", "heat_map", "neighbour_spread", "window_means"]
 
 
 @dataclass
@@ -68,6 +68,25 @@ def window_means(heat: torch.Tensor, corners, window: int) -> torch.Tensor:
     b, r = (t + window).clamp(max=h), (l + window).clamp(max=w)
     sums = integral[b, r] - integral[t, r] - integral[b, l] + integral[t, l]
     return sums / ((b - t) * (r - l)).to(heat.dtype)
+
+
+def neighbour_spread(coarse: torch.Tensor, coarse_stride: int, corners) -> torch.Tensor:
+    """For each window at ``corners``, how much the first pass's nearest windows disagree.
+
+    ``coarse`` is the first pass's ``[ch, cw]`` grid at corners ``(a * coarse_stride, b * coarse_stride)``.
+    The neighbours of a window at ``(t, l)`` are the first-pass windows less than one coarse step
+    away along both axes (rows ``floor(t / s)`` and ``ceil(t / s)``, the same for columns: up to
+    four); the spread is their largest value minus their smallest. A window whose neighbours agree
+    is well estimated by them; one between neighbours that disagree (the edge of a high or low
+    region) is not, and is worth running.
+    """
+    ch, cw = coarse.shape
+    t = torch.tensor([c[0] for c in corners])
+    l = torch.tensor([c[1] for c in corners])
+    rows = [(t // coarse_stride).clamp(max=ch - 1), (-(-t // coarse_stride)).clamp(max=ch - 1)]
+    cols = [(l // coarse_stride).clamp(max=cw - 1), (-(-l // coarse_stride)).clamp(max=cw - 1)]
+    near = torch.stack([coarse[r, c] for r in rows for c in cols])  # [4, windows]
+    return near.amax(dim=0) - near.amin(dim=0)
 
 
 def heat_error(heat: torch.Tensor, exact: torch.Tensor) -> dict:
