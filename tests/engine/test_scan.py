@@ -94,7 +94,7 @@ def test_top_k_equals_brute_force_with_ties(batch_size):
     net = integer_net()
     images = integer_images()
     k = 6
-    result = net_scan(net, images, k=k, batch_size=batch_size)
+    result = net_scan(net, images, layers=net.layer_names, k=k, batch_size=batch_size)
     assert result.complete and result.count == len(images)
     ties = 0
     for name in ["0", "1", "2", "3", "4"]:
@@ -374,6 +374,7 @@ def test_resume_after_interrupt_equals_one_scan(stop_at, tmp_path):
 def test_interrupt_inside_the_forward_pass_keeps_whole_batches():
     net = small_cnn()
     net.layers  # layer discovery runs a forward pass of its own: do it before counting
+    default_scan_layers(net)  # so does the default layer set (which layer reads which output unchanged)
     calls = {"n": 0}
 
     def hook(module, inputs, output):
@@ -397,7 +398,7 @@ def test_no_hooks_left_and_flags_restored_after_a_scan_and_an_error():
     net.model.train()
     flags = model_flags(net.model)
     result = net_scan(net, PhotoDataset(n=6), batch_size=4)
-    result.top_images(("4", 1))
+    result.top_images(("5", 1))
     assert hook_count(net.model) == 0 and model_flags(net.model) == flags
     # finite input whose activations overflow to inf: the error is raised inside the forward pass
     overflowing = [torch.full((3, 32, 32), 3e38)]
@@ -438,9 +439,9 @@ def test_save_load_list_source_needs_the_images_again(tmp_path):
     loaded = Scan.load(tmp_path / "s.pt", net)
     assert_same_scan(result, loaded)
     with pytest.raises(ScanError, match="images="):
-        loaded.top_images(("4", 0))
+        loaded.top_images(("5", 0))
     again = Scan.load(tmp_path / "s.pt", net, images=images)
-    assert again.top_images(("4", 0))[0].index == result.top_images(("4", 0))[0].index
+    assert again.top_images(("5", 0))[0].index == result.top_images(("5", 0))[0].index
     with pytest.raises(ScanError, match="7"):
         Scan.load(tmp_path / "s.pt", net, images=images[:3])
 
@@ -683,7 +684,15 @@ def test_default_layers():
     import torchvision
 
     alexnet = cw.Network(torchvision.models.alexnet(weights=None))
-    assert default_scan_layers(alexnet) == alexnet.layer_names  # small: every layer
+    # small: every layer but those whose top images another scanned layer shows (the convolutions
+    # and linear layers before their ReLUs, the max pools, the identity avgpool at 224 px)
+    assert default_scan_layers(alexnet) == [
+        "features.1", "features.4", "features.7", "features.9", "features.11", "classifier.2", "classifier.5", "classifier.6"]
+    small = cw.Network(torchvision.models.alexnet(weights=None), preprocess=sized_preprocess(128))
+    # at 128 px the avgpool makes 6x6 of pool5's 3x3: not the identity, so it is scanned
+    assert default_scan_layers(small) == [
+        "features.1", "features.4", "features.7", "features.9", "features.11", "avgpool", "classifier.2", "classifier.5",
+        "classifier.6"]
     resnet = cw.Network(torchvision.models.resnet18(weights=None))
     chosen = default_scan_layers(resnet)
     assert chosen[0] == "relu" and "layer1.0" in chosen and chosen[-1] == "layer4.1"
@@ -736,7 +745,7 @@ def test_chunked_reductions_equal_whole_tensor_reductions(chunk, monkeypatch):
     monkeypatch.setattr(state, "CHUNK_ELEMENTS", chunk)
     net = integer_net()
     images = integer_images()
-    result = net_scan(net, images, k=5, batch_size=6)
+    result = net_scan(net, images, layers=net.layer_names, k=5, batch_size=6)
     for name in ["0", "1", "2", "3", "4"]:
         expected = brute_force_top(net.model, name, images, 5)
         table = result.top(name)
