@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ...engine import Unit
+from ...engine.scan.model import scan_stand_in
 
 
 class Panel:
@@ -59,6 +60,10 @@ def scan_problem(explorer, layer: str) -> str | None:
     if scanned_net is not None and scanned_net is not net and getattr(scanned_net, "model", None) is not net.model:
         return "the attached scan was made on another network; scan again with net.scan(images)"
     if layer not in scan.layers:
+        stand_in = scan_stand_in(net, layer, scanned=scan.layers)
+        if stand_in is not None:  # a layer a default scan leaves out: its top images are in the scan
+            return (f"layer {layer} is not in this scan: its top images are {stand_in.layer}'s ({stand_in.reason}); "
+                    f"pick {stand_in.layer}, or scan it with net.scan(images, layers=[{layer!r}])")
         shown = ", ".join(scan.layers[:6]) + (" …" if len(scan.layers) > 6 else "")
         return (f"layer {layer} is not in this scan (it covers {shown}); scan it with "
                 f"net.scan(images, layers=[{layer!r}]) or pick a scanned layer")
