@@ -9,8 +9,9 @@ offline default EfficientNet-Lite0) on one 224x224 input, CPU, 2 threads, mean f
 * ``captum``: ``captum.attr.Occlusion`` (``perturbations_per_eval=32``), the whole network per copy;
 * ``exact``: ``net.occlusion`` (incremental, exact); ``captum / exact`` is the speed-up (goals:
   >= 4 on VGG16, >= 2.5 on ResNet-18 and the default model);
-* ``approx``: projective-field threshold ``tau`` plus adaptive drill-down; ``captum / approx``
-  (goal >= 20) and the correlation of its heat map with the exact one (goal >= 0.95);
+* ``approx``: each setting of ``APPROX`` (adaptive drill-down alone, and with the projective-field
+  threshold ``tau``): ``captum / approx`` (goal >= 20), its limit, the share of windows run, and the
+  correlation of its heat map with the exact one (goal >= 0.95);
 * ``1/work``: multiply-adds of one full forward per window over those the method ran -- the
   speed-up limit it chases (convolutions and linear layers only).
 
@@ -51,7 +52,17 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum() / (a.norm() * b.norm()))
 
 
-def bench(name: str, window: int, stride: int, repeats: int, tau: float, drill: float) -> dict:
+#: approximate settings measured by default: (tau, drill_down); tau None = no projective-field cut
+APPROX = ((None, 0.1), (None, 0.3), (0.7, 0.1))
+
+
+def setting_name(tau, drill) -> str:
+    parts = ([f"tau {tau:g}"] if tau is not None else []) + ([f"drill {drill:g}"] if drill is not None else [])
+    return ", ".join(parts) or "exact"
+
+
+def bench(name: str, window: int, stride: int, repeats: int, approx=APPROX) -> dict:
+    """Captum, exact and every ``(tau, drill_down)`` of ``approx`` on one model, interleaved."""
     from captum.attr import Occlusion
 
     net = build(name)
@@ -69,11 +80,10 @@ def bench(name: str, window: int, stride: int, repeats: int, tau: float, drill: 
         return out[0, 0]
 
     options = {"window": window, "stride": stride, "fill": "mean", "batch_size": 32, "progress": False, "result": True}
-    methods = {
-        "captum": captum,
-        "exact": lambda: net.occlusion(x, target, **options),
-        "approx": lambda: net.occlusion(x, target, approx=tau, drill_down=drill, **options),
-    }
+    methods = {"captum": captum, "exact": lambda: net.occlusion(x, target, **options)}
+    for tau, drill in approx:
+        methods[setting_name(tau, drill)] = (
+            lambda tau=tau, drill=drill: net.occlusion(x, target, approx=tau, drill_down=drill, **options))
     times = {k: [] for k in methods}
     outputs = {}
     for _ in range(repeats):
@@ -81,16 +91,30 @@ def bench(name: str, window: int, stride: int, repeats: int, tau: float, drill: 
             seconds, outputs[key] = timed(fn)
             times[key].append(seconds)
     med = {k: statistics.median(v) for k, v in times.items()}
-    exact, approx = outputs["exact"], outputs["approx"]
+    exact = outputs["exact"]
+    rows = []
+    for tau, drill in approx:
+        key = setting_name(tau, drill)
+        out = outputs[key]
+        rows.append({"setting": key, "seconds": med[key], "speedup": med["captum"] / med[key],
+                     "limit": exact.windows / max(out.work * out.windows, 1e-9),
+                     "windows": out.windows / exact.windows, "corr": correlation(out.heat, exact.heat)})
     return {
         "model": name, "window": f"{window}/{stride}", "captum_s": med["captum"], "exact_s": med["exact"],
-        "speedup": med["captum"] / med["exact"], "limit": 1 / exact.work, "approx_s": med["approx"],
-        "approx_speedup": med["captum"] / med["approx"],
-        "approx_limit": exact.windows / max(approx.work * approx.windows, 1e-9),
-        "corr": correlation(approx.heat, exact.heat),
+        "speedup": med["captum"] / med["exact"], "limit": 1 / exact.work, "approx": rows,
         "captum_gap": float((exact.heat - outputs["captum"].to(exact.heat.dtype)).abs().max()),
         "method": exact.method,
     }
+
+
+def print_rows(r: dict) -> None:
+    """The exact row of one model and window, then one indented line per approximate setting."""
+    print(f"{r['model']:9} {r['window']:7} {r['captum_s']:9.2f} {r['exact_s']:8.2f} {r['speedup']:12.2f} "
+          f"{r['limit']:7.2f}   |exact - captum| {r['captum_gap']:.1e}"
+          + ("" if r["method"] == "incremental" else "  (full recomputation!)"), flush=True)
+    for a in r["approx"]:
+        print(f"{'':9} {'':7}   approx {a['setting']:19} {a['seconds']:6.2f} s  captum/approx {a['speedup']:6.2f}  "
+              f"limit {a['limit']:6.2f}  windows run {a['windows']:4.2f}  corr {a['corr']:.3f}", flush=True)
 
 
 def main() -> None:
@@ -98,25 +122,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vgg16", "resnet18", "default"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repeat, window 32 / stride 16 only")
-    parser.add_argument("--tau", type=float, default=0.5, help="projective-field threshold of the approximate run")
-    parser.add_argument("--drill", type=float, default=0.25, help="drill-down fraction of the approximate run")
     args = parser.parse_args()
     torch.set_num_threads(2)
     settings = [(32, 16)] if args.quick else [(32, 16), (16, 8)]
     repeats = 1 if args.quick else args.repeats
-    print(f"CPU, {torch.get_num_threads()} threads, 224x224, mean fill, batch 32, medians of {repeats}; "
-          f"approx: tau={args.tau}, drill_down={args.drill}")
-    header = (f"{'model':9} {'win/str':7} {'captum s':>9} {'exact s':>8} {'captum/exact':>12} {'1/work':>7} "
-              f"{'approx s':>9} {'captum/approx':>13} {'approx 1/work':>13} {'corr':>6} {'|exact-captum|':>14}")
+    print(f"CPU, {torch.get_num_threads()} threads, 224x224, mean fill, batch 32, medians of {repeats}")
+    header = f"{'model':9} {'win/str':7} {'captum s':>9} {'exact s':>8} {'captum/exact':>12} {'1/work':>7}"
     print(header)
     print("-" * len(header))
     for name in args.models:
         for window, stride in settings:
-            r = bench(name, window, stride, repeats, args.tau, args.drill)
-            print(f"{r['model']:9} {r['window']:7} {r['captum_s']:9.2f} {r['exact_s']:8.2f} {r['speedup']:12.2f} "
-                  f"{r['limit']:7.2f} {r['approx_s']:9.2f} {r['approx_speedup']:13.2f} {r['approx_limit']:13.2f} "
-                  f"{r['corr']:6.3f} {r['captum_gap']:14.2e}" + ("" if r["method"] == "incremental" else "  (full!)"),
-                  flush=True)
+            print_rows(bench(name, window, stride, repeats))
 
 
 if __name__ == "__main__":

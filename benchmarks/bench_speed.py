@@ -11,9 +11,11 @@ repeats (A, B, A, B, ... so that a noisy neighbour slows every side alike):
 * occlusion, VGG16 / ResNet-18 (random weights) / the default model (EfficientNet-Lite0), the cat
   at 224 px, mean fill, batches of 32, window 32 stride 16 and window 16 stride 8:
   ``captum / exact`` (goals 4x VGG16, 2.5x the others) beside its limit ``1/work`` (multiply-adds
-  of one full forward per window over those the incremental pass ran), ``captum / approx`` (goal
-  20x) beside its own limit, and the approximate heat map's correlation to the exact one (goal
-  0.95) -- from ``bench_occlusion.bench``;
+  of one full forward per window over those the incremental pass ran); then, per approximate
+  setting (``bench_occlusion.APPROX``: drill-down 0.1 and 0.3 alone, and tau 0.7 with drill-down
+  0.1; ``--approx`` picks others), ``captum / approx`` (goal 20x) beside its own limit, the share
+  of windows run and the heat map's correlation to the exact one (goal 0.95) -- from
+  ``bench_occlusion.bench``;
 * tree expansion on the default model: expanding the best child of the root of the cat's top
   class (k=5, one level, guided rule, max), with the root level already computed as the widget has
   it: the plain path (``tree_walk.reference_path``: a fresh forward pass, the pictures one after
@@ -68,12 +70,12 @@ def load() -> str:
 
 
 # ------------------------------------------------------------------------------------------ rows
-def occlusion_rows(models, settings, repeats: int, tau: float, drill: float):
+def occlusion_rows(models, settings, repeats: int, approx):
     from bench_occlusion import bench
 
     for name in models:
         for window, stride in settings:
-            yield bench(name, window, stride, repeats, tau, drill)
+            yield bench(name, window, stride, repeats, approx)
 
 
 def tree_row(repeats: int) -> dict:
@@ -146,8 +148,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 occlusion repeat, fewer repeats elsewhere (about 10 minutes)")
     parser.add_argument("--models", nargs="+", default=["vgg16", "resnet18", "default"], help="occlusion models")
     parser.add_argument("--repeats", type=int, default=None, help="occlusion repeats (default 3, --quick 1)")
-    parser.add_argument("--tau", type=float, default=0.5, help="projective-field threshold of the approximate occlusion")
-    parser.add_argument("--drill", type=float, default=0.25, help="drill-down fraction of the approximate occlusion")
+    parser.add_argument("--approx", nargs="*", default=None, metavar="TAU:DRILL",
+                        help="approximate occlusion settings, e.g. none:0.1 0.7:0.1 (default: bench_occlusion.APPROX)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["occlusion", "tree", "saliency", "scan"])
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 is far steadier on a loaded machine)")
@@ -164,27 +166,28 @@ def main() -> None:
     began = time.perf_counter()
     print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}; {load()}")
     print(f"occlusion: cat 224 px, mean fill, batch 32, medians of {occlusion_repeats} interleaved repeats; "
-          f"approx tau={args.tau} drill_down={args.drill}; other rows: medians of {small_repeats}\n")
+          f"other rows: medians of {small_repeats}\n")
 
     if "occlusion" not in args.skip:
-        header = (f"{'occlusion':10} {'win/str':7} {'captum s':>8} {'exact s':>7} {'captum/exact':>12} {'limit':>6} "
-                  f"{'approx s':>8} {'captum/approx':>13} {'limit':>6} {'corr':>6}")
+        from bench_occlusion import APPROX, print_rows
+
+        approx = APPROX
+        if args.approx is not None:
+            approx = [tuple(None if v == "none" else float(v) for v in a.split(":")) for a in args.approx]
+        header = (f"{'occlusion':9} {'win/str':7} {'captum s':>9} {'exact s':>8} {'captum/exact':>12} {'1/work':>7}"
+                  "   (goals: exact 4x VGG16, 2.5x the others; approx 20x at corr 0.95)")
         print(header)
         print("-" * len(header))
-        for r in occlusion_rows(args.models, [(32, 16), (16, 8)], occlusion_repeats, args.tau, args.drill):
-            goal = 4.0 if r["model"] == "vgg16" else 2.5
-            print(f"{r['model']:10} {r['window']:7} {r['captum_s']:8.2f} {r['exact_s']:7.2f} {r['speedup']:12.2f} "
-                  f"{r['limit']:6.2f} {r['approx_s']:8.2f} {r['approx_speedup']:13.2f} {r['approx_limit']:6.2f} "
-                  f"{r['corr']:6.3f}   (goals {goal:g}x exact, 20x approx at corr 0.95)"
-                  + ("" if r["method"] == "incremental" else "  (full recomputation!)")
-                  # the limit counts conv/linear FLOPs only; an idle run can beat it (on 2 idle cores the
-                  # default model reached 2.70x against 1.59x), probably because the skipped work also
-                  # includes memory-bound work the FLOP count leaves out (depthwise convs, norms, activations,
-                  # VGG16's batch-32 maps of hundreds of MB: idle 7.83x vs 5.59x), and Captum builds each batch
-                  # of occluded copies itself (not measured apart). A
-                  # ratio far above it on a loaded machine more likely means one side was slowed by load.
-                  + ("  [above the conv/linear FLOP limit: skipped memory-bound work, or load]"
-                     if r["speedup"] > 1.1 * r["limit"] else ""), flush=True)
+        for r in occlusion_rows(args.models, [(32, 16), (16, 8)], occlusion_repeats, approx):
+            print_rows(r)
+            # the limit counts conv/linear FLOPs only; an idle run can beat it (on 2 idle cores the
+            # default model reached 2.70x against 1.59x), probably because the skipped work also
+            # includes memory-bound work the FLOP count leaves out (depthwise convs, norms, activations,
+            # VGG16's batch-32 maps of hundreds of MB: idle 7.83x vs 5.59x), and Captum builds each batch
+            # of occluded copies itself (not measured apart). A ratio far above it on a loaded machine
+            # more likely means one side was slowed by load.
+            if r["speedup"] > 1.1 * r["limit"]:
+                print(f"{'':17} [exact above the conv/linear FLOP limit: skipped memory-bound work, or load]")
         print(f"  {load()}\n")
 
     if "tree" not in args.skip:
