@@ -139,7 +139,8 @@ def scan_row(repeats: int, images: int = 96, batch: int = 32) -> dict:
                 model(b)
 
     med = interleaved({"forward": forward, "scan": lambda: scan(net, tensors, batch_size=batch, progress=False)}, repeats)
-    return {**med, "ratio": med["forward"] / med["scan"], "layers": len(default_scan_layers(net)), "images": images}
+    return {**med, "ratio": med["forward"] / med["scan"], "layers": len(default_scan_layers(net)), "images": images,
+            "names": default_scan_layers(net)}
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -208,7 +209,7 @@ def main() -> None:
         s = scan_row(small_repeats)
         print(f"scan, AlexNet (random), {s['layers']} default layers, {s['images']} images: forward "
               f"{s['images'] / s['forward']:.1f} img/s, scan {s['images'] / s['scan']:.1f} img/s, "
-              f"scan/forward {s['ratio']:.2f} (goal >= 0.9)", flush=True)
+              f"scan/forward {s['ratio']:.2f} (goal >= 0.9)\n  default layers: {', '.join(s['names'])}", flush=True)
 
     print(f"\n{load()}; {time.perf_counter() - began:.0f} s in all")
 
