@@ -129,7 +129,7 @@ def test_digits_scan_gives_class_structure():
 
     result = scan(net, datasets.digits().test, progress=False)
     assert result.complete and result.labels.shape == (450,)
-    coords = result.embedding("pool2", method="pca")
+    coords = result.embedding("relu2", method="pca")  # the default scan shows pool2 through relu2
     # digit classes form clusters: class centroids are farther apart than the spread within a class
     centroids = np.stack([coords[result.labels == d].mean(axis=0) for d in range(10)])
     within = np.mean([coords[result.labels == d].std(axis=0).mean() for d in range(10)])

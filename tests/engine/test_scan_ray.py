@@ -149,10 +149,10 @@ def test_ray_scan_equals_local_scan_and_leaves_the_model_alone(cluster, tmp_path
     assert distributed.batch_size == 4
     assert_same_scan(distributed, local)
     # the same Scan: its queries and files work as for a local one
-    unit = cw.Unit("4", 3)
+    unit = cw.Unit("5", 3)
     got, want = distributed.top_images(unit, method=None), local.top_images(unit, method=None)
     assert [t.index for t in got] == [t.index for t in want] and [t.value for t in got] == [t.value for t in want]
-    np.testing.assert_array_equal(distributed.embedding("4"), local.embedding("4"))
+    np.testing.assert_array_equal(distributed.embedding("5"), local.embedding("5"))
     assert distributed.dead_channels("2") == local.dead_channels("2")
     assert_same_scan(Scan.load(tmp_path / "s.pt", net, images=Photos()), local)
 
@@ -185,7 +185,7 @@ def test_a_worker_killed_mid_scan_loses_nothing_counts_nothing_twice_and_ties_ma
     assert distributed.complete and distributed.count == 23
     # equal counts, sums and top-k: no batch was lost or folded twice
     assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=3))
-    values = distributed.top("3")["values"]
+    values = distributed.top("4")["values"]
     assert sum(len(row) - len(set(row)) for row in values.tolist()) > 0  # ties really occur
 
 
@@ -245,12 +245,12 @@ def test_a_ray_dataset_of_image_files(cluster, tmp_path):
     assert sorted(Path(p).name for p in paths) == [f"img{i:02d}.png" for i in range(11)]
     # the same images, in the order Ray read them, scanned locally
     assert_same_scan(distributed, local_scan(net, paths, k=4, batch_size=4))
-    assert distributed.top_images(cw.Unit("4", 0), method=None)[0].crop is not None
+    assert distributed.top_images(cw.Unit("5", 0), method=None)[0].crop is not None
     distributed.save(tmp_path / "r.pt")
     again = Scan.load(tmp_path / "r.pt", net)  # the paths were recorded: no images needed
     assert again.image(3) == paths[3]
-    assert [t.index for t in again.top_images(cw.Unit("4", 0), method=None)] == \
-        [t.index for t in distributed.top_images(cw.Unit("4", 0), method=None)]
+    assert [t.index for t in again.top_images(cw.Unit("5", 0), method=None)] == \
+        [t.index for t in distributed.top_images(cw.Unit("5", 0), method=None)]
 
 
 def test_bad_options_raise_option_error():

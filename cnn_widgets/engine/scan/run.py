@@ -54,8 +54,9 @@ def scan(
         ``shuffle=False``, a folder of image files, or a list of PIL images / arrays / paths /
         preprocessed tensors ``[3, H, W]``.
     layers
-        Layer names; default :func:`default_scan_layers` (every layer of a small network; stem,
-        block outputs and last spatial layer of a large one). Non-spatial layers work too (their
+        Layer names; default :func:`default_scan_layers` (the layers of a small network whose top
+        images no other scanned layer shows; stem, block outputs and last spatial layer of a large
+        one). Non-spatial layers work too (their
         code is the vector itself, the top images have no position).
     k
         Images kept per channel (9: Zeiler & Fergus' 3x3 grids).
