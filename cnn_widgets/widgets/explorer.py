@@ -24,6 +24,7 @@ from . import colormaps, validation
 from .options import Choice, FloatRange, IntRange, check_option, describe
 from .panels import PANELS, background_panels, panels_recomputed_by, triggers
 from .panels.feature_maps import SCALINGS
+from .panels.occlusion import OCCLUSION_MODES
 from .panels.scan_layer import scan_summary
 from .panels.top_images import RECONSTRUCTIONS
 from .scheduler import Pipeline
@@ -59,7 +60,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
         Default: the cat.
 
     Every displayed setting is a synced trait (``layer``, ``channel``, ``target``, ``method``,
-    ``opacity``, ``window``, ``stride``, ``fill``, ``k``, ``depth``, ``scaling``, ``colormap``,
+    ``opacity``, ``window``, ``stride``, ``fill``, ``occlusion_mode``, ``k``, ``depth``, ``scaling``, ``colormap``,
     ``image_name``, ...), so ``ipywidgets.jslink`` / ``traitlets.link`` work and a second display
     of the same widget shows the same state. ``target`` is ``"top"`` (the predicted class),
     ``"unit"`` (the selected ``layer[channel]``) or a class index.
@@ -78,6 +79,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     window = IntRange(48, min=1, max=4096, step=4).tag(sync=True)  # range and default follow the input size (sizes.py)
     stride = IntRange(24, min=1, max=2048, step=4).tag(sync=True)  # at most ~28 x 28 windows; never above the window
     fill = Choice(FILLS, "mean").tag(sync=True)
+    occlusion_mode = Choice(OCCLUSION_MODES, "exact").tag(sync=True)  # "fast": approximate drill-down
     k = IntRange(5, min=1, max=12).tag(sync=True)
     depth = IntRange(1, min=1, max=3).tag(sync=True)
     rule = Choice(RULES, "guided").tag(sync=True)

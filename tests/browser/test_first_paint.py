@@ -200,3 +200,27 @@ def test_progress_bar_partial_map_and_cancel(lab_page):
     assert bar.get_attribute("data-state") == ""  # done: the bar is hidden
     assert nb.kernel_json("slow.progress['occlusion']['state']") == "done"
     assert not [line for line in nb.console_errors() if "cnn_widgets" in line or "explorer" in line.lower()]
+
+
+def test_fast_occlusion_mode_from_the_panel_menu(lab_page):
+    """The occlusion panel's mode menu: "fast" runs the drill-down (fewer windows) and says it is approximate."""
+    nb, page = lab_page, lab_page.page
+    run_timed(nb, "quick = cw.Explorer(net, window=32, stride=16)\nquick")
+    root = page.locator("div.cnnw-explorer").last
+    wait_for(page, """() => { const r = [...document.querySelectorAll('div.cnnw-explorer')].pop();
+        const c = r.querySelector('canvas.cnnw-occlusion');
+        return r.dataset.status === 'idle' && c.dataset.total === '169' && c.dataset.done === '169'; }""")
+    menu = root.locator('select[data-trait="occlusion_mode"]')
+    assert [o.strip() for o in menu.locator("option").all_text_contents()] == ["exact", "fast (approximate)"]
+    menu.select_option("fast")
+    # a first pass at stride 32 (7 x 7 = 49 windows, all corners of the stride-16 grid), then ceil(0.1 * 169) = 17
+    wait_for(page, """() => { const r = [...document.querySelectorAll('div.cnnw-explorer')].pop();
+        const c = r.querySelector('canvas.cnnw-occlusion');
+        return r.dataset.status === 'idle' && c.dataset.total === '66' && c.dataset.done === '66'; }""")
+    panel = root.locator(".cnnw-panel:has(canvas.cnnw-occlusion)")
+    assert "fast: approximate" in panel.locator(".cnnw-caption").text_content()
+    assert nb.kernel_json("[quick.occlusion_mode, quick.occlusion_info['mode'], quick.occlusion_info['total']]") == \
+        ["fast", "fast", 66]
+    panel.scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    panel.screenshot(path=str(ARTIFACTS / "occlusion_fast_mode-lab.png"))

@@ -57,7 +57,8 @@ PANELS: tuple[Row, ...] = (
     Row(SaliencyPanel, on=("net", "image", "target", "method"), when=((unit_targeted, SELECTION),), background=True),
     Row(TreePanel, on=("net", "image", "target", "k", "depth", "rule", "reduce", "tree_path"),
         when=((unit_targeted, SELECTION),), background=True),
-    Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill"), when=((unit_targeted, SELECTION),),
+    Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill", "occlusion_mode"),
+        when=((unit_targeted, SELECTION),),
         background=True),
 )
 

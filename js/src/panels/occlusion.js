@@ -29,7 +29,9 @@ export function greyPending(rgba, H, W, pending, ph, pw) {
 export function occlusionCaption(info, progress) {
   if (!info || !info.target) return "";
   const partial = info.total && info.done < info.total;
-  const what = `drop of ${info.target} when a ${info.window}px square is filled with ${info.fill} (stride ${info.stride})`;
+  const fast = info.mode === "fast";
+  const what = `drop of ${info.target} when a ${info.window}px square is filled with ${info.fill} (stride ${info.stride})`
+    + (fast ? "; fast: approximate, the windows not run are estimated from their neighbours" : "");
   if (partial) {
     const cancelled = progress && progress.state === "cancelled";
     return `${cancelled ? "cancelled, partial map" : "computing"}: ${info.done} of ${info.total} windows; grey = not computed yet. ${what}`;
@@ -42,10 +44,12 @@ function mount(model) {
   const windowSlider = rangeSlider(model, "window");
   const strideSlider = rangeSlider(model, "stride");
   const fill = choiceSelect(model, "fill", { title: "what a hidden square is filled with" });
+  const mode = choiceSelect(model, "occlusion_mode",
+    { title: "exact: every window; fast: a coarse pass, then only the windows where it changes most (approximate)" });
   const progress = panelProgress(model, "occlusion");
   const caption = h("div", { class: "cnnw-caption" });
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Occlusion" }),
-    h("div", { class: "cnnw-controls" }, windowSlider.el, strideSlider.el, h("label", {}, "fill", fill.el)), progress.el, canvas,
+    h("div", { class: "cnnw-controls" }, windowSlider.el, strideSlider.el, h("label", {}, "fill", fill.el), h("label", {}, "mode", mode.el)), progress.el, canvas,
     legend("coolwarm", "rises", "falls", "score when that square is hidden:"), caption);
 
   function draw() {
@@ -67,7 +71,7 @@ function mount(model) {
   const off = listen(model, ["occlusion", "occlusion_info", "occlusion_pending", "image_data"], draw);
   const offCaption = listen(model, ["progress"], () => { caption.textContent = occlusionCaption(model.get("occlusion_info") || {}, progress.info()); });
   draw();
-  return { el, cleanup() { off(); offCaption(); progress.cleanup(); windowSlider.cleanup(); strideSlider.cleanup(); fill.cleanup(); } };
+  return { el, cleanup() { off(); offCaption(); progress.cleanup(); windowSlider.cleanup(); strideSlider.cleanup(); fill.cleanup(); mode.cleanup(); } };
 }
 
 export default { name: "occlusion", place: "top", mount };
