@@ -29,6 +29,7 @@ import warnings
 import torch
 
 import cnn_widgets as cw
+from cnn_widgets.engine.incremental.heat import heat_error
 
 
 def build(name: str) -> cw.Network:
@@ -44,12 +45,6 @@ def timed(fn):
     start = time.perf_counter()
     out = fn()
     return time.perf_counter() - start, out
-
-
-def correlation(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
-    return float((a * b).sum() / (a.norm() * b.norm()))
 
 
 #: approximate settings measured by default: (tau, drill_down); tau None = no projective-field cut
@@ -98,7 +93,7 @@ def bench(name: str, window: int, stride: int, repeats: int, approx=APPROX) -> d
         out = outputs[key]
         rows.append({"setting": key, "seconds": med[key], "speedup": med["captum"] / med[key],
                      "limit": exact.windows / max(out.work * out.windows, 1e-9),
-                     "windows": out.windows / exact.windows, "corr": correlation(out.heat, exact.heat)})
+                     "windows": out.windows / exact.windows, "corr": heat_error(out.heat, exact.heat)["correlation"]})
     return {
         "model": name, "window": f"{window}/{stride}", "captum_s": med["captum"], "exact_s": med["exact"],
         "speedup": med["captum"] / med["exact"], "limit": 1 / exact.work, "approx": rows,

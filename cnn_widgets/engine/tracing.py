@@ -49,7 +49,8 @@ _GLOBAL = "global"
 INPUT = ("<input>", 0)  # the image, as a source in the traced dataflow graph
 
 
-def _pair(v) -> tuple:
+def pair(v) -> tuple:
+    """``(v, v)`` for one value, a 2-tuple as it is (a kernel size, stride, padding or dilation)."""
     if isinstance(v, (list, tuple)):
         return tuple(v) if len(v) == 2 else (v[0], v[0])
     return (v, v)
@@ -201,12 +202,12 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         if name in ("conv2d",) and first is args[0]:
             weight = _arg(args, kwargs, 1, "weight", None)
             k = weight.shape[-2:]
-            s = _pair(_arg(args, kwargs, 3, "stride", 1))
+            s = pair(_arg(args, kwargs, 3, "stride", 1))
             pad = _arg(args, kwargs, 4, "padding", 0)
-            d = _pair(_arg(args, kwargs, 5, "dilation", 1))
+            d = pair(_arg(args, kwargs, 5, "dilation", 1))
             if isinstance(pad, str):
                 pad = (0, 0) if pad == "valid" else tuple(((kk - 1) * dd) // 2 for kk, dd in zip(k, d))
-            pad = _pair(pad)
+            pad = pair(pad)
             self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
             return
         if "adaptive" in name:
@@ -224,11 +225,11 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             self._set(out, tuple(fields))
             return
         if "max_pool2d" in name or "avg_pool2d" in name:
-            k = _pair(_arg(args, kwargs, 1, "kernel_size", 1))
+            k = pair(_arg(args, kwargs, 1, "kernel_size", 1))
             stride = _arg(args, kwargs, 2, "stride", None)
-            s = _pair(stride if stride not in (None, []) else k)
-            pad = _pair(_arg(args, kwargs, 3, "padding", 0))
-            d = _pair(_arg(args, kwargs, 4, "dilation", 1)) if "max" in name else (1, 1)
+            s = pair(stride if stride not in (None, []) else k)
+            pad = pair(_arg(args, kwargs, 3, "padding", 0))
+            d = pair(_arg(args, kwargs, 4, "dilation", 1)) if "max" in name else (1, 1)
             self._set(out, tuple(_window(first_field[i], k[i], s[i], pad[i], d[i]) for i in range(2)))
             return
         if func is F.pad or name == "pad":

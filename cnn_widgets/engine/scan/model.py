@@ -14,6 +14,7 @@ from torch import nn
 
 from ..hooks import inference_state
 from ..structure import modules_key
+from ..tracing import pair
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -166,7 +167,7 @@ def _is_identity_pool(module: nn.Module, before: tuple, after: tuple) -> bool:
     if type(module) in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d):
         return True  # output size = input size: every window is one pixel
     if type(module) in (nn.AvgPool2d, nn.MaxPool2d):
-        one = _pair(module.kernel_size) == (1, 1) and _pair(module.stride) == (1, 1) and _pair(module.padding) == (0, 0)
+        one = pair(module.kernel_size) == (1, 1) and pair(module.stride) == (1, 1) and pair(module.padding) == (0, 0)
         return one and getattr(module, "divisor_override", None) in (None, 1)
     return False
 
@@ -181,17 +182,13 @@ def _covers_input(module: nn.Module, before: tuple, after: tuple) -> bool:
     if type(module) is not nn.MaxPool2d:
         return False
     m = module
-    kernel, stride, padding, dilation = (_pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
+    kernel, stride, padding, dilation = (pair(v) for v in (m.kernel_size, m.stride, m.padding, m.dilation))
     for axis in (0, 1):
         k, s, p, d = kernel[axis], stride[axis], padding[axis], dilation[axis]
         covered = {j * s - p + i * d for j in range(after[1 + axis]) for i in range(k)}
         if not covered.issuperset(range(before[1 + axis])):
             return False
     return True
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 _FEEDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
