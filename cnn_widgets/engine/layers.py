@@ -59,6 +59,9 @@ class LayerInfo:
     inputs
         The explorable layers whose outputs this layer reads directly (two or more at a join:
         a residual add, a concatenation).
+    fed_by
+        The explorable layer whose very output tensor, unchanged, is this layer's one argument
+        (``None`` when anything runs in between: a batch norm, a reshape, an in-place change).
     """
 
     name: str
@@ -70,6 +73,7 @@ class LayerInfo:
     mixes_channels: bool = False
     index: int = 0
     inputs: tuple[str, ...] = ()
+    fed_by: str | None = None
     _module: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -136,6 +140,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     tracer = ReceptiveFieldTracer(example)
     reads: dict[tuple[str, int], frozenset] = {}  # module call -> the calls its inputs come from
     outer: dict[tuple[str, int], list[tuple[str, int]]] = {}  # call -> enclosing calls returning its very output
+    produced: dict[int, list[tuple[str, torch.Tensor, int]]] = {}  # tensor id -> (module, tensor, version) per return
+    fed: dict[str, list[str]] = {}  # module -> the modules that returned its one argument, unchanged since
 
     def pre_hook(module, inputs):
         name = names[module]
@@ -144,6 +150,9 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         entry["pre"] = clock[0]
         clock[0] += 1
         reads[(name, entry["count"] - 1)] = tracer.sources_of(inputs)
+        if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
+            x = inputs[0]
+            fed[name] = [n for n, t, version in produced.get(id(x), ()) if t is x and version == x._version]
 
     def post_hook(module, _inputs, output):
         name = names[module]
@@ -151,6 +160,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         entry["post"] = clock[0]
         clock[0] += 1
         entry["output"] = output
+        if isinstance(output, torch.Tensor):
+            produced.setdefault(id(output), []).append((name, output, output._version))
         call = (name, entry["count"] - 1)
         main = output[0] if isinstance(output, (tuple, list)) and output else output
         if isinstance(main, torch.Tensor):
@@ -198,6 +209,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     image_hw = tuple(example.shape[-2:])
     inputs = _layer_inputs([n for n, _, _ in kept], reads, outer)
     dominator = _immediate_dominators([n for n, _, _ in kept], inputs)
+    kept_names = {n for n, _, _ in kept}
     layers: list[LayerInfo] = []
     for index, (name, entry, kind) in enumerate(kept):
         module = modules[name]
@@ -212,6 +224,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
                 mixes_channels=_mixes_channels(module, kind) or len(inputs[name]) > 1,
                 index=index,
                 inputs=tuple(sorted(inputs[name] - {INPUT}, key=[n for n, _, _ in kept].index)),
+                fed_by=next((n for n in fed.get(name, ()) if n in kept_names), None),
                 _module=module,
             )
         )

@@ -4,7 +4,6 @@ another layer already shows (its stand-in), and whose weights it saw."""
 from __future__ import annotations
 
 import hashlib
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,13 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..hooks import inference_state
-from ..structure import modules_key
 from ..tracing import pair
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
-    from ..layers import LayerInfo
 
 __all__ = ["SMALL_NET_LAYERS", "StandIn", "default_scan_layers", "model_fingerprint", "scan_stand_in", "stand_ins"]
 
@@ -99,8 +95,8 @@ def stand_ins(net: "NetworkBase") -> dict[str, StandIn]:
     * a max pool whose windows cover every position of its input, read unchanged: each channel's
       maximum over the map is its input's, so the same images rank first (at other positions).
 
-    Which layer reads which output unchanged is checked on one forward pass of a blank image
-    (hooks removed at once; kept while the model's modules stay the same).
+    Which layer reads which output unchanged is ``LayerInfo.fed_by``, from the pass that
+    found the layers.
     """
     layers = net.layers
     by_name = {l.name: l for l in layers}
@@ -109,10 +105,9 @@ def stand_ins(net: "NetworkBase") -> dict[str, StandIn]:
         for source in l.inputs:
             readers.setdefault(source, []).append(l.name)
     modules = dict(net.model.named_modules())
-    feeds = _direct_feeds(net)
     found: dict[str, StandIn] = {}
     for l in layers:
-        source = by_name.get(feeds.get(l.name, ""))
+        source = by_name.get(l.fed_by or "")
         if source is None or l.inputs != (source.name,):
             continue
         module = modules[l.name]
@@ -189,51 +184,6 @@ def _covers_input(module: nn.Module, before: tuple, after: tuple) -> bool:
         if not covered.issuperset(range(before[1 + axis])):
             return False
     return True
-
-
-_FEEDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _direct_feeds(net: "NetworkBase") -> dict[str, str]:
-    """``{layer: the layer whose very output tensor is its one input, unchanged}``, from one forward
-    pass of a blank image at the natural input size (an operation in between, e.g. a batch norm,
-    or an in-place change of the tensor, breaks the link). Kept per network while its modules stay."""
-    key = modules_key(net.model)
-    cached = _FEEDS.get(net)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    modules = dict(net.model.named_modules())
-    made: dict[int, tuple[str, torch.Tensor, int]] = {}  # id -> (layer, the tensor, its version)
-    feeds: dict[str, str] = {}
-
-    def before(name: str):
-        def hook(_module, args):
-            if len(args) == 1 and isinstance(args[0], torch.Tensor):
-                found = made.get(id(args[0]))
-                if found is not None and found[1] is args[0] and found[2] == args[0]._version:
-                    feeds[name] = found[0]
-        return hook
-
-    def after(name: str):
-        def hook(_module, _args, output):
-            if isinstance(output, torch.Tensor):
-                made[id(output)] = (name, output, output._version)
-        return hook
-
-    x = torch.zeros(1, net.input_channels, *net.input_size, device=net.device, dtype=net.dtype)
-    handles = []
-    try:
-        for layer in net.layers:
-            module = modules[layer.name]
-            handles.append(module.register_forward_pre_hook(before(layer.name)))
-            handles.append(module.register_forward_hook(after(layer.name)))
-        with torch.inference_mode(False), inference_state(net.model), torch.no_grad():
-            net.model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    _FEEDS[net] = (key, feeds)
-    return feeds
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
