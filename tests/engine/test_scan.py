@@ -772,9 +772,9 @@ def test_row_statistics_are_bit_identical_to_whole_tensor_ops():
         x = x.transpose(2, 3)  # not contiguous
         whole = x.reshape(5, 7, -1)
         for flat, positions in [(f, p) for f in (whole, whole[:, 2:5]) for p in (True, False)]:  # contiguous or not
-            values, means, nonzero, where = state._row_stats(flat, positions)
+            values, means, nonzero, where = state.row_statistics(flat, positions)
             assert torch.equal(values, flat.amax(dim=2)) and torch.equal(means, flat.mean(dim=2))
-            assert torch.equal(nonzero, (flat != 0).sum(dim=2).to(dtype))
+            assert torch.equal(nonzero, (flat != 0).sum(dim=2).to(torch.float32))
             if positions:
                 assert torch.equal(where, flat.argmax(dim=2))
     candidates = torch.tensor([[1.0, 0.0, -0.0, 2.0, 0.0, -math.inf, 2.0], [-math.inf] * 3 + [5.0, 5.0, -1.0, 5.0]])
@@ -783,9 +783,10 @@ def test_row_statistics_are_bit_identical_to_whole_tensor_ops():
     assert state._stable_descending(candidates)[0].tolist() == [3, 6, 0, 1, 2, 4, 5]
 
 
-def test_folding_channel_slices_on_threads_equals_one_fold(monkeypatch):
-    """Large outputs are folded by one thread per core, each a slice of the channels; forced here
-    for every layer (2 and 3 threads), the scan equals the one-thread fold bit for bit."""
+def test_folding_row_blocks_on_threads_equals_one_fold(monkeypatch):
+    """On several threads, large outputs are reduced by one worker per thread, each a block of the
+    ``[B * C, P]`` rows; forced here for every layer (2 and 3 threads), the scan equals the
+    one-thread fold bit for bit."""
     from cnn_widgets.engine.scan import batch
 
     net = integer_net()

@@ -9,16 +9,18 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 
 from ..hooks import StopForward, on_outputs
 from .errors import ScanError
-from .state import LAYER_STATE_FIELDS, LayerState, fold
+from .state import flatten, fold, fold_statistics, map_width, needs_positions, row_statistics
 
-#: Outputs with at least this many elements are folded by several threads, each a slice of the
-#: channels on one intra-op thread; smaller ones on the calling thread (one intra-op thread).
+#: Outputs with at least this many elements have their rows reduced by several worker threads
+#: (where there are several), each a contiguous block of ``[B * C, P]`` rows; smaller ones by one.
 PARALLEL_ELEMENTS = 1 << 18
+#: Outputs kept alive to the end of a CPU pass (to be folded after it) take at most this many bytes;
+#: a layer past the budget is folded the moment its output exists.
+KEPT_BYTES = 256 << 20
 _POOL: list = [None, 0]
 
 
@@ -34,73 +36,101 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOL[0]
 
 
-def fold_channels(name: str, output: torch.Tensor, start: int, old: LayerState, k: int, workers: int,
-                  threads: int | None = None):
-    """:func:`.state.fold` of ``output`` on worker threads (one intra-op thread each, ``threads`` of
-    them), its channels split into ``workers`` slices.
+def _row_blocks(flat: torch.Tensor, positions: bool, workers: int) -> list:
+    """Futures of :func:`.state.row_statistics` of ``flat`` ``[B, C, P]``, its rows (as
+    ``[B * C, P]``) cut into ``workers`` contiguous blocks."""
+    pool = _pool(workers)
+    if not flat.is_contiguous():  # channels-last maps: row_statistics takes each image's rows apart
+        return [pool.submit(row_statistics, flat, positions)]
+    rows = flat.reshape(1, -1, flat.shape[2])
+    parts = workers if flat.numel() >= PARALLEL_ELEMENTS else 1
+    bounds = [rows.shape[1] * i // parts for i in range(parts + 1)]
+    return [pool.submit(row_statistics, rows[:, a:b], positions) for a, b in zip(bounds, bounds[1:]) if b > a]
 
-    Every number a fold computes belongs to one channel (its top-k, statistics and codes), so the
-    slices folded apart and put back side by side are the whole fold, bit for bit.
+
+def _merge(name: str, flat: torch.Tensor, width: int, blocks: list, start: int, old, k: int):
+    """:func:`.state.fold_statistics` of the blocks' statistics put side by side as ``[B, C]``
+    tensors (each row is reduced alone, so they are the whole tensor's, bit for bit)."""
+    parts = [block.result() for block in blocks]
+    stats = tuple(None if parts[0][i] is None else torch.cat([p[i] for p in parts], dim=1).view(flat.shape[:2])
+                  for i in range(4))
+    return fold_statistics(name, flat, stats, start, old, k, width)
+
+
+def fold_kept(outputs: dict, layer_states: dict, k: int, start: int, threads: int) -> dict:
+    """``{layer: (new LayerState, codes)}`` of the kept ``outputs`` of a finished pass, on ``threads``
+    worker threads of one intra-op thread each: per layer, the rows' statistics in blocks (large
+    operations that release the GIL), then the merge into its state (many small ones that mostly
+    hold it).
+
+    The smallest outputs go first: their blocks are quick and their merges (a fully connected
+    layer's are the longest) then overlap with the large maps' blocks. A merge waits on its own
+    blocks only, queued before it; the queue is first in, first out, so they were taken by a worker
+    already. The calling thread only waits: its OpenMP team would spread the small operations over
+    the cores the workers use, and stall whenever another process holds one (measured on AlexNet
+    beside one busy process: a scan folding on it ran at 0.31 of the forward's speed, one folding on
+    these workers at 0.65-0.77).
     """
-    pool = _pool(threads or workers)
-    if workers <= 1:
-        return pool.submit(fold, name, output, start, old, k).result()
-    channels = output.shape[1]
-    bounds = [channels * i // workers for i in range(workers + 1)]
-    parts = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    pool = _pool(threads)
+    merges = {}
+    for name, output in sorted(outputs.items(), key=lambda item: item[1].numel()):
+        flat = flatten(output)
+        blocks = _row_blocks(flat, needs_positions(layer_states[name]), threads)
+        merges[name] = pool.submit(_merge, name, flat, map_width(output), blocks, start, layer_states[name], k)
+    return {name: merges[name].result() for name in outputs}
 
-    def one(part):
-        a, b = part
-        sliced = LayerState(*(getattr(old, f)[a:b] for f in LAYER_STATE_FIELDS))
-        return fold(name, output[:, a:b], start, sliced, k)
-
-    folded = list(pool.map(one, parts))
-    state = LayerState(*(torch.cat([getattr(s, f) for s, _ in folded]) for f in LAYER_STATE_FIELDS))
-    return state, np.concatenate([codes for _, codes in folded], axis=1)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
 
-__all__ = ["fold_batch"]
+__all__ = ["fold_batch", "fold_kept"]
 
 
 def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int, x: torch.Tensor,
-               start: int) -> dict:
+               start: int, changed_later: set[str] | None = None) -> dict:
     """Forward one batch (images ``start .. start + B - 1``) and fold every layer into ``layer_states``.
 
     Returns ``{layer: (new LayerState, codes [B, C])}``; nothing is committed (a distributed
     scan's worker folds into empty states and sends this to the driver).
 
-    Each layer is folded the moment its output exists: an in-place operation later in the model
-    (``ReLU(inplace=True)``, ``out += identity``) cannot alter what was seen, no output is kept
-    alive to the end of the pass (peak memory: the plain forward's), and no out-of-place copies
-    are needed (the pass is the plain forward; no backward follows, so no rectifier rule is
-    involved). The pass stops after the last scanned layer.
-    Call inside ``inference_state`` and ``no_grad``.
+    On a CPU with several threads, the outputs are kept (up to :data:`KEPT_BYTES`) and folded
+    after the pass, their rows reduced by worker threads of one intra-op thread each: a reduction
+    run beside the convolutions slows their OpenMP team by its whole length, and one split by
+    OpenMP itself stalls whenever another process holds a core. A kept output that a later
+    in-place operation changed (its version counter moved: ``ReLU(inplace=True)``,
+    ``out += identity``) is never folded: the pass runs again with that layer folded the moment
+    its output exists, and ``changed_later`` (kept by the caller across batches) remembers it.
+    Elsewhere every layer is folded the moment its output exists. Either way no output is copied
+    and the pass stops after the last scanned layer; no backward follows, so no rectifier rule is
+    involved. Call inside ``inference_state`` and ``no_grad``.
     """
-    pending = {}
+    changed_later = set() if changed_later is None else changed_later
+    threads = torch.get_num_threads()
+    keep = threads > 1 and x.device.type == "cpu"
+    folded, kept, budget = {}, {}, [KEPT_BYTES]
 
-    def fold_output(name: str, output: torch.Tensor) -> None:
-        # The reductions are small and memory-bound: on a CPU they run faster on one thread than
-        # split by OpenMP across cores that the convolutions (or other processes) keep busy. They
-        # run on worker threads that keep one intra-op thread each (a large output split by
-        # channels among one per core), so this thread's OpenMP team is never resized: switching
-        # torch.set_num_threads between 1 and 2 around every layer made a 2-thread scan of
-        # AlexNet 3x slower than its forward pass on a loaded machine.
-        threads = torch.get_num_threads()
-        if threads > 1 and output.device.type == "cpu":
-            parts = threads if output.numel() >= PARALLEL_ELEMENTS and output.shape[1] > 1 else 1
-            pending[name] = fold_channels(name, output, start, layer_states[name], k, parts, threads)
+    def on_output(name: str, output: torch.Tensor) -> None:
+        kept.pop(name, None)  # a module run twice: its last output counts
+        folded.pop(name, None)
+        size = output.numel() * output.element_size()
+        if keep and name not in changed_later and size <= budget[0]:
+            budget[0] -= size
+            kept[name] = (output, output._version)
         else:
-            pending[name] = fold(name, output, start, layer_states[name], k)
+            folded[name] = fold(name, output, start, layer_states[name], k)
 
     modules = {name: net.layer(name)._module for name in layers}
-    with on_outputs(modules, fold_output, stop_after=True):
+    with on_outputs(modules, on_output, stop_after=True):
         try:
             net.model(x)
         except StopForward:
             pass
-    missing = [n for n in layers if n not in pending]
+    changed = {name for name, (output, version) in kept.items() if output._version != version}
+    if changed:
+        changed_later |= changed
+        return fold_batch(net, layers, layer_states, k, x, start, changed_later)
+    missing = [n for n in layers if n not in folded and n not in kept]
     if missing:
         raise ScanError(f"layers {missing} produced no output in the forward pass; scan other layers")
-    return pending
+    folded.update(fold_kept({name: output for name, (output, _) in kept.items()}, layer_states, k, start, threads))
+    return {name: folded[name] for name in layers}

@@ -220,6 +220,7 @@ class ScanWorker:
             net.model.to(device)  # the worker's own copy; the driver's model is never touched
         self.net, self.layers, self.k, self.source, self.num_workers = net, layers, k, source, num_workers
         self.empty = {n: empty_layer_state(net.layer(n).shape[0], k, net.dtype) for n in layers}
+        self.changed_later: set[str] = set()  # layers whose output a later in-place operation changes
 
     def pid(self) -> int:
         return os.getpid()
@@ -227,7 +228,7 @@ class ScanWorker:
     def _fold(self, x: torch.Tensor, start: int, labels: list):
         with inference_state(self.net.model), torch.no_grad():
             x = x.to(device=self.net.device, dtype=self.net.dtype)
-            return start, fold_batch(self.net, self.layers, self.empty, self.k, x, start), labels
+            return start, fold_batch(self.net, self.layers, self.empty, self.k, x, start, self.changed_later), labels
 
     def scan_range(self, start: int, stop: int):
         """Images ``[start, stop)`` of the source (its first batch from ``start``)."""

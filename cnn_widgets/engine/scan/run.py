@@ -24,9 +24,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["scan"]
 
 
-def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list) -> None:
+def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list, changed_later: set[str]) -> None:
     """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically."""
-    result._commit(start, fold_batch(result.net, result.layers, result._state.layers, result.k, x, start), labels)
+    folded = fold_batch(result.net, result.layers, result._state.layers, result.k, x, start, changed_later)
+    result._commit(start, folded, labels)
 
 
 def scan(
@@ -138,9 +139,10 @@ def scan(
         if backend == "ray":  # the driver only merges; the model here is never run
             ray_backend.ray_pass(result, source, start, batch_size, num_workers, bar, workers, resources)
         else:
+            changed_later: set[str] = set()  # layers whose output a later in-place operation changes
             with inference_state(net.model), torch.no_grad():
                 for x, labels in source.batches(net, start, batch_size, num_workers):
-                    _scan_batch(result, x.to(device=net.device, dtype=net.dtype), position, labels)
+                    _scan_batch(result, x.to(device=net.device, dtype=net.dtype), position, labels, changed_later)
                     position += len(labels)
                     bar.update(len(labels))
     except KeyboardInterrupt:

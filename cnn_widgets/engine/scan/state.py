@@ -20,8 +20,8 @@ import torch
 from ..errors import NonFiniteError
 
 __all__ = [
-    "LAYER_STATE_FIELDS", "LayerState", "Rows", "State", "empty_layer_state", "fold", "merge_layer_states", "merge_top",
-    "numpy_dtype",
+    "LAYER_STATE_FIELDS", "LayerState", "Rows", "State", "empty_layer_state", "flatten", "fold", "fold_statistics",
+    "map_width", "merge_layer_states", "merge_top", "needs_positions", "numpy_dtype", "row_statistics",
 ]
 
 
@@ -105,20 +105,30 @@ def _stable_descending(values: torch.Tensor) -> torch.Tensor:
     return torch.sort(values, dim=1, descending=True, stable=True).indices
 
 
-def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
+def merge_top(old: LayerState, channel, image, values, ys, xs, start: int, k: int):
     """New ``(top_values, top_index, top_y, top_x)``: the old top-k of each channel merged with this
-    batch's entering ``[B, C]`` candidates. Only channels with a candidate are re-sorted."""
-    rows = entering.any(dim=0).nonzero().squeeze(1)
-    if len(rows) == 0:
+    batch's entering candidates (``channel``, ``image`` (in the batch), ``values``, ``ys``, ``xs``:
+    one entry each, by channel, images ascending). Only channels with a candidate are re-sorted,
+    each with its own candidates alone (padded to the most any channel has)."""
+    if len(channel) == 0:
         return old.top_values, old.top_index, old.top_y, old.top_x
-    every = len(rows) == values.shape[1]
+    rows, counts = torch.unique_consecutive(channel, return_counts=True)
+    every = len(rows) == old.top_values.shape[0]
     pick = (lambda t: t) if every else (lambda t: t[rows])
-    batch = values.shape[0]
-    index = torch.arange(start, start + batch, dtype=torch.int64)
-    cand_v = torch.cat([pick(old.top_values), pick(values.masked_fill(~entering, -math.inf).T)], dim=1)
-    cand_i = torch.cat([pick(old.top_index), index.expand(len(rows), batch)], dim=1)
-    cand_y = torch.cat([pick(old.top_y), pick(ys.T)], dim=1)
-    cand_x = torch.cat([pick(old.top_x), pick(xs.T)], dim=1)
+    row = torch.repeat_interleave(torch.arange(len(rows)), counts)
+    slot = torch.arange(len(channel)) - (torch.cumsum(counts, 0) - counts)[row]
+    width = int(counts.max())
+
+    def padded(fill, entries, dtype):
+        table = torch.full((len(rows), width), fill, dtype=dtype)
+        table[row, slot] = entries
+        return table
+
+    # A padding entry (-inf) sorts after every kept entry, so it never reaches the first k.
+    cand_v = torch.cat([pick(old.top_values), padded(-math.inf, values, old.top_values.dtype)], dim=1)
+    cand_i = torch.cat([pick(old.top_index), padded(-1, image + start, torch.int64)], dim=1)
+    cand_y = torch.cat([pick(old.top_y), padded(0, ys, torch.int64)], dim=1)
+    cand_x = torch.cat([pick(old.top_x), padded(0, xs, torch.int64)], dim=1)
     # Stable descending sort: equal values keep candidate order, i.e. the kept entries (all from
     # earlier images, themselves in index order among equals) first, then this batch in index
     # order => ties go to the lower image index, whatever the batch size.
@@ -134,10 +144,10 @@ def merge_top(old: LayerState, values, entering, ys, xs, start: int, k: int):
     return tuple(result)
 
 
-CHUNK_ELEMENTS = 1 << 16  # rows of a layer's output reduced together: 256 KB of float32, cache-resident
+CHUNK_ELEMENTS = 1 << 18  # rows of a layer's output reduced together: 1 MB of float32 (and 1 MB of scratch) in cache
 
 
-def _row_stats(flat: torch.Tensor, positions: bool):
+def row_statistics(flat: torch.Tensor, positions: bool):
     """Per ``[B, C]`` row of ``flat`` ``[B, C, P]``: maximum, mean, non-zero count and (if asked) the
     first position of the maximum.
 
@@ -150,10 +160,10 @@ def _row_stats(flat: torch.Tensor, positions: bool):
     batch, channels, size = flat.shape
     if size == 1:  # a vector layer: its one value is the maximum and the mean, at position 0
         values = flat[:, :, 0]
-        return values, values, values.sign().abs_(), (torch.zeros_like(values, dtype=torch.int64) if positions else None)
+        return values, values, values.ne(0).float(), (torch.zeros_like(values, dtype=torch.int64) if positions else None)
     values = torch.empty(batch, channels, dtype=flat.dtype, device=flat.device)
     means = torch.empty_like(values)
-    nonzero = torch.empty_like(values)
+    nonzero = torch.empty(batch, channels, dtype=torch.float32, device=flat.device)
     where = torch.empty(batch, channels, dtype=torch.int64, device=flat.device) if positions else None
     # chunks of contiguous rows: of the whole batch, or of one image for a slice of the channels
     if flat.is_contiguous():
@@ -163,6 +173,7 @@ def _row_stats(flat: torch.Tensor, positions: bool):
         groups = [(flat[b], values[b], means[b], nonzero[b], where[b] if positions else None) for b in range(batch)]
     for rows, value, mean, count, first in groups:
         step = max(1, CHUNK_ELEMENTS // max(size, 1)) if flat.device.type == "cpu" else len(rows)
+        scratch = torch.empty(min(step, len(rows)), size, dtype=torch.float32, device=flat.device)
         for i in range(0, len(rows), step):
             chunk, part = rows[i : i + step], slice(i, i + step)
             if positions:
@@ -170,9 +181,12 @@ def _row_stats(flat: torch.Tensor, positions: bool):
             else:
                 torch.amax(chunk, dim=1, out=value[part])
             torch.mean(chunk, dim=1, out=mean[part])
-            # |sign| summed in floating point counts the non-zeros exactly (a map has far fewer than
-            # 2**24 positions) and is several times faster than summing a bool tensor.
-            torch.sum(chunk.sign().abs_(), dim=1, out=count[part])
+            # 1.0 where non-zero, summed in float32, counts the non-zeros exactly (a map has far fewer
+            # than 2**24 positions; float16 would stop at 2048) and is several times faster than
+            # summing a bool tensor; written into one scratch buffer, not a new one per chunk.
+            ones = scratch[: len(chunk)]
+            torch.ne(chunk, 0, out=ones)
+            torch.sum(ones, dim=1, out=count[part])
     return values, means, nonzero, where
 
 
@@ -181,35 +195,55 @@ def fold(name: str, out: torch.Tensor, start: int, old: LayerState, k: int) -> t
 
     For channel ``c`` and image ``i`` the top-k ranks ``m_i = max_{y,x} h_c(image_i)[y, x]`` with
     its position; the code is the global average pool ``mean_{y,x} h_c(image_i)[y, x]``.
+    :func:`row_statistics` then :func:`fold_statistics` (a scan may reduce the rows elsewhere).
     """
-    batch = out.shape[0]
-    flat = out.detach().reshape(batch, out.shape[1], -1)  # [B, C, P] on the model's device
-    # While a channel's table is not full every image enters it: find every maximum's position in
-    # the same pass. Later only the (image, channel) pairs that beat the channel's k-th value (an
-    # equal value loses to the earlier image) need theirs.
-    filling = bool(torch.isinf(old.top_values[:, -1]).any())
-    values, codes, nonzero, positions = _row_stats(flat, positions=filling)
+    flat = flatten(out)
+    return fold_statistics(name, flat, row_statistics(flat, needs_positions(old)), start, old, k, map_width(out))
+
+
+def flatten(out: torch.Tensor) -> torch.Tensor:
+    """A layer's output as ``[B, C, P]`` (a vector layer: ``P = 1``), on the model's device."""
+    return out.detach().reshape(out.shape[0], out.shape[1], -1)
+
+
+def map_width(out: torch.Tensor) -> int:
+    """The width of a layer's map (its last dimension; 1 for a vector layer): positions are ``y * width + x``."""
+    return out.shape[-1] if out.dim() >= 3 else 1
+
+
+def needs_positions(old: LayerState) -> bool:
+    """While a channel's table is not full every image enters it: find every maximum's position in
+    the same pass as the maxima. Later only the (image, channel) pairs that beat the channel's k-th
+    value (an equal value loses to the earlier image) need theirs."""
+    return bool(torch.isinf(old.top_values[:, -1]).any())
+
+
+def fold_statistics(name: str, flat: torch.Tensor, stats, start: int, old: LayerState, k: int,
+                    width: int) -> tuple[LayerState, np.ndarray]:
+    """:func:`fold` given ``stats``, the :func:`row_statistics` of ``flat`` (with positions if
+    :func:`needs_positions`); ``width`` is the map's width (its last dimension)."""
+    batch = flat.shape[0]
+    values, codes, nonzero, positions = stats
     # the running state lives on the CPU; only [B, C] summaries leave the device
     values, codes = values.cpu(), codes.cpu()
     nonzero = nonzero.sum(dim=0, dtype=torch.float64).to(torch.int64).cpu()
-    if not torch.isfinite(values).all():
+    channel_max = values.amax(dim=0)  # NaN propagates to it, like +inf
+    if not (torch.isfinite(channel_max).all() and math.isfinite(values.amin())):
         raise NonFiniteError(
             f"layer {name!r} produced NaN or infinite values on images {start}..{start + batch - 1}; "
             "check the images and that the preprocessing matches the model"
         )
-    entering = values.to(old.top_values.dtype) > old.top_values[:, -1][None, :]
+    values = values.to(old.top_values.dtype)
+    channel, image = (values > old.top_values[:, -1][None, :]).T.nonzero().unbind(1)  # entering, by channel
     if positions is not None:
-        positions = positions.cpu()
+        where = positions.cpu()[image, channel]
     else:
-        positions = torch.zeros_like(values, dtype=torch.int64)
-        if entering.any():
-            positions[entering] = flat[entering.to(flat.device)].max(dim=1).indices.cpu()
-    width = out.shape[-1] if out.dim() >= 3 else 1
-    top = merge_top(old, values.to(old.top_values.dtype), entering, positions // width, positions % width, start, k)
+        where = flat[image.to(flat.device), channel.to(flat.device)].max(dim=1).indices.cpu()
+    top = merge_top(old, channel, image, values[image, channel], where // width, where % width, start, k)
     new = LayerState(
         *top,
         code_sum=old.code_sum + codes.sum(dim=0, dtype=torch.float64),
-        max=torch.maximum(old.max, values.amax(dim=0).to(old.max.dtype)),
+        max=torch.maximum(old.max, channel_max.to(old.max.dtype)),
         zeros=old.zeros + (flat.shape[0] * flat.shape[2] - nonzero),
         firing=old.firing + (values > 0).sum(dim=0),
     )
