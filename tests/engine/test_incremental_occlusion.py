@@ -90,6 +90,35 @@ def test_every_local_rule_equals_full_recomputation(size, window, stride, fill):
     assert result.work < 1
 
 
+def test_folded_batch_norms_follow_the_models_current_tensors():
+    """A convolution read only by an eval batch norm runs with the norm folded into its weights (the
+    norm module is then never called); the plan is cached, so after the weights and statistics
+    change in place, or a statistic is replaced, the next map must use the new values."""
+    torch.manual_seed(2)
+    model = Geometry()
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    net, x = network(model, 31), image(31, 2)
+    calls = []
+    handle = model.bn.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        result, full = both(net, x, window=6, stride=4)
+        assert_exact(result, full)
+        calls.clear()
+        net.occlusion(x, 1, window=6, stride=4, quantity="logit", progress=False)
+        assert not calls, "the norm after the dilated convolution was not folded"
+        with torch.no_grad():
+            model.bn.running_var.mul_(3.0)
+            model.dilated.weight.add_(0.05)
+            model.bn.weight.mul_(-1.5)
+        model.bn.running_mean = torch.randn(6, dtype=torch.float64)
+        changed, changed_full = both(net, x, window=6, stride=4)
+        assert_exact(changed, changed_full)
+        assert float((changed_full - full).abs().max()) > 1e-3 * float(full.abs().max())  # the change shows
+    finally:
+        handle.remove()
+
+
 def test_clean_activations_survive_in_place_ops():
     """ReLU(inplace) and ``relu_`` run out of place: a second call, from the cached plan, is the same."""
     torch.manual_seed(1)

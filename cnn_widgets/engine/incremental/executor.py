@@ -24,7 +24,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 
 from ..structure import modules_key
-from .graph import Op, Plan, build_plan, trace
+from .graph import Op, Plan, attribute, build_plan, trace
 from .regions import Patch, grow, materialize, read_window, span
 
 __all__ = ["CLEAN", "IncrementalRunner", "plan_for"]
@@ -58,19 +58,12 @@ def _clean_pass(plan: Plan, x: torch.Tensor) -> dict:
         elif node.op == "placeholder":
             env[node] = node.args[0] if node.args else None
         elif node.op == "get_attr":
-            env[node] = _attribute(plan.root, node.target)
+            env[node] = attribute(plan.root, node.target)
         elif node.op == "output":
             env[node] = _load(node.args[0], env)
         else:
             env[node] = _call(plan, op, _load(node.args, env), _load(node.kwargs, env))
     return env
-
-
-def _attribute(root, target: str):
-    value = root
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
 
 
 def plan_for(model, x: torch.Tensor, leaves: frozenset[str]) -> tuple[Plan, dict]:
@@ -83,12 +76,10 @@ def plan_for(model, x: torch.Tensor, leaves: frozenset[str]) -> tuple[Plan, dict
         cache.clear()  # a few plans per model (class and unit targets, shapes); drop stale ones
     if plan is None:
         graph = trace(model, leaves)
-        rough = build_plan(model, graph, {})  # out-of-place callables, enough for the clean pass
-        env = _clean_pass(rough, x)
-        shapes = {n: tuple(v.shape) for n, v in env.items() if isinstance(v, torch.Tensor)}
-        plan = build_plan(model, graph, shapes)
+        rough = build_plan(model, graph, {})  # out-of-place callables, enough to find the shapes
+        shapes = {n: tuple(v.shape) for n, v in _clean_pass(rough, x).items() if isinstance(v, torch.Tensor)}
+        plan = build_plan(model, graph, shapes, leaves)  # the clean values are this plan's (folded norms)
         cache[key] = plan
-        return plan, env
     return plan, _clean_pass(plan, x)
 
 
