@@ -204,3 +204,19 @@ def test_merge_of_entering_candidates_equals_a_python_merge(seed):
             got = [(float(v), int(i)) for v, i in zip(old.top_values[c], old.top_index[c]) if i >= 0]
             assert got == reference[c], (seed, step, c)
             assert all(math.isinf(v) for v, i in zip(old.top_values[c].tolist(), old.top_index[c].tolist()) if i < 0)
+
+
+def test_a_scan_under_inference_mode_folds_every_output_when_made(threads):
+    """Tensors made under ``torch.inference_mode`` keep no version counter, so nothing can be kept
+    safely: every output is folded when made, and the scan equals the one-thread scan."""
+    net = integer_model()
+    images = integer_images()
+    threads(1)
+    one = scan(net, images, layers=LAYERS, k=3, batch_size=4, progress=False)
+    threads(2)
+    with torch.inference_mode():
+        inside = scan(net, images, layers=LAYERS, k=3, batch_size=4, progress=False)
+    for name in LAYERS:
+        np.testing.assert_array_equal(inside.top(name)["indices"], one.top(name)["indices"])
+        np.testing.assert_array_equal(inside.codes(name), one.codes(name))
+        np.testing.assert_array_equal(inside.stats(name).max, one.stats(name).max)

@@ -80,6 +80,14 @@ def fold_kept(outputs: dict, layer_states: dict, k: int, start: int, threads: in
     return {name: merges[name].result() for name in outputs}
 
 
+def _version(output: torch.Tensor) -> int | None:
+    """The tensor's version counter (moved by every in-place change), ``None`` where there is none."""
+    try:
+        return output._version
+    except RuntimeError:  # an inference tensor
+        return None
+
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
 
@@ -100,9 +108,10 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
     in-place operation changed (its version counter moved: ``ReLU(inplace=True)``,
     ``out += identity``) is never folded: the pass runs again with that layer folded the moment
     its output exists, and ``changed_later`` (kept by the caller across batches) remembers it.
-    Elsewhere every layer is folded the moment its output exists. Either way no output is copied
-    and the pass stops after the last scanned layer; no backward follows, so no rectifier rule is
-    involved. Call inside ``inference_state`` and ``no_grad``.
+    Elsewhere (and for tensors made under ``torch.inference_mode``, which keep no version) every
+    layer is folded the moment its output exists. Either way no output is cloned and the pass
+    stops after the last scanned layer; no backward follows, so no rectifier rule is involved.
+    Call inside ``inference_state`` and ``no_grad``.
     """
     changed_later = set() if changed_later is None else changed_later
     threads = torch.get_num_threads()
@@ -113,9 +122,10 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
         kept.pop(name, None)  # a module run twice: its last output counts
         folded.pop(name, None)
         size = output.numel() * output.element_size()
-        if keep and name not in changed_later and size <= budget[0]:
+        version = _version(output) if keep and name not in changed_later and size <= budget[0] else None
+        if version is not None:
             budget[0] -= size
-            kept[name] = (output, output._version)
+            kept[name] = (output, version)
         else:
             folded[name] = fold(name, output, start, layer_states[name], k)
 
@@ -125,7 +135,7 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
             net.model(x)
         except StopForward:
             pass
-    changed = {name for name, (output, version) in kept.items() if output._version != version}
+    changed = {name for name, (output, version) in kept.items() if _version(output) != version}
     if changed:
         changed_later |= changed
         return fold_batch(net, layers, layer_states, k, x, start, changed_later)
