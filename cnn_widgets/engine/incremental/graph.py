@@ -278,7 +278,7 @@ def _fold_batch_norms(ops: list[Op], model: nn.Module, leaves: frozenset[str]) -
     on running statistics, as in timm's ``BatchNormAct2d``) runs with the norm folded into its
     weights, and the norm becomes the identity: the same per-channel affine map, one pass over the
     window instead of two (the norm took a tenth of an occlusion of the default model). The folded
-    weights are made from the model's current tensors at every call, never kept."""
+    weights are remade whenever a tensor they come from is replaced or changed in place."""
     labelled = {op.node: op for op in ops}
     for op in ops:
         node = op.node
@@ -311,9 +311,10 @@ def _norm_statistics(model: nn.Module, user: fx.Node, source: fx.Node) -> Callab
     if given.get("input") is not source or given.get("training", False) is not False:
         return None
     tensors = [given.get(name) for name in ("running_mean", "running_var", "weight", "bias")]
-    if any(t is not None and not (isinstance(t, fx.Node) and t.op == "get_attr") for t in tensors) or tensors[0] is None:
-        return None  # statistics computed in the graph: not a constant affine map known here
     eps = given.get("eps", 1e-5)
+    if (any(t is not None and not (isinstance(t, fx.Node) and t.op == "get_attr") for t in tensors)
+            or tensors[0] is None or tensors[1] is None or not isinstance(eps, (int, float))):
+        return None  # statistics computed in the graph: not a constant affine map known here
 
     def current():
         return (*(None if t is None else attribute(model, t.target) for t in tensors), eps)
