@@ -171,12 +171,11 @@ def test_non_zero_counts_are_exact_past_float16_integers():
     assert nonzero.tolist() == [[3001, 2994, 3001], [3001, 3001, 100]]
 
 
-def python_merge(old_rows, batch_values, start, k):
+def python_merge(kept_rows, batch_values, start, k):
     """Per channel: the kept (value, index) entries and this batch's, value descending, index ascending."""
     merged = []
-    for c, kept in enumerate(old_rows):
-        entries = [e for e in kept if e[1] >= 0]
-        entries += [(float(v), start + i) for i, v in enumerate(batch_values[:, c])]
+    for c, kept in enumerate(kept_rows):
+        entries = list(kept) + [(float(v), start + i) for i, v in enumerate(batch_values[:, c])]
         entries.sort(key=lambda e: (-e[0], e[1]))
         merged.append(entries[:k])
     return merged
@@ -197,9 +196,7 @@ def test_merge_of_entering_candidates_equals_a_python_merge(seed):
         positions = torch.randint(0, 12, (len(channel),))
         top = state.merge_top(old, channel, image, values[image, channel], positions // 4, positions % 4, step * size, k)
         old = state.LayerState(*top, code_sum=old.code_sum, max=old.max, zeros=old.zeros, firing=old.firing)
-        reference = python_merge([[(float(v), int(i)) for v, i in zip(r_v, r_i)] if r_v else []
-                                  for r_v, r_i in [([e[0] for e in r], [e[1] for e in r]) for r in reference]],
-                                 values.numpy(), step * size, k)
+        reference = python_merge(reference, values.numpy(), step * size, k)
         for c in range(channels):
             got = [(float(v), int(i)) for v, i in zip(old.top_values[c], old.top_index[c]) if i >= 0]
             assert got == reference[c], (seed, step, c)
