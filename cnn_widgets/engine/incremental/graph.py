@@ -26,6 +26,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..tracing import pair
+
 __all__ = ["Op", "Plan", "Window", "attribute", "build_plan"]
 
 
@@ -53,10 +55,6 @@ class Op:
     fn: Callable | None = None  # out-of-place callable taking the loaded args / kwargs
     window: Window | None = None
     macs_per_row: int = 0  # multiply-adds of a full (one-image) run of a linear layer
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 # activations that may run in place: their out-of-place equivalents
@@ -94,11 +92,11 @@ _STATIC_ATTRIBUTES = {"ndim", "dtype", "device", "is_cuda", "layout"}  # the sam
 def _conv_window(m: nn.Conv2d, in_shape) -> Window | None:
     if type(m) is not nn.Conv2d or m.padding_mode != "zeros":
         return None  # subclasses (e.g. "same"-padding ones) may pad in forward
-    kernel, stride, dilation = _pair(m.kernel_size), _pair(m.stride), _pair(m.dilation)
+    kernel, stride, dilation = pair(m.kernel_size), pair(m.stride), pair(m.dilation)
     if isinstance(m.padding, str):
         pad = (0, 0) if m.padding == "valid" else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
     else:
-        pad = _pair(m.padding)
+        pad = pair(m.padding)
     macs = (m.in_channels // m.groups) * kernel[0] * kernel[1]
     return Window(kernel, stride, pad, dilation, 0.0,
                   lambda w: F.conv2d(w, m.weight, m.bias, stride, 0, dilation, m.groups), macs)
@@ -121,12 +119,12 @@ def _module_op(node: fx.Node, m: nn.Module, shapes: dict) -> Op:
         if window is not None:
             return Op(node, "window", m, window)
     if kind is nn.MaxPool2d and not m.return_indices and spatial:
-        k, s, d = _pair(m.kernel_size), _pair(m.stride or m.kernel_size), _pair(m.dilation)
-        return Op(node, "window", m, Window(k, s, _pair(m.padding), d, float("-inf"),
+        k, s, d = pair(m.kernel_size), pair(m.stride or m.kernel_size), pair(m.dilation)
+        return Op(node, "window", m, Window(k, s, pair(m.padding), d, float("-inf"),
                                              lambda w: F.max_pool2d(w, k, s, 0, d)))
     if kind is nn.AvgPool2d and spatial and m.count_include_pad and m.divisor_override is None and not m.ceil_mode:
-        k, s = _pair(m.kernel_size), _pair(m.stride or m.kernel_size)
-        return Op(node, "window", m, Window(k, s, _pair(m.padding), (1, 1), 0.0, lambda w: F.avg_pool2d(w, k, s, 0)))
+        k, s = pair(m.kernel_size), pair(m.stride or m.kernel_size)
+        return Op(node, "window", m, Window(k, s, pair(m.padding), (1, 1), 0.0, lambda w: F.avg_pool2d(w, k, s, 0)))
     if kind in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d) and spatial and not getattr(m, "return_indices", False):
         (hi, wi), (ho, wo) = in_shape[-2:], out_shape[-2:]
         if (hi, wi) == (ho, wo):
