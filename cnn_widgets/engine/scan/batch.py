@@ -108,10 +108,11 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
     in-place operation changed (its version counter moved: ``ReLU(inplace=True)``,
     ``out += identity``) is never folded: the pass runs again with that layer folded the moment
     its output exists, and ``changed_later`` (kept by the caller across batches) remembers it.
-    Elsewhere (and for tensors made under ``torch.inference_mode``, which keep no version) every
-    layer is folded the moment its output exists. Either way no output is cloned and the pass
-    stops after the last scanned layer; no backward follows, so no rectifier rule is involved.
-    Call inside ``inference_state`` and ``no_grad``.
+    Such layers, those past the budget and tensors made under ``torch.inference_mode`` (which keep
+    no version) are folded the moment their output exists, on the same workers; on one thread or a
+    GPU every layer is. Either way no output is cloned and the pass stops after the last scanned
+    layer; no backward follows, so no rectifier rule is involved. Call inside ``inference_state``
+    and ``no_grad``.
     """
     changed_later = set() if changed_later is None else changed_later
     threads = torch.get_num_threads()
@@ -126,6 +127,8 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
         if version is not None:
             budget[0] -= size
             kept[name] = (output, version)
+        elif keep:  # folded now, but on the workers too: this thread's OpenMP team stalls under load
+            folded[name] = fold_kept({name: output}, layer_states, k, start, threads)[name]
         else:
             folded[name] = fold(name, output, start, layer_states[name], k)
 
