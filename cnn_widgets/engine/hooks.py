@@ -101,3 +101,12 @@ def hook_count(model: nn.Module) -> int:
         ):
             total += len(getattr(m, attr, {}) or {})
     return total
+
+
+def tensor_version(tensor: torch.Tensor) -> int | None:
+    """The tensor's version counter (moved by every in-place change), or ``None`` for a tensor made
+    under ``torch.inference_mode``, which keeps none."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None

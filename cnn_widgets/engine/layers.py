@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .hooks import tensor_version
 from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
@@ -152,7 +153,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         reads[(name, entry["count"] - 1)] = tracer.sources_of(inputs)
         if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
             x = inputs[0]
-            fed[name] = [n for n, t, version in produced.get(id(x), ()) if t is x and version == x._version]
+            version = tensor_version(x)
+            fed[name] = [n for n, t, v in produced.get(id(x), ()) if t is x and version is not None and v == version]
 
     def post_hook(module, _inputs, output):
         name = names[module]
@@ -161,7 +163,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         clock[0] += 1
         entry["output"] = output
         if isinstance(output, torch.Tensor):
-            produced.setdefault(id(output), []).append((name, output, output._version))
+            produced.setdefault(id(output), []).append((name, output, tensor_version(output)))
         call = (name, entry["count"] - 1)
         main = output[0] if isinstance(output, (tuple, list)) and output else output
         if isinstance(main, torch.Tensor):
@@ -179,7 +181,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         for module in names:
             handles.append(module.register_forward_pre_hook(pre_hook))
             handles.append(module.register_forward_hook(post_hook))
-        with torch.no_grad(), tracer:
+        # outside inference mode even when called inside it: the outputs keep version counters
+        with torch.inference_mode(False), torch.no_grad(), tracer:
             model(example)
     finally:
         for h in handles:

@@ -133,6 +133,19 @@ class SkipNet(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
+def test_a_network_made_inside_inference_mode_has_the_same_layers_and_stand_ins():
+    """Inference tensors keep no version counter; the pass that finds the layers runs outside
+    inference mode, so which layer reads which output unchanged (``fed_by``), the default set and
+    the stand-ins are those of a network made outside it."""
+    outside = cw.Network(torchvision.models.alexnet(weights=None))
+    with torch.inference_mode():
+        inside = cw.Network(torchvision.models.alexnet(weights=None))
+        assert [(l.name, l.fed_by) for l in inside.layers] == [(l.name, l.fed_by) for l in outside.layers]
+        assert default_scan_layers(inside) == ALEXNET_DEFAULT
+        assert stand_ins(inside) == stand_ins(outside)
+    assert hook_count(inside.model) == 0
+
+
 def test_a_conv_stays_unless_a_monotone_rectifier_alone_reads_its_very_output():
     net = cw.Network(SkipNet(), preprocess=sized(12))
     chosen = default_scan_layers(net)

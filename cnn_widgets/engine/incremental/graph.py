@@ -26,6 +26,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from ..hooks import tensor_version
 from ..tracing import pair
 
 __all__ = ["Op", "Plan", "Window", "attribute", "build_plan"]
@@ -351,11 +352,10 @@ def _folded(conv: nn.Conv2d, statistics: Callable) -> tuple[Callable, Callable]:
     def weights():
         tensors = statistics()
         sources = [t for t in (conv.weight, conv.bias, *tensors) if isinstance(t, torch.Tensor)]
-        try:  # the folded pair is made again when any source tensor is replaced or changed in place
-            key = tuple((id(t), t._version) for t in sources)
-        except RuntimeError:  # inference tensors keep no version: fold at every call
-            key = None
-        if key is None or kept.get("key") != key:
+        # the folded pair is made again when any source tensor is replaced or changed in place, and
+        # at every call where one keeps no version (an inference tensor)
+        key = tuple((id(t), tensor_version(t)) for t in sources)
+        if any(version is None for _, version in key) or kept.get("key") != key:
             kept.update(key=key, sources=sources, pair=_fold(conv, *tensors))  # sources: ids stay theirs
         return kept["pair"]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..hooks import StopForward, on_outputs
+from ..hooks import StopForward, on_outputs, tensor_version
 from .errors import ScanError
 from .state import flatten, fold, fold_statistics, map_width, needs_positions, row_statistics
 
@@ -80,14 +80,6 @@ def fold_kept(outputs: dict, layer_states: dict, k: int, start: int, threads: in
     return {name: merges[name].result() for name in outputs}
 
 
-def _version(output: torch.Tensor) -> int | None:
-    """The tensor's version counter (moved by every in-place change), ``None`` where there is none."""
-    try:
-        return output._version
-    except RuntimeError:  # an inference tensor
-        return None
-
-
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
 
@@ -123,7 +115,7 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
         kept.pop(name, None)  # a module run twice: its last output counts
         folded.pop(name, None)
         size = output.numel() * output.element_size()
-        version = _version(output) if keep and name not in changed_later and size <= budget[0] else None
+        version = tensor_version(output) if keep and name not in changed_later and size <= budget[0] else None
         if version is not None:
             budget[0] -= size
             kept[name] = (output, version)
@@ -138,7 +130,7 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
             net.model(x)
         except StopForward:
             pass
-    changed = {name for name, (output, version) in kept.items() if _version(output) != version}
+    changed = {name for name, (output, version) in kept.items() if tensor_version(output) != version}
     if changed:
         changed_later |= changed
         return fold_batch(net, layers, layer_states, k, x, start, changed_later)
