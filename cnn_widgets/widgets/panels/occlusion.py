@@ -33,9 +33,8 @@ class OcclusionInfo(TypedDict):
 
 #: The occlusion panel's modes (menu labels). "fast" is Krypton's adaptive drill-down with
 #: FAST_DRILL_DOWN: a first pass at twice the stride, then the tenth of the windows whose first-pass
-#: neighbours disagree most. Measured with benchmarks/bench_speed.py (idle, 2 threads): 2.3-2.7x less
-#: time than exact, heat-map correlation with the exact map 0.81-0.97 (default model 0.81 at 32/16,
-#: 0.955 at 16/8; ResNet-18 0.97; random-weight VGG16 0.86-0.87).
+#: neighbours disagree most. What it saves and costs is measured by benchmarks/bench_speed.py and
+#: stated once, in the README's paragraph on occlusion.
 OCCLUSION_MODES = {"exact": "exact", "fast": "fast (approximate)"}
 FAST_DRILL_DOWN = 0.1
 
