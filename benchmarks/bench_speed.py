@@ -14,8 +14,8 @@ repeats (A, B, A, B, ... so that a noisy neighbour slows every side alike):
   of one full forward per window over those the incremental pass ran); then, per approximate
   setting (``bench_occlusion.APPROX``: drill-down 0.1 and 0.3 alone, and tau 0.7 with drill-down
   0.1; ``--approx`` picks others), ``captum / approx`` (goal 20x) beside its own limit, the share
-  of windows run and the heat map's correlation to the exact one (goal 0.95) -- from
-  ``bench_occlusion.bench``;
+  of windows run and the heat map's correlation to the exact one (goal 0.95), with drill-down's
+  ceiling (``bench_occlusion.drill_ceiling``) -- from ``bench_occlusion.bench``;
 * tree expansion on the default model: expanding the best child of the root of the cat's top
   class (k=5, one level, guided rule, max), with the root level already computed as the widget has
   it: the plain path (``tree_walk.reference_path``: a fresh forward pass, the pictures one after

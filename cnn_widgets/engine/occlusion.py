@@ -23,7 +23,7 @@ from .checks import check_bool, check_choice, check_float, check_int
 from .errors import NonFiniteError, OptionError
 from .hooks import inference_state
 from .incremental import IncrementalRunner, Patch, plan_for
-from .incremental.heat import OcclusionResult, heat_error, heat_map, neighbour_spread, window_means
+from .incremental.heat import OcclusionResult, first_pass_estimate, heat_error, heat_map, neighbour_spread
 from .incremental.regions import read_window
 from .structure import select_logits
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
@@ -324,7 +324,7 @@ def occlusion(
                         callback(done, total, heat_map(partial.view(shape), window, coarse_stride, size))
 
                 values = _scan(evaluate, coarse_corners, batch_size, bar, coarse_batch)
-                estimate = window_means(heat_map(values.view(shape), window, coarse_stride, size), corners, window)
+                estimate = first_pass_estimate(values.view(shape), window, coarse_stride, size, corners)
                 drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
                 # run the windows whose estimate is least sure: where the first pass's neighbours disagree
                 rank = neighbour_spread(values.view(shape), coarse_stride, corners).to(estimate.dtype)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-__all__ = ["OcclusionResult", "heat_error", "heat_map", "neighbour_spread", "window_means"]
+__all__ = ["OcclusionResult", "first_pass_estimate", "heat_error", "heat_map", "neighbour_spread", "window_means"]
 
 
 @dataclass
@@ -68,6 +68,13 @@ def window_means(heat: torch.Tensor, corners, window: int) -> torch.Tensor:
     b, r = (t + window).clamp(max=h), (l + window).clamp(max=w)
     sums = integral[b, r] - integral[t, r] - integral[b, l] + integral[t, l]
     return sums / ((b - t) * (r - l)).to(heat.dtype)
+
+
+def first_pass_estimate(coarse: torch.Tensor, window: int, coarse_stride: int, size: tuple[int, int],
+                        corners) -> torch.Tensor:
+    """Drill-down's estimate of each window at ``corners`` from the first pass's ``[ch, cw]`` grid:
+    the mean, over the window's square, of the first pass's heat map."""
+    return window_means(heat_map(coarse, window, coarse_stride, size), corners, window)
 
 
 def neighbour_spread(coarse: torch.Tensor, coarse_stride: int, corners) -> torch.Tensor:
