@@ -110,6 +110,27 @@ def lab_page(new_notebook_page):
     nb.close()
 
 
+@pytest.fixture(scope="module")
+def notebook7_page(new_notebook_page):
+    """The same setup in Notebook 7 (a second front end for the tests that take ``front_end``)."""
+    nb = new_notebook_page("notebook", "first_paint_nb7.ipynb", [SETUP_CELL], viewport=(1400, 2000))
+    nb.screenshot_selector = "div.cnnw-explorer"
+    try:
+        nb.open()
+        nb.run_all(timeout_s=TIMEOUT_MS / 1000)
+    except Exception:
+        nb.close()
+        raise
+    yield nb
+    nb.close()
+
+
+@pytest.fixture(params=["lab", "notebook7"])
+def front_end(request):
+    """JupyterLab's page, then Notebook 7's: ``(kind, NotebookPage)``."""
+    return request.param, request.getfixturevalue(f"{request.param}_page")
+
+
 def wait_for(page, condition_js: str, timeout_ms: int = TIMEOUT_MS):
     page.wait_for_function(condition_js, timeout=timeout_ms, polling=20)
 
@@ -202,9 +223,11 @@ def test_progress_bar_partial_map_and_cancel(lab_page):
     assert not [line for line in nb.console_errors() if "cnn_widgets" in line or "explorer" in line.lower()]
 
 
-def test_fast_occlusion_mode_from_the_panel_menu(lab_page):
-    """The occlusion panel's mode menu: "fast" runs the drill-down (fewer windows) and says it is approximate."""
-    nb, page = lab_page, lab_page.page
+def test_fast_occlusion_mode_from_the_panel_menu(front_end):
+    """The occlusion panel's mode menu: "fast" runs the drill-down (fewer windows) and says it is
+    approximate; "exact" goes back to every window -- in JupyterLab and in Notebook 7."""
+    kind, nb = front_end
+    page = nb.page
     run_timed(nb, "quick = cw.Explorer(net, window=32, stride=16)\nquick")
     root = page.locator("div.cnnw-explorer").last
     wait_for(page, """() => { const r = [...document.querySelectorAll('div.cnnw-explorer')].pop();
@@ -223,4 +246,11 @@ def test_fast_occlusion_mode_from_the_panel_menu(lab_page):
         ["fast", "fast", 66]
     panel.scroll_into_view_if_needed()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    panel.screenshot(path=str(ARTIFACTS / "occlusion_fast_mode-lab.png"))
+    panel.screenshot(path=str(ARTIFACTS / f"occlusion_fast_mode-{kind}.png"))
+    menu.select_option("exact")
+    wait_for(page, """() => { const r = [...document.querySelectorAll('div.cnnw-explorer')].pop();
+        const c = r.querySelector('canvas.cnnw-occlusion');
+        return r.dataset.status === 'idle' && c.dataset.total === '169' && c.dataset.done === '169'; }""")
+    assert "approximate" not in panel.locator(".cnnw-caption").text_content()
+    assert nb.kernel_json("[quick.occlusion_mode, quick.occlusion_info['mode'], quick.occlusion_info['total']]") == \
+        ["exact", "exact", 169]
