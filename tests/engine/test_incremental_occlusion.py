@@ -38,7 +38,7 @@ def both(net, x, target=1, **options):
     """(incremental result, grid of full recomputation) for the same options."""
     options = {"quantity": "logit", "progress": False, **options}
     full = net.occlusion(x, target, grid=True, method="full", **options)
-    return net.occlusion(x, target, result=True, **options), full
+    return net.occlusion(x, target, result=True, **{"method": "incremental", **options}), full
 
 
 def assert_exact(result, full):
@@ -211,6 +211,80 @@ class InPlaceShared(nn.Module):
         x = self.conv(x)
         y = x.relu_()  # x is read again below, after it was rectified in place
         return self.fc((x + y).mean((2, 3)))
+
+
+class SqueezeExcite(nn.Module):
+    """A small convolution, then a squeeze-and-excitation gate (global pooling: every position of
+    the gated map depends on every pixel) in front of a convolution eight times its size."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.squeeze, self.excite = nn.Linear(4, 2), nn.Linear(2, 4)
+        self.body = nn.Conv2d(4, 32, 3, padding=1)
+        self.head = nn.Linear(32, 3)
+
+    def forward(self, x):
+        x = self.stem(x).relu()
+        gate = torch.sigmoid(self.excite(self.squeeze(x.mean((2, 3))).relu()))
+        x = self.body(x * gate[:, :, None, None]).relu()
+        return self.head(x.mean((2, 3)))
+
+
+def loop_reference(model, x, target, window, stride):
+    """Zero-fill occlusion, one window at a time, by hand: logit(x) - logit(x with the window zeroed)
+    (windows that fit exactly: ``(size - window) % stride == 0``)."""
+    size = x.shape[-1]
+    corners = range(0, size - window + 1, stride)
+    with torch.no_grad():
+        clean = model(x[None])[0, target]
+        rows = []
+        for t in corners:
+            row = []
+            for l in corners:
+                occluded = x.clone()
+                occluded[:, t : t + window, l : l + window] = 0
+                row.append(clean - model(occluded[None])[0, target])
+            rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def test_auto_runs_the_rest_in_full_when_incremental_saves_too_little():
+    """Behind a squeeze-and-excitation gate every position changes, so incremental inference redoes
+    nearly the whole network per window; "auto" finds that out from one window before the map,
+    runs every window in full, says so, and equals the hand-written loop. "incremental" stays
+    incremental, with the same numbers; a tau threshold (approximate) keeps the runner it needs."""
+    from cnn_widgets.engine.occlusion import FULL_WORK
+
+    torch.manual_seed(11)
+    model = SqueezeExcite().double().eval()
+    net, x = network(model, 24), image(24, 3)
+    options = {"window": 8, "stride": 4, "fill": "zero", "quantity": "logit", "progress": False, "batch_size": 4}
+    reference = loop_reference(model, x, 1, 8, 4)
+    auto = net.occlusion(x, 1, result=True, **options)
+    assert auto.method == "full" and "would recompute" in auto.reason and auto.exact
+    assert auto.work == 1.0 and auto.windows == 25
+    torch.testing.assert_close(auto.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
+    forced = net.occlusion(x, 1, result=True, method="incremental", **options)
+    assert forced.method == "incremental" and forced.reason is None and forced.work >= FULL_WORK
+    torch.testing.assert_close(forced.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
+    cut = net.occlusion(x, 1, result=True, approx=0.5, **options)
+    assert cut.method == "incremental" and not cut.exact
+    assert hook_count(model) == 0
+
+
+def test_auto_stays_incremental_where_it_saves_work():
+    """A plain convolution chain with a window a tenth of the image: the first batch recomputes
+    far less than the network, so every window runs incrementally (and equals the loop)."""
+    torch.manual_seed(12)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).double().eval()
+    net, x = network(model, 40), image(40, 4)
+    result = net.occlusion(x, 2, window=4, stride=4, fill="zero", quantity="logit", progress=False, result=True,
+                           batch_size=8)
+    assert result.method == "incremental" and result.reason is None and result.work < 0.5
+    reference = loop_reference(model, x, 2, 4, 4)
+    torch.testing.assert_close(result.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
 
 
 @pytest.mark.parametrize("cls, method", [(Untraceable, "full"), (Unknown, "incremental"), (InPlaceShared, "full")])

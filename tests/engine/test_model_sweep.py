@@ -424,8 +424,9 @@ def test_occlusion(swept: Swept):
 
 @per_model()
 def test_incremental_occlusion_equals_full_recomputation(swept: Swept):
-    """Krypton's incremental occlusion (the default) against the whole network per copy, on windows
-    that overlap and are clipped at the border, for the top class and a unit (summed map).
+    """Krypton's incremental occlusion (``method="incremental"``, which "auto" may leave) against the
+    whole network per copy, on windows that overlap and are clipped at the border, for the top class
+    and a unit (summed map).
 
     In float64: in float32 full recomputation itself moves by about 6e-5 of the largest drop
     between batch sizes 1 and 7 on Inception-v3 (logits near 80; different kernels, different
@@ -437,7 +438,7 @@ def test_incremental_occlusion_equals_full_recomputation(swept: Swept):
     for target in (swept.top, swept.unit):
         options = {"window": window, "stride": stride, "fill": "mean", "quantity": "logit", "progress": False,
                    "batch_size": 7}
-        incremental = net64.occlusion(x, target, result=True, **options)
+        incremental = net64.occlusion(x, target, result=True, method="incremental", **options)
         full = net64.occlusion(x, target, method="full", grid=True, **options)
         assert incremental.method == "incremental", incremental.reason
         scale = float(full.abs().max())

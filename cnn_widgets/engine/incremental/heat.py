@@ -21,10 +21,11 @@ class OcclusionResult:
     grid
         ``[nh, nw]``: one drop per window corner of :func:`window_positions`.
     method
-        ``"incremental"`` (Krypton's incremental inference) or ``"full"`` (the whole network per
-        occluded copy: asked for, or the model could not be traced).
+        ``"incremental"`` (Krypton's incremental inference, every window) or ``"full"`` (the whole
+        network per occluded copy: asked for, the model could not be traced, or ``method="auto"``
+        found after its first batch that incremental inference saved too little here).
     reason
-        Why ``"incremental"`` was asked for but ``"full"`` ran (``None`` otherwise).
+        Why ``"full"`` ran although incremental inference was asked for (``None`` otherwise).
     exact
         Whether the result equals full recomputation (``approx`` and ``drill_down`` make it approximate).
     work
