@@ -95,10 +95,9 @@ def record(lines: list[str]) -> None:
     print("\n" + "\n".join(lines))
 
 
-@pytest.fixture(scope="module")
-def lab_page(new_notebook_page):
-    REPORT.unlink(missing_ok=True)
-    nb = new_notebook_page("lab", "first_paint.ipynb", [SETUP_CELL], viewport=(1400, 2000))
+def opened(new_notebook_page, kind: str, name: str):
+    """A notebook of ``SETUP_CELL`` in front end ``kind``, opened and run (closed after the module)."""
+    nb = new_notebook_page(kind, name, [SETUP_CELL], viewport=(1400, 2000))
     nb.screenshot_selector = "div.cnnw-explorer"
     try:
         nb.open()
@@ -108,21 +107,18 @@ def lab_page(new_notebook_page):
         raise
     yield nb
     nb.close()
+
+
+@pytest.fixture(scope="module")
+def lab_page(new_notebook_page):
+    REPORT.unlink(missing_ok=True)
+    yield from opened(new_notebook_page, "lab", "first_paint.ipynb")
 
 
 @pytest.fixture(scope="module")
 def notebook7_page(new_notebook_page):
     """The same setup in Notebook 7 (a second front end for the tests that take ``front_end``)."""
-    nb = new_notebook_page("notebook", "first_paint_nb7.ipynb", [SETUP_CELL], viewport=(1400, 2000))
-    nb.screenshot_selector = "div.cnnw-explorer"
-    try:
-        nb.open()
-        nb.run_all(timeout_s=TIMEOUT_MS / 1000)
-    except Exception:
-        nb.close()
-        raise
-    yield nb
-    nb.close()
+    yield from opened(new_notebook_page, "notebook", "first_paint_nb7.ipynb")
 
 
 @pytest.fixture(params=["lab", "notebook7"])
