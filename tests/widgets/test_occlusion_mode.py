@@ -59,3 +59,37 @@ def test_the_modes_reach_the_front_end_and_a_bad_one_is_refused(net):
         explorer.occlusion_mode = "fastest"
     assert explorer.occlusion_mode == "exact"
     assert np.asarray(explorer.occlusion).shape == (224, 224)
+
+
+class _SqueezeExcite(torch.nn.Module):
+    """A convolution, a squeeze-and-excitation gate (global pooling), then a larger convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.squeeze, self.excite = torch.nn.Linear(4, 2), torch.nn.Linear(2, 4)
+        self.body = torch.nn.Conv2d(4, 32, 3, padding=1)
+        self.head = torch.nn.Linear(32, 5)
+
+    def forward(self, x):
+        x = self.stem(x).relu()
+        gate = torch.sigmoid(self.excite(self.squeeze(x.mean((2, 3))).relu()))
+        return self.head(self.body(x * gate[:, :, None, None]).relu().mean((2, 3)))
+
+
+def test_the_panel_runs_every_window_in_full_where_incremental_inference_saves_nothing():
+    """Behind a squeeze-and-excitation gate the panel's occlusion runs the whole network per window
+    (method "auto") and draws the same map as ``method="full"``."""
+    torch.manual_seed(3)
+
+    def preprocess(image):
+        array = np.asarray(image.convert("RGB").resize((32, 32)), dtype=np.float32) / 255
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+    se = cw.Network(_SqueezeExcite().eval(), preprocess=preprocess)
+    explorer = cw.Explorer(se, window=8, stride=4)
+    explorer.compute()
+    assert explorer.occlusion_info["method"] == "full" and explorer.occlusion_info["total"] == 49
+    full = se.occlusion(explorer.image, se.top_class(explorer.image), window=8, stride=4, fill="mean", method="full")
+    torch.testing.assert_close(explorer.panels["occlusion"].heat, full, rtol=0, atol=1e-6 * float(full.abs().max()))
+    assert hook_count(se.model) == 0
