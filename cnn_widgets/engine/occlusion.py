@@ -282,7 +282,7 @@ def occlusion(
         Show a tqdm bar (``None``: when there are more than 64 windows). Ctrl-C stops the scan.
     method
         ``"auto"`` (default): incremental, unless one window at the centre makes it recompute at
-        least :data:`FULL_WORK` (0.75) of a full forward pass: then every window runs in full, which
+        least :data:`FULL_WORK` of a full forward pass: then every window runs in full, which
         is faster there (e.g. squeeze-and-excitation blocks, whose global pooling changes every
         position, as in EfficientNet-B0 or MobileNetV3); ``"incremental"``: always; ``"full"``: the
         whole network per copy. All three are exact; ``OcclusionResult.method`` and ``reason`` say

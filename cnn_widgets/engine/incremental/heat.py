@@ -23,7 +23,7 @@ class OcclusionResult:
     method
         ``"incremental"`` (Krypton's incremental inference, every window) or ``"full"`` (the whole
         network per occluded copy: asked for, the model could not be traced, or ``method="auto"``
-        found after its first batch that incremental inference saved too little here).
+        found from one window that incremental inference would save too little here).
     reason
         Why ``"full"`` ran although incremental inference was asked for (``None`` otherwise).
     exact
