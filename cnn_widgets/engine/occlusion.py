@@ -12,7 +12,6 @@ Krypton's approximate modes. See :mod:`cnn_widgets.engine.incremental`.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 
@@ -20,27 +19,17 @@ import torch
 import torch.nn.functional as F
 
 from .checks import check_bool, check_choice, check_float, check_int
-from .errors import NonFiniteError, OptionError
+from .errors import OptionError
 from .hooks import inference_state
-from .incremental import IncrementalRunner, Patch, plan_for
 from .incremental.heat import OcclusionResult, first_pass_estimate, heat_error, heat_map, neighbour_spread
-from .incremental.regions import read_window
-from .structure import select_logits
-from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target, Unit, scalar
+from .occlusion_runs import Evaluator, run_windows
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target
 
 __all__ = ["FILLS", "METHODS", "OcclusionResult", "occlusion", "occlusion_fill", "window_positions"]
 
 FILLS = ("zero", "mean", "blur")
 # incremental until it does not pay | recompute what the window changes (Krypton) | the whole network per copy
 METHODS = ("auto", "incremental", "full")
-#: ``method="auto"`` runs every window in full when one window, run incrementally first, recomputes
-#: at least this share of a full forward pass. ``benchmarks/bench_occlusion_auto.py`` (cat, 32/16, 2
-#: threads, random weights): EfficientNet-B0 (0.96: squeeze-and-excitation) took 6.4 s incrementally
-#: against 2.4 s in full, MobileNetV3-small (0.90) 0.49 s against 0.51 s, the default model (0.63)
-#: 1.15 s against 1.99 s; by hand, in float64: ShuffleNet-V2 at 64 px (0.79) 0.5 s against 0.2 s,
-#: DenseNet-121 at 97x131 (0.66) 3.1 s against 4.5 s.
-FULL_WORK = 0.75
-log = logging.getLogger(__name__)
 
 
 def occlusion_fill(x: torch.Tensor, fill: str, window: int) -> torch.Tensor:
@@ -100,135 +89,6 @@ def _check(window, stride, size) -> tuple[int, int]:
     return window, stride
 
 
-class _Evaluator:
-    """The target's value for the clean image and for batches of occluded copies.
-
-    Runs incrementally when the model traces with torch.fx (Krypton), else (or when asked) the whole
-    network per copy; ``reason`` says why it fell back.
-    """
-
-    def __init__(self, net, x, resolved, quantity, method, approx, fill_image, window):
-        self.net, self.x, self.resolved, self.quantity = net, x, resolved, quantity
-        self.fill_image, self.window = fill_image, window
-        self.unit = isinstance(resolved, Unit)
-        self.runner, self.reason, self.full_windows, self.runs = None, None, 0, 0
-        self.left = False  # "auto" found incremental inference not worth it: every window runs in full
-        if method in ("auto", "incremental"):
-            try:
-                leaves = frozenset([resolved.layer]) if self.unit else frozenset()
-                plan, clean = plan_for(net.model, x, leaves)
-                last = plan.output
-                if self.unit:
-                    last = next((op.node for op in plan.ops if op.node.op == "call_module" and op.node.target == resolved.layer), None)
-                    if last is None:
-                        raise ValueError(f"layer {resolved.layer!r} is not a module call of the traced graph")
-                self.runner = IncrementalRunner(plan, clean, last, approx)
-                self.base = self._value(clean[last], 1)
-            except (NonFiniteError, KeyboardInterrupt):
-                raise
-            except Exception as err:  # untraceable or unsupported: the plain model is always right
-                self.reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-                log.debug("occlusion runs the full network per window: %s", self.reason)
-        if self.runner is None:
-            self.base = self._full_batch(x)
-        elif method == "auto" and approx is None:  # tau cuts incremental regions: it keeps the runner
-            self._leave_if_no_gain()
-
-    @property
-    def incremental(self) -> bool:
-        """Whether windows run incrementally."""
-        return self.runner is not None and not self.left
-
-    def _leave_if_no_gain(self) -> None:
-        """``auto``: one window at the centre of the image, run incrementally and thrown away, says
-        how much of the network a window makes it redo; from :data:`FULL_WORK` on, every window
-        runs in full instead."""
-        h, w = self.x.shape[-2:]
-        self.runner.run(self._patch([((h - self.window) // 2, (w - self.window) // 2)]), 1)
-        share = self.runner.macs / max(1, self.runner.macs_full_row)
-        self.runner.macs = 0  # the probe is not part of the work done for the map
-        if share >= FULL_WORK:
-            self.left = True
-            self.base = self._full_batch(self.x)  # each drop from one method's values
-            self.reason = (f"incremental inference would recompute {share:.0%} of the network for each window "
-                           f"(at least {FULL_WORK:.0%}; e.g. global pooling inside the network, as in "
-                           "squeeze-and-excitation blocks, changes every position), so every window ran in full")
-            log.debug("occlusion: %s", self.reason)
-
-    def _value(self, out, rows):
-        if self.unit:
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            logits, outputs = None, {self.resolved.layer: out}
-        else:
-            logits, outputs = select_logits(out, self.net.output, self.net.name), {}
-        checked = logits if logits is not None else out
-        if not bool(torch.isfinite(checked).all()):
-            raise NonFiniteError(f"{self.net.name} produced NaN or infinite values for an occluded copy; check the weights")
-        if self.resolved is TOP_CLASS:
-            index = int(logits[0].argmax())
-            self.resolved = ClassTarget(index, self.net.label(index))
-        return scalar(self.resolved, logits, outputs, self.quantity)
-
-    def _full_batch(self, batch):
-        layers = [self.resolved.layer] if self.unit else []
-        logits, outputs = self.net.forward(batch, layers=layers, stop_early=self.unit)
-        if self.resolved is TOP_CLASS:
-            index = int(logits[0].argmax())
-            self.resolved = ClassTarget(index, self.net.label(index))
-        return scalar(self.resolved, logits, outputs, self.quantity)
-
-    def __call__(self, corners: list[tuple[int, int]]) -> torch.Tensor:
-        """Drops ``f(x) - f(occluded)`` for the windows at ``corners``."""
-        x, window = self.x, self.window
-        if not self.incremental:
-            self.full_windows += len(corners)
-            batch = x.repeat(len(corners), 1, 1, 1)
-            for row, (t, l) in enumerate(corners):
-                batch[row, :, t : t + window, l : l + window] = self.fill_image[0, :, t : t + window, l : l + window]
-            return self.base - self._full_batch(batch)
-        out = self.runner.run(self._patch(corners), len(corners))
-        return self.base - self._value(out, len(corners))
-
-    def _patch(self, corners: list[tuple[int, int]]) -> Patch:
-        """The occluded input squares at ``corners``, as a patch of the clean image."""
-        x, window = self.x, self.window
-        h, w = x.shape[-2:]
-        tops = torch.tensor([t for t, _ in corners])
-        lefts = torch.tensor([l for _, l in corners])
-        # the input patch: the window's square, moved back inside the image where it is clipped
-        top, left = tops.clamp(max=h - window), lefts.clamp(max=w - window)
-        rows = top[:, None] + torch.arange(window) >= tops[:, None]
-        cols = left[:, None] + torch.arange(window) >= lefts[:, None]
-        inside = (rows[:, :, None] & cols[:, None, :])[:, None].to(x.device)
-        value = torch.where(inside, read_window(self.fill_image, None, top, left, (window, window)),
-                            read_window(x, None, top, left, (window, window)))
-        return Patch(value, top, left)
-
-    @property
-    def method(self) -> str:
-        return "incremental" if self.incremental else "full"
-
-    @property
-    def work(self) -> float:
-        if not self.incremental:
-            return 1.0
-        return self.runner.macs / max(1, self.runner.macs_full_row * self.runs)
-
-
-
-def _scan(evaluate, corners, batch_size, bar, on_batch) -> torch.Tensor:
-    drops = []
-    for start in range(0, len(corners), batch_size):
-        chunk = corners[start : start + batch_size]
-        drops.append(evaluate(chunk))
-        evaluate.runs += len(chunk)
-        if bar is not None:
-            bar.update(len(chunk))
-        if on_batch is not None:
-            on_batch(start + len(chunk), torch.cat(drops))
-    return torch.cat(drops) if drops else torch.zeros(0)
-
-
 def occlusion(
     net,
     image,
@@ -282,7 +142,7 @@ def occlusion(
         Show a tqdm bar (``None``: when there are more than 64 windows). Ctrl-C stops the scan.
     method
         ``"auto"`` (default): incremental, unless one window at the centre makes it recompute at
-        least :data:`FULL_WORK` of a full forward pass: then every window runs in full, which
+        least :data:`~.occlusion_runs.FULL_WORK` of a full forward pass: then every window runs in full, which
         is faster there (e.g. squeeze-and-excitation blocks, whose global pooling changes every
         position, as in EfficientNet-B0 or MobileNetV3); ``"incremental"``: always; ``"full"``: the
         whole network per copy. All three are exact; ``OcclusionResult.method`` and ``reason`` say
@@ -356,7 +216,7 @@ def occlusion(
         # eval mode + frozen parameters; no rectifier rules (no backward pass), so native in-place
         # ReLUs run at full speed -- a unit's output is captured as the pass stops right after it
         with inference_state(net.model), torch.no_grad():
-            evaluate = _Evaluator(net, x, resolved, quantity, method, approx, occlusion_fill(x, fill, window), window)
+            evaluate = Evaluator(net, x, resolved, quantity, method, approx, occlusion_fill(x, fill, window), window)
             drops = torch.full((nh * nw,), float("nan"), dtype=x.dtype, device=x.device)
             todo = list(range(len(corners)))
             offset = 0
@@ -369,7 +229,7 @@ def occlusion(
                         partial[: len(values)] = values
                         callback(done, total, heat_map(partial.view(shape), window, coarse_stride, size))
 
-                values = _scan(evaluate, coarse_corners, batch_size, bar, coarse_batch)
+                values = run_windows(evaluate, coarse_corners, batch_size, bar, coarse_batch)
                 estimate = first_pass_estimate(values.view(shape), window, coarse_stride, size, corners)
                 drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
                 # run the windows whose estimate is least sure: where the first pass's neighbours disagree
@@ -387,7 +247,7 @@ def occlusion(
                     partial[todo[: len(values)]] = values
                     callback(offset + done, total, heat_map(partial.view(nh, nw), window, stride, size))
 
-            values = _scan(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
+            values = run_windows(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
             drops[todo] = values.to(drops.dtype)
             error = {}
             approximate = evaluate.runner is not None and approx is not None or coarse is not None

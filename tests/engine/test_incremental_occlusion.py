@@ -254,7 +254,7 @@ def test_auto_runs_the_rest_in_full_when_incremental_saves_too_little():
     nearly the whole network per window; "auto" finds that out from one window before the map,
     runs every window in full, says so, and equals the hand-written loop. "incremental" stays
     incremental, with the same numbers; a tau threshold (approximate) keeps the runner it needs."""
-    from cnn_widgets.engine.occlusion import FULL_WORK
+    from cnn_widgets.engine.occlusion_runs import FULL_WORK
 
     torch.manual_seed(11)
     model = SqueezeExcite().double().eval()
