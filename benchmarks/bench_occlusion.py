@@ -61,12 +61,13 @@ def setting_name(tau, drill) -> str:
 
 
 def drill_ceiling(exact, window: int, stride: int, size: tuple[int, int], runs: int) -> float | None:
-    """The best correlation any choice of drilled windows could reach at ``runs`` windows run.
+    """The correlation an oracle choice of drilled windows reaches at ``runs`` windows run.
 
     Drill-down's first pass (stride ``min(window, 2 * stride)``) and its estimate of every other
     window, as ``occlusion(drill_down=...)`` makes them, then, of the windows left, the ones whose
     estimate is furthest from the exact value (known only from the exact map: an oracle, not a
-    method). ``None`` when the first pass's corners are not all on the fine grid.
+    method; greedy, so a bound in practice rather than a proven maximum). ``None`` when the first
+    pass's corners are not all on the fine grid.
     """
     tops, lefts = window_positions(size, window, stride)
     coarse_stride = min(window, 2 * stride)
