@@ -12,6 +12,7 @@ from torch import nn
 import cnn_widgets as cw
 from cnn_widgets.engine.errors import OptionError
 from cnn_widgets.engine.hooks import hook_count
+from occlusion_loop import loop_reference
 
 
 
@@ -231,22 +232,13 @@ class SqueezeExcite(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-def loop_reference(model, x, target, window, stride):
-    """Zero-fill occlusion, one window at a time, by hand: logit(x) - logit(x with the window zeroed)
-    (windows that fit exactly: ``(size - window) % stride == 0``)."""
-    size = x.shape[-1]
-    corners = range(0, size - window + 1, stride)
-    with torch.no_grad():
-        clean = model(x[None])[0, target]
-        rows = []
-        for t in corners:
-            row = []
-            for l in corners:
-                occluded = x.clone()
-                occluded[:, t : t + window, l : l + window] = 0
-                row.append(clean - model(occluded[None])[0, target])
-            rows.append(torch.stack(row))
-    return torch.stack(rows)
+def logit(model, index):
+    """``f(image) = model(image)[index]``, one image ``[C, H, W]``, for :func:`loop_reference`."""
+    def f(x):
+        with torch.no_grad():
+            return float(model(x[None])[0, index])
+
+    return f
 
 
 def test_auto_runs_the_rest_in_full_when_incremental_saves_too_little():
@@ -260,7 +252,7 @@ def test_auto_runs_the_rest_in_full_when_incremental_saves_too_little():
     model = SqueezeExcite().double().eval()
     net, x = network(model, 24), image(24, 3)
     options = {"window": 8, "stride": 4, "fill": "zero", "quantity": "logit", "progress": False, "batch_size": 4}
-    reference = loop_reference(model, x, 1, 8, 4)
+    reference = loop_reference(logit(model, 1), x, torch.zeros_like(x), 8, 4)[0]
     auto = net.occlusion(x, 1, result=True, **options)
     assert auto.method == "full" and "would recompute" in auto.reason and auto.exact
     assert auto.work == 1.0 and auto.windows == 25
@@ -283,7 +275,7 @@ def test_auto_stays_incremental_where_it_saves_work():
     result = net.occlusion(x, 2, window=4, stride=4, fill="zero", quantity="logit", progress=False, result=True,
                            batch_size=8)
     assert result.method == "incremental" and result.reason is None and result.work < 0.5
-    reference = loop_reference(model, x, 2, 4, 4)
+    reference = loop_reference(logit(model, 2), x, torch.zeros_like(x), 4, 4)[0]
     torch.testing.assert_close(result.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
 
 
