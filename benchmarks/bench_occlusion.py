@@ -33,7 +33,7 @@ import torch
 
 import cnn_widgets as cw
 from cnn_widgets.engine.incremental.heat import first_pass_estimate, heat_error, heat_map
-from cnn_widgets.engine.occlusion import window_positions
+from cnn_widgets.engine.occlusion import first_pass_stride, window_positions
 
 
 def build(name: str) -> cw.Network:
@@ -63,14 +63,14 @@ def setting_name(tau, drill) -> str:
 def drill_ceiling(exact, window: int, stride: int, size: tuple[int, int], runs: int) -> float | None:
     """The correlation an oracle choice of drilled windows reaches at ``runs`` windows run.
 
-    Drill-down's first pass (stride ``min(window, 2 * stride)``) and its estimate of every other
+    Drill-down's first pass (at :func:`first_pass_stride`) and its estimate of every other
     window, as ``occlusion(drill_down=...)`` makes them, then, of the windows left, the ones whose
     estimate is furthest from the exact value (known only from the exact map: an oracle, not a
     method; greedy, so a bound in practice rather than a proven maximum). ``None`` when the first
     pass's corners are not all on the fine grid.
     """
     tops, lefts = window_positions(size, window, stride)
-    coarse_stride = min(window, 2 * stride)
+    coarse_stride = first_pass_stride(window, stride)
     ctops, clefts = window_positions(size, window, coarse_stride)
     if not (set(ctops) <= set(tops) and set(clefts) <= set(lefts)) or coarse_stride == stride:
         return None

@@ -14,13 +14,12 @@ bookkeeping on top, and ``auto`` should cost about what ``full`` does; elsewhere
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 import cnn_widgets as cw
 from bench_occlusion import build
+from bench_speed import interleaved
 
 
 def main() -> None:
@@ -36,14 +35,13 @@ def main() -> None:
         net = build(name)
         x = net.prepare(cw.sample_image("cat"))
         target = int(net.logits(x).argmax())
-        times = {m: [] for m in ("incremental", "full", "auto")}
         results = {}
-        for _ in range(args.repeats):
-            for method in times:  # interleaved: load hits every method alike
-                start = time.perf_counter()
-                results[method] = net.occlusion(x, target, method=method, **options)
-                times[method].append(time.perf_counter() - start)
-        med = {m: statistics.median(v) for m, v in times.items()}
+
+        def run(method):
+            results[method] = net.occlusion(x, target, method=method, **options)
+
+        # interleaved: load hits every method alike
+        med = interleaved({m: (lambda m=m: run(m)) for m in ("incremental", "full", "auto")}, args.repeats)
         print(f"{name:20} {med['incremental']:13.2f} {med['full']:7.2f} {med['auto']:7.2f}  "
               f"{results['incremental'].work:5.2f}  {results['auto'].method:11} "
               f"{med['auto'] / min(med['incremental'], med['full']):5.2f}", flush=True)

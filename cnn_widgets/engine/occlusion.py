@@ -25,7 +25,7 @@ from .incremental.heat import OcclusionResult, first_pass_estimate, heat_error, 
 from .occlusion_runs import Evaluator, run_windows
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target
 
-__all__ = ["FILLS", "METHODS", "OcclusionResult", "occlusion", "occlusion_fill", "window_positions"]
+__all__ = ["FILLS", "METHODS", "OcclusionResult", "first_pass_stride", "occlusion", "occlusion_fill", "window_positions"]
 
 FILLS = ("zero", "mean", "blur")
 # incremental until it does not pay | recompute what the window changes (Krypton) | the whole network per copy
@@ -70,6 +70,11 @@ def window_positions(size: tuple[int, int], window: int, stride: int) -> tuple[l
     same). With ``stride <= window`` every pixel is then covered by at least one window.
     """
     return [[k * stride for k in range(-(-(n - window) // stride) + 1)] for n in size]  # type: ignore[return-value]
+
+
+def first_pass_stride(window: int, stride: int) -> int:
+    """Drill-down's first-pass stride: twice ``stride``, at most ``window`` (so every pixel is covered)."""
+    return min(window, 2 * stride)
 
 
 def _check(window, stride, size) -> tuple[int, int]:
@@ -194,7 +199,7 @@ def occlusion(
     resolved = net.resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
-    coarse_stride = min(window, 2 * stride)
+    coarse_stride = first_pass_stride(window, stride)
     coarse = None
     if drill_down is not None and coarse_stride > stride:
         coarse = window_positions(size, window, coarse_stride)
