@@ -39,7 +39,6 @@ class Evaluator:
         self.fill_image, self.window = fill_image, window
         self.unit = isinstance(resolved, Unit)
         self.runner, self.reason, self.full_windows, self.runs = None, None, 0, 0
-        self.left = False  # "auto" found incremental inference not worth it: every window runs in full
         if method in ("auto", "incremental"):
             try:
                 leaves = frozenset([resolved.layer]) if self.unit else frozenset()
@@ -56,15 +55,10 @@ class Evaluator:
             except Exception as err:  # untraceable or unsupported: the plain model is always right
                 self.reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
                 log.debug("occlusion runs the full network per window: %s", self.reason)
-        if self.runner is None:
-            self.base = self._full_batch(x)
-        elif method == "auto" and approx is None:  # tau cuts incremental regions: it keeps the runner
+        if self.runner is not None and method == "auto" and approx is None:  # tau needs the runner
             self._leave_if_no_gain()
-
-    @property
-    def incremental(self) -> bool:
-        """Whether windows run incrementally."""
-        return self.runner is not None and not self.left
+        if self.runner is None:  # also when auto left it: each drop from one method's values
+            self.base = self._full_batch(x)
 
     def _leave_if_no_gain(self) -> None:
         """``auto``: one window at the centre of the image, run incrementally and thrown away, says
@@ -75,8 +69,7 @@ class Evaluator:
         share = self.runner.macs / max(1, self.runner.macs_full_row)
         self.runner.macs = 0  # the probe is not part of the work done for the map
         if share >= FULL_WORK:
-            self.left = True
-            self.base = self._full_batch(self.x)  # each drop from one method's values
+            self.runner = None  # every window runs in full
             self.reason = (f"incremental inference would recompute {share:.0%} of the network for each window "
                            f"(at least {FULL_WORK:.0%}; e.g. global pooling inside the network, as in "
                            "squeeze-and-excitation blocks, changes every position), so every window ran in full")
@@ -107,7 +100,7 @@ class Evaluator:
     def __call__(self, corners: list[tuple[int, int]]) -> torch.Tensor:
         """Drops ``f(x) - f(occluded)`` for the windows at ``corners``."""
         x, window = self.x, self.window
-        if not self.incremental:
+        if self.runner is None:
             self.full_windows += len(corners)
             batch = x.repeat(len(corners), 1, 1, 1)
             for row, (t, l) in enumerate(corners):
@@ -133,11 +126,11 @@ class Evaluator:
 
     @property
     def method(self) -> str:
-        return "incremental" if self.incremental else "full"
+        return "incremental" if self.runner is not None else "full"
 
     @property
     def work(self) -> float:
-        if not self.incremental:
+        if self.runner is None:
             return 1.0
         return self.runner.macs / max(1, self.runner.macs_full_row * self.runs)
 
