@@ -299,13 +299,13 @@ def contribution_tree(
         work = tree_walk.walk(net, x, lambda: _chain(net, root.layer, None), rule, root)
         layers = work.layers
         _check_path(net, layers, path)
-        grad, key, score = work.grads[()], (), work.value
+        grad, key, score = work.root_grad, (), work.value
         node_unit, label = root, root_label
         for level, step in enumerate(path, start=1):
-            below = _below(work, level - 1, key)
+            below = _below(work, key)
             score = float(_channel_scores(work.outputs[layers[level]], below)[step.channel])
             key = (*key, step.channel)
-            grad = _node_grad(work, key, below)
+            grad = _node_grad(work, key)
             node_unit, label = Unit(step.layer, step.channel), str(Unit(step.layer, step.channel))
         plan = None if follow is None else ([0] * depth if follow == "best" else list(follow) + [0] * depth)
         node = ContributionNode(node_unit, label, score, None, None, [], path)
@@ -331,15 +331,20 @@ def _check_path(net: "NetworkBase", layers: list[str], path: tuple) -> None:
             raise TargetError(f"path step {level}: channel {step.channel} is out of range for {step.layer!r} (0..{channels - 1})")
 
 
-def _below(work: "tree_walk.Walk", level: int, key: tuple) -> torch.Tensor:
-    """The gradient at the layer below the node ``key`` (at ``level``): its children's scores come from it."""
+def _below(work: "tree_walk.Walk", key: tuple) -> torch.Tensor:
+    """The gradient at the layer below the node ``key`` (a path of channels, at level ``len(key)``):
+    its children's scores come from it. Kept, or recomputed when the walk has forgotten it."""
     found = work.below.find(key)
-    return found if found is not None else work.below.keep(key, work.pull(level, work.grads.find(key)))
+    return found if found is not None else work.below.keep(key, work.pull(len(key), _node_grad(work, key)))
 
 
-def _node_grad(work: "tree_walk.Walk", key: tuple, below: torch.Tensor) -> torch.Tensor:
+def _node_grad(work: "tree_walk.Walk", key: tuple) -> torch.Tensor:
+    """``df/dh`` at the node ``key``'s layer, masked to its channel. The walk keeps at most
+    ``MAX_KEPT`` of them; a forgotten one is recomputed from its parent's (the root's is always kept)."""
+    if not key:
+        return work.root_grad
     found = work.grads.find(key)
-    return found if found is not None else work.grads.keep(key, _mask_channel(below, key[-1]))
+    return found if found is not None else work.grads.keep(key, _mask_channel(_below(work, key[:-1]), key[-1]))
 
 
 def _grow(work, level, key, node, depth, k, plan, nodes) -> None:
@@ -347,7 +352,7 @@ def _grow(work, level, key, node, depth, k, plan, nodes) -> None:
     if depth == 0 or level + 1 >= len(work.layers):
         return
     lower = work.layers[level + 1]
-    below = _below(work, level, key)
+    below = _below(work, key)
     scores = _channel_scores(work.outputs[lower], below)
     values, channels = scores.topk(min(k, scores.numel()))
     for i, (v, c) in enumerate(zip(values.tolist(), channels.tolist())):

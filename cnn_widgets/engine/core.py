@@ -29,7 +29,7 @@ from .layers import LayerInfo
 from .preprocess import display_pixels, imagenet_preprocess
 from .relu_rules import rectifier_rules
 from .structure import (OutputSelector, Structure, check_input_size, check_labels, check_model, check_preprocess,
-                        class_names, does_not_fit, learn_structure, modules_key, select_logits)
+                        class_names, does_not_fit, learn_structure, modules_key, select_logits, state_key)
 from .targets import ClassTarget, Target, Unit, check_unit
 
 @dataclass(frozen=True)
@@ -309,8 +309,7 @@ class NetworkBase:
 
     def _cache_key(self, x: torch.Tensor) -> tuple:
         digest = hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
-        versions = tuple(p._version for p in self.model.parameters())
-        return (digest, tuple(x.shape), str(x.dtype), str(x.device), versions)
+        return (digest, tuple(x.shape), str(x.dtype), str(x.device), state_key(self))
 
     def _all_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         key = self._cache_key(x)

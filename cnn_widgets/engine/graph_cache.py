@@ -8,7 +8,7 @@ graph (``retain_graph=True``) and the next target only runs a backward pass thro
 What keys the graph, so that a reused graph always gives exactly what a fresh pass would:
 
 * the input: the very values (``torch.equal`` with the kept input, same shape, dtype and device);
-* the model: which modules it has (``modules_key``), every parameter's and buffer's storage
+* the model (:func:`.structure.state_key`, the one definition for every cache): its modules, every parameter's and buffer's storage
   and version counter (any in-place write -- an optimiser step, ``load_state_dict``,
   ``p.data = ...`` -- changes one of them), each module's train/eval flag and its forward hooks
   (a hook the user adds or removes between two calls);
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .structure import modules_key
+from .structure import state_key
 
 __all__ = ["Forward", "kept", "lookup", "release", "state_key", "store"]
 
@@ -53,16 +53,6 @@ class Forward:
 
 
 _KEPT: "weakref.WeakKeyDictionary[object, Forward]" = weakref.WeakKeyDictionary()
-
-
-def state_key(net) -> tuple:
-    """What the model computes: its modules, and the storage and version of every parameter and buffer."""
-    model = net.model
-    tensors = (*model.parameters(), *model.buffers())
-    # a hook the user adds (or removes) between two calls changes what the model computes; so can a
-    # module's train/eval flag outside the engine's own inference state
-    hooks = tuple((m.training, tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
-    return (modules_key(model), tuple((t.data_ptr(), t._version) for t in tensors), hooks, repr(net.output))
 
 
 def lookup(net, x: torch.Tensor, rule: str, layers: list[str], needs_logits: bool) -> Forward | None:

@@ -1,13 +1,17 @@
 """The one hook mechanism of the engine: capture layer outputs inside a ``with`` block.
 
 Every hook is removed when the block exits, on success and on error, and the model's
-``training`` / ``requires_grad`` flags are restored exactly (weights are never written).
+``training`` / ``requires_grad`` flags are restored exactly when the last computation holding
+them leaves (weights are never written).
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
@@ -18,27 +22,62 @@ class StopForward(Exception):
     """Raised from a hook once every requested layer has been captured (saves the rest of the pass)."""
 
 
+@dataclass
+class _Held:
+    """The flags one model had before the first holder of its inference state came in."""
+
+    holders: int
+    was_training: list[nn.Module]
+    frozen: list[nn.Parameter]
+
+
+_HELD: "weakref.WeakKeyDictionary[nn.Module, _Held]" = weakref.WeakKeyDictionary()
+_HELD_LOCK = threading.Lock()
+
+
 @contextmanager
-def inference_state(model: nn.Module, *, input_grad_only: bool = True) -> Iterator[None]:
+def inference_state(model: nn.Module) -> Iterator[None]:
     """Put ``model`` in eval mode with parameters frozen, then restore the exact previous flags.
 
     Freezing the parameters means a backward pass computes gradients with respect to the input
     only: no weight gradient is computed or accumulated.
+
+    The state has one owner per model, shared by every thread: the first holder records the flags
+    and sets them, later holders (another thread's computation overlapping it, a nested call) only
+    join, and the last one to leave restores what the first recorded. So a computation that ends
+    while another one still runs never hands the other a model in train mode with trainable
+    parameters (which would write running statistics and ``.grad``).
     """
-    # only the flags that change are recorded and restored (this runs on every call)
-    was_training = [m for m in model.modules() if m.training]
-    frozen = [p for p in model.parameters() if p.requires_grad] if input_grad_only else []
+    with _HELD_LOCK:
+        held = _HELD.get(model)
+        if held is None:
+            # only the flags that change are recorded and restored (this runs on every call)
+            held = _Held(0, [m for m in model.modules() if m.training],
+                         [p for p in model.parameters() if p.requires_grad])
+            for m in held.was_training:
+                m.training = False
+            for p in held.frozen:
+                p.requires_grad_(False)
+            _HELD[model] = held
+        held.holders += 1
     try:
-        for m in was_training:
-            m.training = False
-        for p in frozen:
-            p.requires_grad_(False)
         yield
     finally:
-        for p in frozen:
-            p.requires_grad_(True)
-        for m in was_training:
-            m.training = True
+        with _HELD_LOCK:
+            held.holders -= 1
+            if held.holders == 0:
+                del _HELD[model]
+                for p in held.frozen:
+                    p.requires_grad_(True)
+                for m in held.was_training:
+                    m.training = True
+
+
+def holders(model: nn.Module) -> int:
+    """How many computations hold ``model``'s inference state now (0: its own flags are in force)."""
+    with _HELD_LOCK:
+        held = _HELD.get(model)
+        return held.holders if held is not None else 0
 
 
 @contextmanager

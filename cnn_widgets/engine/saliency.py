@@ -28,6 +28,7 @@ from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
+from .structure import state_key
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
 
 __all__ = ["METHODS", "OptionError", "RuleWarning", "SaliencyMethod", "input_gradients", "saliency"]
@@ -77,7 +78,7 @@ def input_gradients(
         with _session(net, rule), torch.enable_grad():
             logits, outputs = net.forward(x, layers=layers, stop_early=unit)
         if reuse:
-            kept = graph_cache.Forward(x, graph_cache.state_key(net), rule, logits, outputs, net.last_rule)
+            kept = graph_cache.Forward(x, state_key(net), rule, logits, outputs, net.last_rule)
             graph_cache.store(net, kept)
     else:
         x, logits, outputs = kept.x, kept.logits, kept.outputs

@@ -17,7 +17,7 @@ from torch import nn
 
 from .checks import check_int
 from .errors import CnnWidgetsError, ImageError, ModelError, OptionError
-from .hooks import capture_outputs, inference_state
+from .hooks import capture_outputs, inference_state, tensor_version
 from .layers import LayerInfo, discover_layers
 from .relu_rules import rectifier_rules
 
@@ -91,6 +91,20 @@ def select_logits(out, output: OutputSelector, model_name: str) -> torch.Tensor:
 def modules_key(model: nn.Module) -> tuple:
     """Identity of the model's modules: changes when a layer or head is replaced after wrapping."""
     return tuple(id(m) for m in model.modules())
+
+
+def state_key(net) -> tuple:
+    """What ``net``'s model computes now: THE definition of "the model changed" for every cache of the engine.
+
+    Its modules (``modules_key``), the storage and version counter of every parameter and buffer
+    (an optimiser step, ``load_state_dict``, ``p.data = ...`` or a batch norm's running statistics
+    moving in a train-mode pass changes one), each module's train/eval flag and its forward hooks (a
+    hook the user adds or removes between two calls), and the output selector.
+    """
+    model = net.model
+    tensors = (*model.parameters(), *model.buffers())
+    hooks = tuple((m.training, tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
+    return (modules_key(model), tuple((t.data_ptr(), tensor_version(t)) for t in tensors), hooks, repr(net.output))
 
 
 def learn_structure(model: nn.Module, example: torch.Tensor, output: OutputSelector, model_name: str) -> Structure:

@@ -13,14 +13,14 @@ picture, in parallel (:func:`pictures`).
 A kept walk serves a call only if it would give exactly what a fresh pass gives:
 
 * the input: the very values (``torch.equal``, same shape, dtype and device);
-* the model: :func:`.graph_cache.state_key` -- its modules, the storage and version counter of
+* the model: :func:`.structure.state_key` -- its modules, the storage and version counter of
   every parameter and buffer (an optimiser step, ``load_state_dict`` or ``p.data = ...`` changes
   one of them), its forward hooks and train/eval flags;
 * the backward rule, and the root unit (layer, channel, reduce, position).
 
 Anything else builds a fresh walk, after the kept one is dropped (never two graphs at once). At most
-one walk per network is kept, with at most ``MAX_KEPT`` node gradients and pictures;
-:func:`release` drops it. Parameters are frozen while the pass runs, so the graph computes no
+one walk per network is kept, with at most ``MAX_KEPT`` node gradients and pictures (a forgotten
+one is recomputed from the root's gradient, which is always kept); :func:`release` drops it. Parameters are frozen while the pass runs, so the graph computes no
 weight gradient, and no hook outlives the pass.
 
 The pictures are independent backward passes through the one kept graph (each its own
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import torch
 
-from .graph_cache import state_key
+from .structure import state_key
 from .targets import Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -109,7 +109,8 @@ class Walk:
             (grad,) = torch.autograd.grad(f, h, retain_graph=True)
         self.state = state
         self.value = float(f.detach())
-        self.grads = _Lru({(): grad})
+        self.root_grad = grad  # never forgotten: every other gradient can be recomputed from it
+        self.grads = _Lru()  # path -> the node's gradient (masked to its channel)
         self.below = _Lru()  # path -> the gradient at the layer below the node (its children's scores)
         self.raw = _Lru()  # path -> raw picture
 

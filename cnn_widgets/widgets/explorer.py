@@ -26,7 +26,7 @@ from .panels import PANELS, background_panels, panels_recomputed_by, triggers
 from .panels.feature_maps import SCALINGS
 from .panels.occlusion import OCCLUSION_MODES
 from .panels.scan_layer import scan_summary
-from .panels.top_images import RECONSTRUCTIONS
+from .panels.top_images import DEFAULT_RECONSTRUCTION, RECONSTRUCTIONS
 from .scheduler import Pipeline
 from .serialization import Array
 from .image_messages import CUSTOM_IMAGE, ImageMessages
@@ -87,7 +87,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     scaling = Choice(SCALINGS, "shared").tag(sync=True)
     colormap = Choice(colormaps.names(), "viridis").tag(sync=True)
     tree_path = List(List()).tag(sync=True)  # the expanded path of the tree: [layer, channel] steps
-    reconstruction = Choice(RECONSTRUCTIONS, "deconvnet").tag(sync=True)  # of the top patches
+    reconstruction = Choice(RECONSTRUCTIONS, DEFAULT_RECONSTRUCTION).tag(sync=True)  # of the top patches
     tab = Choice(TABS, "tree").tag(sync=True)
     request_seq = Int(0).tag(sync=True)  # bumped by the front end with each change that needs the kernel
 

@@ -18,6 +18,7 @@ from .base import Panel, scan_problem
 #: the saliency method of the same rectifier rule.
 # the engine decides which reconstructions exist; labels are the saliency methods' own
 RECONSTRUCTIONS = {name: METHODS[name].label for name in SCAN_RECONSTRUCTIONS}
+DEFAULT_RECONSTRUCTION = "deconvnet"  # the top patches' reconstruction an Explorer starts with
 
 
 class TopItem(TypedDict):
