@@ -2,7 +2,8 @@
 images (Carter et al., Distill 2019), a class filter (the class activation atlas), the top patches of
 a hovered cell; a click makes the cell's direction what the Explorer explains (target ``"atlas"``:
 saliency of that direction on the image), and shift-click or "Visualise cell" visualises it in the
-Visualise tab.
+Visualise tab. The build is a job of the Explorer's runner (``panels/atlas.py``): Build is
+``recompute("atlas")``, with progress and Cancel like every other job.
 """
 
 from __future__ import annotations
@@ -16,23 +17,22 @@ from traitlets import Dict, Int, TraitError, observe
 from ..engine import CnnWidgetsError
 from ..engine.targets import Direction, check_direction
 from .panels import panels_recomputed_by
+from .panels.atlas import ICON_SIZE
 from .options import Choice, IntRange
 from .serialization import Array
 
 ICONS = {"patches": "mean patches (fast)", "visualize": "feature visualisation (slow)"}
-ICON_SIZE = 32  # pixels per cell in the atlas picture
 PATCH_SIZE = 48  # pixels of each top patch shown on hover
 ALL_CELLS = -1
 ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
-#: Panels whose engine method takes a class or a unit only (what their error says while the target is a direction)
-NO_DIRECTION = ("occlusion", "tree")
-#: Their error (shown in each of them, and once in the Explorer's error line)
-DIRECTION_REFUSED = ("occlusion and the contribution tree explain a class or a unit, not an atlas cell's direction "
-                     "(saliency and the Visualise tab show it); pick a class or the selected unit under 'explain' for them")
-
-
 class AtlasTab(traitlets.HasTraits):
-    """Mixed into the Explorer (``net``, ``scan``, ``layer``, ``predictions``, ``model_turns``, ``start_visualization``)."""
+    """Mixed into the Explorer.
+
+    Reads: ``net``, ``scan``, ``layer``, ``target``, ``predictions``, ``model_turns``, ``runner``.
+    Calls: ``recompute``, ``start_visualization``, ``_report``, ``_clear_error``. Writes: the
+    ``atlas_*`` traits below, ``target`` (to ``"atlas"`` on a click), ``tab``, ``viz_mode``,
+    ``viz_direction``.
+    """
 
     atlas_grid = IntRange(8, min=4, max=24).tag(sync=True)
     atlas_icons = Choice(ICONS, "patches").tag(sync=True)
@@ -44,41 +44,46 @@ class AtlasTab(traitlets.HasTraits):
     atlas_target = Dict().tag(sync=True)  # {"layer", "row", "col", "label"} of the explained direction; {} none
 
     def _init_atlas(self) -> None:
-        self._atlases: dict[tuple, object] = {}
-        self._atlas = None
+        self._atlas = None  # the atlas built last for this layer (panels/atlas.py hands it over)
+        self._shown_atlas = None  # what is drawn of it (class-filtered)
         self._atlas_direction: Direction | None = None
-        for name in NO_DIRECTION:  # these panels say why they show nothing while a direction is explained
-            if name in self.panels:
-                self.panels[name].compute = _refusing_directions(self.panels[name].compute)
 
-    def build_atlas(self) -> None:
-        """Build (or take from the cache) the atlas of the selected layer over the scan's images."""
+    def build_atlas(self, wait: bool = True) -> None:
+        """Build (or take from the cache) the atlas of the selected layer over the scan's images.
+
+        A job of the runner: in a kernel it runs in the background with progress and Cancel;
+        ``wait`` blocks until it is drawn.
+        """
         if self.scan is None:
             raise CnnWidgetsError("the atlas needs a scan: set explorer.scan = net.scan(images) first")
-        key = (self.layer, self.atlas_grid, self.atlas_icons)
-        if key not in self._atlases:
-            with self.model_turns.kernel():
-                self._atlases[key] = self.net.atlas(self.scan, self.layer, grid=self.atlas_grid, size=ICON_SIZE,
-                                                    visualize=self.atlas_icons == "visualize", steps=64, progress=False)
-        self._atlas = self._atlases[key]
-        self._show_atlas()
+        self.recompute("atlas")
+        if wait:
+            self.runner.wait()
 
-    def _show_atlas(self) -> None:
-        atlas = self._atlas
+    def atlas_view(self, atlas) -> tuple[object, dict]:
+        """What is drawn of ``atlas`` now: ``(the class-filtered atlas, its traits)`` (call with the model's turn held)."""
         classes = [[ALL_CELLS, "all cells"]] + [[p["index"], f"class {p['label']}"] for p in self.predictions]
         if self.atlas_class not in [value for value, _ in classes]:
             classes.append([self.atlas_class, f"class {self.net.label(self.atlas_class)}"])
         if atlas is None:
-            self.atlas_image, self.atlas_info = None, {"classes": classes}
-            return
+            return None, {"atlas_image": None, "atlas_info": {"classes": classes}}
         if self.atlas_class != ALL_CELLS:
-            with self.model_turns.kernel():
-                atlas = atlas.class_filter(self.atlas_class, k=max(4, len(atlas.cells) // 4), progress=False)
-        self._shown_atlas = atlas
+            atlas = atlas.class_filter(self.atlas_class, k=max(4, len(atlas.cells) // 4), progress=False)
+        return atlas, {"atlas_image": np.asarray(atlas.render()),
+                       "atlas_info": {"layer": atlas.layer, "grid": atlas.grid, "cell": ICON_SIZE, "classes": classes,
+                                      "cells": [[c.row, c.col, c.count, c.score] for c in atlas.cells]}}
+
+    def atlas_shown(self, atlas, shown) -> None:
+        """The atlas a build drew (on the widget's thread, with its traits)."""
+        self._atlas, self._shown_atlas = atlas, shown
+
+    def _show_atlas(self) -> None:
+        with self.model_turns.kernel():
+            shown, traits = self.atlas_view(self._atlas)
+        self._shown_atlas = shown
         with self.hold_sync():
-            self.atlas_image = np.asarray(atlas.render())
-            self.atlas_info = {"layer": atlas.layer, "grid": atlas.grid, "cell": ICON_SIZE, "classes": classes,
-                               "cells": [[c.row, c.col, c.count, c.score] for c in atlas.cells]}
+            for name, value in traits.items():
+                setattr(self, name, value)
 
     def atlas_cell_patches(self, row: int, col: int) -> None:
         """Show the top dataset patches of cell ``(row, col)`` (what hovering it does)."""
@@ -118,11 +123,11 @@ class AtlasTab(traitlets.HasTraits):
             raise CnnWidgetsError(f"explain_direction takes a Direction(layer, vector), got {type(direction).__name__}")
         check_direction(direction, self.net.layer(direction.layer))
         row, col = cell if cell is not None else (None, None)
-        with self.hold_sync(), self.pipeline.batch():
+        with self.hold_sync(), self.runner.batch():
             self._atlas_direction = direction
             self.atlas_target = {"layer": direction.layer, "row": row, "col": col, "label": str(direction)}
             if self.target == ATLAS_TARGET:  # another cell: the target trait does not change, its panels must
-                self.pipeline.request(panels_recomputed_by("target", self))
+                self.runner.request(panels_recomputed_by("target", self))
             else:
                 self.target = ATLAS_TARGET
             self.viz_direction = (direction, str(direction))  # the Visualise tab shows it too (after the target change)
@@ -150,9 +155,7 @@ class AtlasTab(traitlets.HasTraits):
     def _on_atlas_message(self, content: dict) -> None:
         action = content.get("action")
         try:
-            if action == "build":
-                self.build_atlas()
-            elif action == "hover":
+            if action == "hover":
                 self.atlas_cell_patches(content.get("row", -1), content.get("col", -1))
             elif action == "visualize":
                 self.visualize_atlas_cell(content.get("row", -1), content.get("col", -1))
@@ -178,19 +181,6 @@ class AtlasTab(traitlets.HasTraits):
     @observe("layer", "scan", "net", "predictions")
     def _atlas_stale(self, change):
         if getattr(self, "_ready", False) and change["name"] != "predictions":
-            self._atlas = None
-            if change["name"] != "layer":
-                self._atlases.clear()
+            self._atlas = None  # another layer, scan or network: Build again (a built one comes from the cache)
         if getattr(self, "_ready", False):
             self._show_atlas()
-
-
-def _refusing_directions(compute):
-    """``compute`` of a panel in ``NO_DIRECTION``, refusing the atlas target with a message naming them."""
-
-    def guarded(explorer):
-        if explorer.target == ATLAS_TARGET:
-            raise CnnWidgetsError(DIRECTION_REFUSED)
-        return compute(explorer)
-
-    return guarded

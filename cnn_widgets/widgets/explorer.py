@@ -22,12 +22,12 @@ from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
 from . import colormaps, validation
 from .options import Choice, FloatRange, IntRange, check_option, describe
-from .panels import PANELS, background_panels, panels_recomputed_by, triggers
+from .panels import PANELS, lanes, on_demand, panels_recomputed_by, triggers
 from .panels.feature_maps import SCALINGS
 from .panels.occlusion import OCCLUSION_MODES
 from .panels.scan_layer import scan_summary
 from .panels.top_images import DEFAULT_RECONSTRUCTION, RECONSTRUCTIONS
-from .scheduler import Pipeline
+from .runner import Runner
 from .serialization import Array
 from .image_messages import CUSTOM_IMAGE, ImageMessages
 from . import sizes
@@ -140,9 +140,10 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
         self._ready = False
         self.ranges_now: dict[str, dict] = {}  # ranges narrowed to this network (options.IntRange)
         self.panels = {row.panel.name: row.panel() for row in PANELS}
-        self.pipeline = Pipeline(self.panels, self._compute_panel, self._set_busy, background=background_panels())
-        self.model_turns = ModelTurns()  # panels and the Visualise tab's thread take turns with the model
-        self._init_visualize(self.model_turns)
+        # every computation of this widget (panels, Visualise, Atlas) runs on this one runner
+        self.runner = Runner(self.panels, self._compute_panel, self._set_busy, lanes=lanes())
+        self.model_turns = ModelTurns()  # the runner's threads and the kernel take turns with the model
+        self._init_visualize()
         self._init_atlas()
         self._init_progress()
         self.choices = self._choices()  # before the keyword arguments: `method` is checked against it
@@ -162,7 +163,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
         self.scan = scan
         self._ready = True
         self.on_msg(self._on_custom_message)
-        self.pipeline.request(self.panels, deferred=False, first_paint=True)  # in a kernel the slow panels follow
+        first = [name for name in self.panels if name not in on_demand()]
+        self.runner.request(first, deferred=False, first_paint=True)  # in a kernel the slow panels follow
 
     def _choices(self) -> dict:
         options, ranges = describe(self)
@@ -217,13 +219,13 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     def notify_change(self, change):
         # A change and the changes its observers make are one batch: the panels they dirty are
         # computed once, after every observer ran (a new layer first puts the channel in range).
-        with self.pipeline.batch():
+        with self.runner.batch():
             super().notify_change(change)
 
     @observe(*triggers())
     def _recompute(self, change):
         if self._ready:
-            self.pipeline.request(panels_recomputed_by(change["name"], self))
+            self.runner.request(panels_recomputed_by(change["name"], self))
 
     @observe("net")
     def _net_changed(self, change):
@@ -231,7 +233,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
         for panel in self.panels.values():
             panel.forget()
         self.layers = [{"name": info.name, "kind": info.kind, "shape": list(info.shape)} for info in net.layers]
-        self.visualizer.forget()
+        self.panels["visualize"].forget_all()
         self.ranges_now = {**sizes.occlusion_ranges(net.input_size), **sizes.visualize_ranges(net.input_size)}
         self.choices = self._choices()
         with self.hold_trait_notifications():
@@ -285,6 +287,11 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     def _tree_root_changed(self, change):
         self.tree_path = []  # the expanded path belongs to the old tree
 
+    @observe("layer", "channel")
+    def _selected_root_changed(self, change):
+        if self.target == "unit":  # the selection is the tree's root: a new one starts a new tree
+            self.tree_path = []
+
     @observe("scan")
     def _scan_changed(self, change):
         self.scan_info = scan_summary(change["new"])
@@ -296,14 +303,14 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
 
     @observe("error")
     def _error_changed(self, change):
-        if not self.pipeline.pending:
+        if not self.runner.pending:
             self.status = "error" if change["new"] else "idle"
 
     # ---------------------------------------------------------------- front-end messages
     def set_state(self, sync_data):
         """Apply a front-end update; an invalid value becomes the ``error`` trait, not a dead widget."""
         try:
-            with self.pipeline.batch():
+            with self.runner.batch():
                 super().set_state(sync_data)
             self._clear_error("input")  # a valid update: the last rejected one no longer matters
         except TraitError as exc:
@@ -312,7 +319,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
                 self.request_seq = int(sync_data["request_seq"])
             # put the front end back on the kernel's (valid) values
             self.send_state([k for k in sync_data if k in self.keys])
-        if not self.pipeline.pending and self.result_seq != self.request_seq:
+        if not self.runner.pending and self.result_seq != self.request_seq:
             self.result_seq = self.request_seq  # nothing to compute for this request
 
     def _set_image(self, image, name: str | None = None) -> None:

@@ -1,4 +1,5 @@
-"""What the front end sends besides trait changes: a dropped image file, a click on a scanned image."""
+"""What the front end sends besides trait changes and the runner's recompute / cancel: a dropped image
+file, a click on a scanned image, a click on an atlas cell."""
 
 from __future__ import annotations
 
@@ -20,14 +21,6 @@ class ImageMessages:
             return
         if content.get("type") == "image" and buffers:
             self.load_image_bytes(bytes(buffers[0]), name=str(content.get("name", "uploaded image")))
-        elif content.get("type") == "visualize":
-            if content.get("action") == "stop":
-                self.stop_visualization()
-            else:
-                try:
-                    self.start_visualization()
-                except (CnnWidgetsError, TraitError, ValueError) as exc:
-                    self._report("visualize", str(exc))
         elif content.get("type") == "atlas":
             self._on_atlas_message(content)
         elif content.get("type") == "scan_image":

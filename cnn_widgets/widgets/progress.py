@@ -1,9 +1,10 @@
-"""Progress, partial results and Cancel for the Explorer's slow panels (mixed into the Explorer).
+"""Progress, partial results and Cancel for every job of the Explorer's runner (mixed into the Explorer):
+the slow panels, the Visualise run and the Atlas build alike.
 
 A panel's ``compute`` calls ``explorer.report_progress(done, total, partial)`` after each piece of
 its work (occlusion: after each batch of windows). That call
 
-* stops the computation (raises :class:`~.scheduler.Cancelled`) when the user pressed Cancel or a
+* stops the computation (raises :class:`~.runner.Cancelled`) when the user pressed Cancel or a
   newer request for the panel came in;
 * hands the model to whoever waits for it (a layer click computes between two batches);
 * shows the fraction done in the ``progress`` trait and the partial result (``partial()``'s
@@ -29,7 +30,8 @@ import traitlets
 from traitlets import Dict
 
 from ..engine import CnnWidgetsError
-from .scheduler import Cancelled
+from ..engine.hooks import inference_state
+from .runner import LONG_LANE, Cancelled
 from .serialization import Array
 
 PUSHES_PER_S = 8.0  # partial results and progress sent per second at most while a panel runs
@@ -62,9 +64,13 @@ class Task:
 
 
 class PanelProgress(traitlets.HasTraits):
-    """Mixed into the Explorer (which provides ``pipeline``, ``panels``, ``model_turns``, ``_report``, ``_clear_error``)."""
+    """Mixed into the Explorer.
 
-    progress = Dict().tag(sync=True)  # {panel: ProgressInfo} of the slow panels' last (or current) computation
+    Reads: ``runner``, ``panels``, ``model_turns``, ``net``. Calls: ``_report``, ``_clear_error``.
+    Writes: ``progress``, ``occlusion_pending``, ``working``, ``timings`` and each panel's result traits.
+    """
+
+    progress = Dict().tag(sync=True)  # {job: ProgressInfo} of each slow panel's and job's last (or current) computation
     occlusion_pending = Array()  # uint8 [H, W]: 1 where no window has been computed yet (partial map); None when whole
 
     def _init_progress(self) -> None:
@@ -89,10 +95,10 @@ class PanelProgress(traitlets.HasTraits):
         task.last_push, task.reported, task.shown = time.perf_counter(), True, task.done
         traits = task.partial() if task.partial is not None else {}
         done, total = task.done, task.total
-        self.pipeline.main.post(lambda: self._show_partial(task, traits, done, total))
+        self.runner.main.post(lambda: self._show_partial(task, traits, done, total))
 
     def _check(self, task: Task) -> None:
-        if self.pipeline.generation[task.name] != task.generation:
+        if self.runner.generation[task.name] != task.generation:
             raise Cancelled("superseded by a newer request", by_user=False)
         if task.cancelled.is_set():
             raise Cancelled()
@@ -100,15 +106,16 @@ class PanelProgress(traitlets.HasTraits):
     # ------------------------------------------------------------ computing one panel
     def _compute_panel(self, name: str) -> None:
         """Compute panel ``name`` on this thread; its results are set on the widget's thread."""
-        task = Task(name, self.pipeline.generation[name])
-        post = self.pipeline.main.post
-        background = name in self.pipeline.background
+        task = Task(name, self.runner.generation[name])
+        post = self.runner.main.post
+        background = name in self.runner.background
         self._tasks[name] = task
         post(lambda: self._started(task, background))
         start = time.perf_counter()
         self._local.task = task
         try:
-            with self.model_turns.kernel():
+            # the model's flags have one owner for the whole job (shared with any job overlapping it)
+            with self.model_turns.kernel(), inference_state(self.net.model):
                 self._check(task)  # cancelled or superseded while it waited for the model
                 result = self.panels[name].compute(self)
             if task.cancelled.is_set():  # a panel without progress calls: Cancel takes effect at its end
@@ -132,7 +139,7 @@ class PanelProgress(traitlets.HasTraits):
         post(lambda: self._finished(task, result, elapsed, background))
 
     def _current(self, task: Task) -> bool:
-        return self.pipeline.generation[task.name] == task.generation
+        return self.runner.generation[task.name] == task.generation
 
     def _set_progress(self, name: str, info: ProgressInfo) -> None:
         self.progress = {**self.progress, name: info}
@@ -141,7 +148,8 @@ class PanelProgress(traitlets.HasTraits):
         if not self._current(task):
             return
         with self.hold_sync():
-            self.working = task.name
+            if self.runner.lanes.get(task.name) != LONG_LANE:
+                self.working = task.name  # (a long job shows its own progress, not the status line)
             if background:
                 self._set_progress(task.name, {"state": "running", "done": 0, "total": 0, "message": "", "unit": ""})
 
@@ -161,6 +169,7 @@ class PanelProgress(traitlets.HasTraits):
                 setattr(self, trait, value)
             self.timings = {**self.timings, task.name: elapsed}
             self._clear_error(task.name)
+            self.panels[task.name].applied(self)
             if background or task.reported:
                 self._set_progress(task.name, {"state": "done", "done": task.total, "total": task.total, "message": "",
                                                "unit": task.unit})
@@ -181,34 +190,35 @@ class PanelProgress(traitlets.HasTraits):
 
     # ------------------------------------------------------------ cancel, wait
     def cancel(self, panel: str | None = None) -> None:
-        """Stop the computation of ``panel`` (every slow panel when None) at its next step.
+        """Stop the computation of ``panel`` (every slow panel and job when None) at its next step.
 
         What it had drawn stays, marked cancelled; a later change of its settings (or
         :meth:`recompute`) computes it again.
         """
-        names = [panel] if panel is not None else sorted(self.pipeline.background)
+        names = [panel] if panel is not None else sorted(self.runner.background)
         unknown = [n for n in names if n not in self.panels]
         if unknown:
             raise CnnWidgetsError(f"no panel {unknown[0]!r}; panels are {', '.join(self.panels)}")
-        for name in self.pipeline.cancel(names):  # queued, not started: never computed
+        for name in self.runner.cancel(names):  # queued, not started: never computed
             self._set_progress(name, {"state": "cancelled", "done": 0, "total": 0, "message": "cancelled before it started",
                                       "unit": ""})
         for name in names:
             task = self._tasks.get(name)
             if task is not None:
                 task.cancelled.set()
-        self.pipeline.finish_if_idle()
+        self.runner.finish_if_idle()
 
     def recompute(self, panel: str) -> None:
-        """Compute ``panel`` again with the current settings (what the panel's Compute button does)."""
+        """Compute ``panel`` again with the current settings (what the panel's Compute button does);
+        for a job (``"visualize"``, ``"atlas"``) start it (its Start / Build button)."""
         if panel not in self.panels:
             raise CnnWidgetsError(f"no panel {panel!r}; panels are {', '.join(self.panels)}")
-        self.pipeline.request([panel])
+        self.runner.request([panel])
 
     def compute(self) -> None:
         """Finish any pending computation now (front-end changes are otherwise batched or run in the background)."""
-        self.pipeline.run_all()
-        self.pipeline.wait()
+        self.runner.run_all()
+        self.runner.wait()
 
     def _on_progress_message(self, _widget, content, buffers) -> None:
         if not isinstance(content, dict) or content.get("type") not in ("cancel", "recompute"):

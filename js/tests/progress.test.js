@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { progressFraction, progressText } from "../src/progress.js";
 import { greyPending, occlusionCaption } from "../src/panels/occlusion.js";
-import { vizProgress } from "../src/panels/visualize.js";
+import { vizState } from "../src/panels/visualize.js";
 
 test("fraction and text of a running computation, unknown totals are indeterminate", () => {
   assert.equal(progressFraction({ state: "running", done: 24, total: 81 }), 24 / 81);
@@ -34,9 +34,9 @@ test("the caption says how much of the map is there", () => {
   assert.equal(occlusionCaption({}, {}), "");
 });
 
-test("a visualisation run maps onto the same bar", () => {
-  assert.deepEqual(vizProgress({ running: true, step: 8, steps: 64 }), { done: 8, total: 64, unit: "steps", state: "running" });
-  assert.equal(vizProgress({ running: false, interrupted: true, step: 8, steps: 64 }).message, "stopped at step 8 of 64");
-  assert.equal(vizProgress({ running: false, error: "bad", step: 1, steps: 64 }).state, "error");
-  assert.deepEqual(vizProgress({}), {});
+test("a visualisation run's state is the runner's progress entry of the visualize job", () => {
+  const model = { get: (k) => (k === "progress" ? { occlusion: { state: "done" }, visualize: { state: "running", done: 8, total: 64, unit: "steps" } } : undefined) };
+  assert.deepEqual(vizState(model), { state: "running", done: 8, total: 64, unit: "steps" });
+  assert.equal(progressText(vizState(model)), "8/64 steps (13%)");
+  assert.deepEqual(vizState({ get: () => undefined }), {});
 });

@@ -162,7 +162,7 @@ def test_first_paint_when_every_panel_is_computed_in_the_constructor(lab_page):
     """The behaviour before the slow panels moved to the worker, measured beside it for the record."""
     nb, page = lab_page, lab_page.page
     start_watch(page)
-    t0 = run_timed(nb, "from cnn_widgets.widgets import scheduler as _scheduler\n"
+    t0 = run_timed(nb, "from cnn_widgets.widgets import runner as _scheduler\n"
                        "_in_kernel, _scheduler.in_kernel = _scheduler.in_kernel, lambda: False\n"
                        "try:\n    explorer = cw.Explorer(net)\nfinally:\n    _scheduler.in_kernel = _in_kernel\nexplorer")
     wait_for(page, "() => window.__cnnwFirstPaint.idleAfterOcclusion !== null")

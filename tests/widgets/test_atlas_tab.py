@@ -27,7 +27,7 @@ def explorer(setup):
 def test_the_atlas_is_drawn_and_hover_shows_top_patches(explorer, setup):
     assert "atlas" in dict(explorer.choices["options"]["tab"]) and "atlas" in explorer.choices["scan_tabs"]
     assert explorer.atlas_image is None and explorer.atlas_info["classes"][0] == [-1, "all cells"]
-    explorer._on_custom_message(explorer, {"type": "atlas", "action": "build"}, [])
+    explorer._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "recompute", "panel": "atlas"}}}, "buffers": []})
     info = explorer.atlas_info
     assert explorer.error == "" and info["layer"] == "relu2" and info["grid"] == 4
     assert explorer.atlas_image.shape == (4 * ICON_SIZE, 4 * ICON_SIZE, 3) and explorer.atlas_image.dtype == np.uint8
@@ -59,7 +59,7 @@ def test_a_click_visualises_the_cell_direction(explorer):
 
 def test_without_a_scan_the_build_explains_itself(setup):
     explorer = cw.Explorer(setup[0])
-    explorer._on_custom_message(explorer, {"type": "atlas", "action": "build"}, [])
+    explorer._handle_msg({"content": {"data": {"method": "custom", "content": {"type": "recompute", "panel": "atlas"}}}, "buffers": []})
     assert "needs a scan" in explorer.error
 
 

@@ -134,7 +134,7 @@ def test_setting_image_recomputes_predictions(explorer, net):
 def test_only_the_panels_a_change_needs_are_computed(explorer, monkeypatch):
     computed = []
     real = explorer._compute_panel
-    monkeypatch.setattr(explorer.pipeline, "compute", lambda panel: (computed.append(panel), real(panel)))
+    monkeypatch.setattr(explorer.runner, "compute", lambda panel: (computed.append(panel), real(panel)))
     explorer.method = "gradient"
     assert computed == ["saliency"]
     computed.clear()
@@ -245,8 +245,8 @@ class ManualLoop:
 
 def test_fast_drag_computes_only_the_latest_value(explorer, net, monkeypatch):
     loop = ManualLoop()
-    explorer.pipeline.defer = True
-    explorer.pipeline.call_later = loop.call_later
+    explorer.runner.defer = True
+    explorer.runner.call_later = loop.call_later
     calls = []
     real = net.occlusion
     monkeypatch.setattr(net, "occlusion", lambda *a, **kw: (calls.append(kw["window"]), real(*a, **kw))[1])
@@ -261,12 +261,12 @@ def test_fast_drag_computes_only_the_latest_value(explorer, net, monkeypatch):
 
 def test_one_panel_per_loop_turn_lets_newer_requests_in(explorer, net, monkeypatch):
     loop = ManualLoop()
-    explorer.pipeline.defer = True
-    explorer.pipeline.call_later = loop.call_later
+    explorer.runner.defer = True
+    explorer.runner.call_later = loop.call_later
     front_end_update(explorer, target="unit", channel=1, request_seq=1)
-    while "saliency" in explorer.pipeline.dirty:  # one cheap panel per turn (filters, then saliency)
+    while "saliency" in explorer.runner.dirty:  # one cheap panel per turn (filters, then saliency)
         loop.callbacks.pop(0)[0]()
-    assert explorer.saliency_info["target"].endswith("[1]") and "tree" in explorer.pipeline.dirty
+    assert explorer.saliency_info["target"].endswith("[1]") and "tree" in explorer.runner.dirty
     front_end_update(explorer, channel=2, request_seq=2)  # arrives before tree and occlusion ran
     loop.run()
     assert explorer.tree["levels"][0]["channel"] == 2
@@ -279,12 +279,12 @@ def test_a_result_overtaken_by_a_newer_request_is_dropped(explorer, net, monkeyp
 
     def saliency_while_user_moves_on(*args, **kwargs):
         result = real(*args, **kwargs)
-        explorer.pipeline.generation["saliency"] += 1  # a newer request for this panel arrived meanwhile
+        explorer.runner.generation["saliency"] += 1  # a newer request for this panel arrived meanwhile
         return result
 
     old = explorer.saliency.copy()
     monkeypatch.setattr(net, "saliency", saliency_while_user_moves_on)
-    explorer.pipeline.dirty.add("saliency")
+    explorer.runner.dirty.add("saliency")
     explorer.method = "gradient"
     np.testing.assert_array_equal(explorer.saliency, old)
     assert explorer.saliency_info["method"] == "guided_backprop"

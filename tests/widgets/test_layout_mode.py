@@ -64,6 +64,6 @@ def test_switching_layout_or_theme_computes_nothing(explorer):
     seq = explorer.result_seq
     explorer.layout_mode = "presentation"
     explorer.theme = "dark"
-    assert not explorer.pipeline.dirty
+    assert not explorer.runner.dirty
     assert explorer.timings == timings and explorer.result_seq == seq
     explorer.layout_mode, explorer.theme = "auto", "auto"

@@ -1,8 +1,8 @@
 """Progress, partial results and Cancel of the slow panels, computed in the worker thread as in a kernel.
 
 The front end is simulated as in test_explorer.py (trait updates and custom messages through
-``_handle_msg``); ``pipeline.threaded`` makes the slow panels go to the worker as they do in a kernel.
-Results are set on the widget's thread when it drains what the worker handed over (``pipeline.wait``),
+``_handle_msg``); ``runner.threaded`` makes the slow panels go to the worker as they do in a kernel.
+Results are set on the widget's thread when it drains what the worker handed over (``runner.wait``),
 or, in the last test, by a running asyncio loop as in the kernel.
 """
 
@@ -17,7 +17,7 @@ import torch
 import cnn_widgets as cw
 from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.occlusion import window_positions
-from cnn_widgets.widgets import scheduler
+from cnn_widgets.widgets import runner as scheduler
 from cnn_widgets.widgets.panels.occlusion import batch_size, occlusion_display
 
 WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: 4 batches of 13
@@ -45,9 +45,9 @@ def assert_untouched(model, before):
 
 def as_in_a_kernel(explorer):
     """Front-end requests go to the worker; the debounce timer fires at once."""
-    explorer.pipeline.threaded = True
-    explorer.pipeline.defer = True
-    explorer.pipeline.call_later = lambda delay, callback: callback()
+    explorer.runner.threaded = True
+    explorer.runner.defer = True
+    explorer.runner.call_later = lambda delay, callback: callback()
     return explorer
 
 
@@ -102,8 +102,8 @@ def test_partial_maps_arrive_in_batch_order_and_the_last_equals_net_occlusion(ex
     explorer.observe(lambda c: pending_sums.append(None if c["new"] is None else int(c["new"].sum())), "occlusion_pending")
 
     front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
-    assert explorer.status == "busy" and explorer.pipeline.pending  # the worker computes; nothing is shown yet
-    assert explorer.pipeline.wait(120)
+    assert explorer.status == "busy" and explorer.runner.pending  # the worker computes; nothing is shown yet
+    assert explorer.runner.wait(120)
 
     windows = 49
     step = batch_size(windows)
@@ -162,13 +162,13 @@ def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(exp
     assert halfway.wait(60)
     front_end_message(explorer, {"type": "cancel", "panel": "occlusion"})
     cancel_sent.set()
-    assert explorer.pipeline.wait(60)
+    assert explorer.runner.wait(60)
 
     assert seen[-1][0] == 2 * STEP  # stopped at the batch where Cancel came in
     assert explorer.progress["occlusion"] == {"state": "cancelled", "done": 2 * STEP, "total": 49,
                                               "message": f"cancelled after {2 * STEP} of 49 windows", "unit": "windows"}
     assert explorer.status == "idle" and explorer.error == "" and explorer.result_seq == explorer.request_seq == 1
-    assert not explorer.pipeline.pending and explorer.pipeline._worker is None
+    assert not explorer.runner.pending and not explorer.runner.busy
     # what was drawn stays, marked as partial
     assert explorer.occlusion_info["done"] == 2 * STEP and explorer.occlusion_pending is not None  # as the message says
     assert explorer.occlusion_pending.any()
@@ -185,7 +185,7 @@ def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(exp
     seen.clear()
     cancel_sent.set()
     front_end_update(explorer, fill="zero", request_seq=2)
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     assert seen[-1][:2] == (49, 49) and explorer.progress["occlusion"]["state"] == "done"
     direct = net.occlusion(explorer.image, net.top_class(explorer.image), window=WINDOW, stride=STRIDE, fill="zero")
     torch.testing.assert_close(explorer.panels["occlusion"].heat, direct, rtol=0, atol=5e-5 * float(direct.abs().max()))
@@ -201,7 +201,7 @@ def test_recompute_after_cancel_and_cancel_of_a_queued_panel(explorer, net, monk
     front_end_update(explorer, target="unit", request_seq=1)  # saliency, tree and occlusion, in that order
     front_end_message(explorer, {"type": "cancel", "panel": "occlusion"})  # still queued behind the tree
     release.set()
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     assert not started.is_set()  # never started
     assert explorer.progress["occlusion"]["state"] == "cancelled"
     assert explorer.progress["occlusion"]["message"] == "cancelled before it started"
@@ -209,7 +209,7 @@ def test_recompute_after_cancel_and_cancel_of_a_queued_panel(explorer, net, monk
     assert explorer.occlusion_info["target"].startswith("class")  # the old map stays
 
     front_end_message(explorer, {"type": "recompute", "panel": "occlusion"})
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     assert started.is_set() and explorer.progress["occlusion"]["state"] == "done"
     assert explorer.occlusion_info["target"] == f"unit {explorer.layer}[{explorer.channel}]"
     front_end_message(explorer, {"type": "cancel", "panel": "nope"})
@@ -226,7 +226,7 @@ def test_an_error_in_the_worker_ends_the_busy_state_with_one_line(explorer, net,
     spy_occlusion(monkeypatch, net, broken)
     before = fingerprint(net.model)
     front_end_update(explorer, window=WINDOW, stride=STRIDE, request_seq=1)
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     assert explorer.progress["occlusion"]["state"] == "error"
     assert explorer.progress["occlusion"]["message"] == "RuntimeError: out of memory"
     assert explorer.status == "error" and "occlusion: RuntimeError: out of memory" in explorer.error
@@ -235,7 +235,7 @@ def test_an_error_in_the_worker_ends_the_busy_state_with_one_line(explorer, net,
     monkeypatch.undo()
     monkeypatch.setattr("cnn_widgets.widgets.progress.PUSHES_PER_S", 1e9)
     front_end_update(explorer, window=112, stride=112, request_seq=2)
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     assert explorer.progress["occlusion"]["state"] == "done" and explorer.error == "" and explorer.status == "idle"
 
 
@@ -253,8 +253,8 @@ def test_a_layer_click_is_computed_between_two_occlusion_batches(explorer, net, 
     assert halfway.wait(60)
     layer = net.layer_names[3]
     front_end_update(explorer, layer=layer, request_seq=2)  # the feature maps need the model the worker holds
-    assert explorer.fmap_info["layer"] == layer and explorer.pipeline.current == "occlusion"
-    assert explorer.pipeline.wait(120)
+    assert explorer.fmap_info["layer"] == layer and explorer.runner.current.get("panels") == "occlusion"
+    assert explorer.runner.wait(120)
     assert explorer.occlusion_info["done"] == 49 and explorer.result_seq == 2 and explorer.status == "idle"
 
 
@@ -277,8 +277,8 @@ def test_first_paint_does_not_wait_for_the_slow_panels(net, monkeypatch):
 
 def test_in_an_event_loop_results_are_set_by_the_loop(explorer, net, monkeypatch):
     """As in the kernel: the worker hands results to the running loop, which sets them on its thread."""
-    explorer.pipeline.threaded = True
-    explorer.pipeline.defer = True  # a real timer on the running loop (call_later left alone)
+    explorer.runner.threaded = True
+    explorer.runner.defer = True  # a real timer on the running loop (call_later left alone)
     threads = []
     explorer.observe(lambda c: threads.append(threading.current_thread()), "occlusion_info")
     seen = spy_occlusion(monkeypatch, net)
@@ -319,7 +319,7 @@ def test_the_bar_s_cancel_stops_every_slow_panel(explorer, net, monkeypatch):
     assert started.wait(60)
     front_end_message(explorer, {"type": "cancel"})  # the status line's Cancel: no panel named
     release.set()
-    assert explorer.pipeline.wait(120)
+    assert explorer.runner.wait(120)
     states = {p: explorer.progress[p]["state"] for p in ("saliency", "tree", "occlusion")}
     assert states == {"saliency": "cancelled", "tree": "cancelled", "occlusion": "cancelled"}
     assert explorer.progress["tree"]["message"] == "cancelled before it started"

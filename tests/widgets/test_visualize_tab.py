@@ -29,8 +29,9 @@ def test_a_run_streams_frames_as_bytes_and_leaves_the_model_untouched(explorer, 
     before = fingerprint(digits.model)
     explorer.start_visualization(wait=True)
     info = explorer.viz_info
-    assert info["request"] == explorer.viz_request == 1 and not info["running"] and info["step"] == info["steps"] == 16
-    assert info["target"] == "unit relu2[3]" and not info["interrupted"]
+    assert info["step"] == info["steps"] == 16 and not info["interrupted"] and not info["cached"]
+    assert explorer.progress["visualize"]["state"] == "done"
+    assert info["target"] == "unit relu2[3]"
     assert explorer.viz_frame.dtype == np.uint8 and explorer.viz_frame.shape == (16, 16, 3)
     assert explorer.viz_curve.dtype == np.float32 and explorer.viz_curve.shape == (16,)
     state = explorer.get_state()["viz_frame"]
@@ -40,49 +41,70 @@ def test_a_run_streams_frames_as_bytes_and_leaves_the_model_untouched(explorer, 
 
 
 def test_frames_are_pushed_while_running(explorer, monkeypatch):
-    pushed = []
-    push = explorer.visualizer.push
-    monkeypatch.setattr("cnn_widgets.widgets.visualize_run.FPS", 1e9)  # push every step
-    explorer.visualizer.push = lambda request, frame, curve, info: (pushed.append((frame is not None, info["running"])),
-                                                                     push(request, frame, curve, info))
+    monkeypatch.setattr("cnn_widgets.widgets.progress.PUSHES_PER_S", 1e9)  # push every step
+    shown = []
+    explorer.observe(lambda change: shown.append((explorer.progress.get("visualize", {}).get("state"),
+                                                  explorer.progress.get("visualize", {}).get("done"))), "viz_frame")
     explorer.start_visualization(wait=True)
-    assert pushed.count((True, True)) >= 8 and pushed[-1] == (True, False)
+    running = [done for state, done in shown if state == "running"]
+    assert len(running) >= 8 and running == sorted(running)  # partial frames, in step order
+    assert explorer.progress["visualize"] == {"state": "done", "done": 16, "total": 16, "message": "", "unit": "steps"}
 
 
-def test_stop_and_a_new_request_cancel_the_run(explorer):
+@pytest.fixture()
+def threaded(explorer):
+    explorer.runner.threaded = True  # the jobs go to the runner's workers, as in a kernel
+    yield explorer
+    explorer.cancel()
+    assert explorer.runner.wait(60)
+
+
+def test_stop_keeps_what_was_reached_and_a_new_request_supersedes_the_run(threaded):
+    explorer = threaded
     explorer.viz_steps = 512
     explorer.start_visualization()
+    assert explorer.runner.running("visualize")
     explorer.stop_visualization()
-    explorer.visualizer.wait(60)
-    assert explorer.viz_info["interrupted"] and explorer.viz_info["step"] < 512 and not explorer.viz_info["running"]
-    explorer.start_visualization()  # the stopped run was not cached: this one runs
-    first = explorer.visualizer.current
+    assert explorer.runner.wait(60)
+    progress = explorer.progress["visualize"]
+    assert progress["state"] == "cancelled" and progress["done"] < 512 and "cancelled" in progress["message"]
+    assert not explorer.panels["visualize"].cache  # a stopped run is not cached
+    explorer.start_visualization()  # 512 steps again ...
     explorer.channel = 5
     explorer.viz_steps = 16
-    explorer.start_visualization(wait=True)
-    assert first.cancelled.is_set()
-    assert explorer.viz_info["target"] == "unit relu2[5]" and explorer.viz_info["request"] == explorer.viz_request
-    assert explorer.viz_info["step"] == 16
+    explorer.start_visualization()  # ... superseded by this one: never shown
+    assert explorer.runner.wait(60)
+    assert explorer.viz_info["target"] == "unit relu2[5]" and explorer.viz_info["step"] == 16
+    assert explorer.progress["visualize"]["state"] == "done" and explorer.error == ""
 
 
-def test_panels_compute_while_a_run_goes_on(explorer):
+def test_panels_compute_while_a_run_goes_on(threaded):
+    explorer = threaded
     explorer.viz_steps = 512
     explorer.start_visualization()
     explorer.layer = "conv1"  # computed now, between two steps of the run
     assert explorer.error == "" and explorer.fmap.shape[0] == 16
+    assert explorer.runner.running("visualize")
     explorer.stop_visualization()
-    explorer.visualizer.wait(60)
-    assert explorer.error == ""
+    assert explorer.runner.wait(60)
+    assert explorer.error == "" and explorer.progress["visualize"]["state"] == "cancelled"
 
 
-def test_going_back_is_served_from_the_cache(explorer):
+def test_going_back_is_served_from_the_cache(explorer, monkeypatch):
     explorer.start_visualization(wait=True)
-    frame, thread = explorer.viz_frame.copy(), explorer.visualizer.thread
+    frame = explorer.viz_frame.copy()
+    runs = []
+    visualize = explorer.net.visualize
+    monkeypatch.setattr(explorer.net, "visualize", lambda *a, **k: (runs.append(1), visualize(*a, **k))[1])
     explorer.channel = 4
-    assert explorer.viz_info.get("request") == explorer.viz_request  # nothing cached for channel 4: the old one stays
+    assert explorer.viz_info["target"] == "unit relu2[3]"  # nothing cached for channel 4: the old one stays
     explorer.channel = 3  # back: shown at once from the cache
-    assert explorer.viz_info["cached"] and explorer.visualizer.thread is thread  # no new run
+    assert explorer.viz_info["cached"] and not runs  # no new run
     np.testing.assert_array_equal(explorer.viz_frame, frame)
+    with torch.no_grad():
+        explorer.net.model.conv1.weight.mul_(2)  # a changed model never shows an old run
+    explorer.start_visualization(wait=True)
+    assert runs == [1] and not explorer.viz_info["cached"]
 
 
 def test_deepdream_on_the_image(explorer):

@@ -23,6 +23,7 @@ from ..pictures import pixels_to_uint8
 from ..targets import Direction, direction_values
 from ..visualize.ascent import ascend, runs_at
 from ..visualize.transforms import transform_set
+from .stages import StageBar, StageCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -34,7 +35,7 @@ __all__ = ["direction_icons", "direction_values", "patch_icons"]
 def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | torch.Tensor, steps: int = 128,
                     size: int = 64, seed: int = 0, cossim_power: float = 1.0, lr: float = 0.05,
                     transforms: str = "standard", batch: int = 48, progress: bool = True, param: str = "fourier",
-                    decorrelate: bool = True) -> tuple[np.ndarray, bool]:
+                    decorrelate: bool = True, callback: StageCallback | None = None) -> tuple[np.ndarray, bool]:
     """``(uint8 [n, size, size, 3] icons, interrupted)``: icon ``i`` maximises direction ``i`` of ``layer``.
 
     Directions are optimised ``batch`` at a time by visualize's one ascent loop
@@ -56,8 +57,9 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
     icons = np.zeros((n, size, size, 3), dtype=np.uint8)
     chain = transform_set(transforms, size)
     interrupted = False
-    bar = tqdm(total=steps * ((n + batch - 1) // batch), unit="step", desc=f"atlas: icons {layer}",
-               disable=not progress, leave=False)
+    total = steps * ((n + batch - 1) // batch)
+    bar = StageBar(tqdm(total=total, unit="step", desc=f"atlas: icons {layer}", disable=not progress, leave=False),
+                   callback, "icon steps", total)
     try:
         for b, first in enumerate(range(0, n, batch)):
             v = v_all[first:first + batch].to(net.device)
@@ -75,7 +77,8 @@ def direction_icons(net: "NetworkBase", layer: str, directions: np.ndarray | tor
 
 
 def patch_icons(net: "NetworkBase", source: "Source", layer: str, image_index: np.ndarray, position: np.ndarray,
-                cell: np.ndarray, cells: int, size: int = 64, progress: bool = True) -> np.ndarray:
+                cell: np.ndarray, cells: int, size: int = 64, progress: bool = True,
+                callback: StageCallback | None = None) -> np.ndarray:
     """``uint8 [cells, size, size, 3]``: per cell, the mean of its samples' receptive-field patches.
 
     ``cell[m]`` is the (flat) cell of sample ``m``. A second pass loads each image once and adds
@@ -91,8 +94,10 @@ def patch_icons(net: "NetworkBase", source: "Source", layer: str, image_index: n
     wanted = np.unique(image_index)
     starts = np.searchsorted(image_index[order], wanted)
     ends = np.searchsorted(image_index[order], wanted, side="right")
-    for i, lo, hi in tqdm(list(zip(wanted, starts, ends)), unit="img", desc=f"atlas: patches {layer}",
-                          disable=not progress, leave=False):
+    for done, (i, lo, hi) in enumerate(tqdm(list(zip(wanted, starts, ends)), unit="img", desc=f"atlas: patches {layer}",
+                                            disable=not progress, leave=False)):
+        if callback is not None:
+            callback("images cut into patches", done, len(wanted))
         shown = net.display_image(source.image(int(i)))
         for m in order[lo:hi]:
             if rf is None or rf.is_global or not info.is_spatial:

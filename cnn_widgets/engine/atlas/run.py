@@ -14,6 +14,7 @@ from .icons import direction_icons, patch_icons
 from .layout import LAYOUTS, bin_points, cell_means, layout
 from .result import Atlas, AtlasCell
 from .sample import sample_activations
+from .stages import StageCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -23,7 +24,8 @@ __all__ = ["atlas"]
 
 def atlas(net: "NetworkBase", images, layer: str, grid: int = 12, positions: int = 4, method: str = "tsne",
           visualize: bool = True, steps: int = 128, size: int = 64, seed: int = 0, progress: bool = True,
-          cossim_power: float = 1.0, top_k: int = 9, batch_size: int = 16, icon_batch: int = 48) -> Atlas:
+          cossim_power: float = 1.0, top_k: int = 9, batch_size: int = 16, icon_batch: int = 48,
+          callback: StageCallback | None = None) -> Atlas:
     """An activation atlas of ``layer`` over ``images`` (Carter, Armstrong, Schubert, Johnson & Olah 2019).
 
     1. ``positions`` random positions of the layer's map per image give ``M`` activation vectors
@@ -50,6 +52,9 @@ def atlas(net: "NetworkBase", images, layer: str, grid: int = 12, positions: int
         ``p`` in the direction objective (0: the plain projection ``<h, d>``).
     top_k
         Samples listed per cell in :attr:`AtlasCell.top`.
+    callback
+        ``callback(stage, done, total)`` after each piece of work (:mod:`.stages`); an exception it
+        raises stops the build (the Explorer's Cancel).
 
     Ctrl-C during the sampling keeps the images covered so far, during the icons the pictures
     reached so far (``atlas.interrupted``). The model is left exactly as it was.
@@ -65,6 +70,8 @@ def atlas(net: "NetworkBase", images, layer: str, grid: int = 12, positions: int
     cossim_power = check_float("cossim_power", cossim_power, low=0)
     top_k = check_int("top_k", top_k, low=0)
     batch_size, icon_batch = check_int("batch_size", batch_size), check_int("icon_batch", icon_batch)
+    if callback is not None and not callable(callback):
+        raise OptionError(f"callback must be a function callback(stage, done, total), got {callback!r}")
     name = net.layer(layer).name
     if type(images).__name__ == "Scan" and hasattr(images, "_source"):
         if images._source is None:
@@ -72,7 +79,7 @@ def atlas(net: "NetworkBase", images, layer: str, grid: int = 12, positions: int
         images = images._source
     source = as_source(images)
 
-    samples = sample_activations(net, source, name, positions, seed, batch_size, progress)
+    samples = sample_activations(net, source, name, positions, seed, batch_size, progress, callback)
     if samples.interrupted:
         warnings.warn(f"atlas: sampling interrupted after {samples.images} images; the atlas uses those",
                       stacklevel=2)
@@ -86,11 +93,12 @@ def atlas(net: "NetworkBase", images, layer: str, grid: int = 12, positions: int
     interrupted = samples.interrupted
     if visualize:
         icons, stopped = direction_icons(net, name, directions, steps=steps, size=size, seed=seed,
-                                         cossim_power=cossim_power, batch=icon_batch, progress=progress)
+                                         cossim_power=cossim_power, batch=icon_batch, progress=progress,
+                                         callback=callback)
         interrupted = interrupted or stopped
     else:
         icons = patch_icons(net, source, name, samples.image_index, samples.position, flat, grid * grid,
-                            size=size, progress=progress)[filled]
+                            size=size, progress=progress, callback=callback)[filled]
 
     cells = []
     for i, f in enumerate(filled):

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import CnnWidgetsError
 from ..hooks import StopForward, inference_state, on_outputs
+from .stages import StageCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -63,7 +64,8 @@ def draw_positions(rng: np.random.Generator, map_size: tuple[int, int], position
 
 
 def sample_activations(net: "NetworkBase", source: "Source", layer: str, positions: int = 4, seed: int = 0,
-                       batch_size: int = 16, progress: bool = True) -> Samples:
+                       batch_size: int = 16, progress: bool = True,
+                       callback: StageCallback | None = None) -> Samples:
     """One forward pass over ``source`` keeping ``positions`` activation vectors of ``layer`` per image."""
     from tqdm.auto import tqdm
 
@@ -101,6 +103,8 @@ def sample_activations(net: "NetworkBase", source: "Source", layer: str, positio
                         pass
                 start += len(labels)
                 bar.update(len(labels))
+                if callback is not None:
+                    callback("images sampled", start, len(source))
     except KeyboardInterrupt:
         interrupted = True
         keep_rows = sum(len(i) for i in images if len(i) and i[0] < start)

@@ -1,8 +1,11 @@
-"""The Explorer's panels, one file each, and THE table of which trait change recomputes which panel.
+"""The Explorer's panels and jobs, one file each, and THE table of which trait change recomputes which.
 
 Adding a panel: write ``panels/<name>.py`` with a :class:`~.base.Panel` subclass (its ``compute``
 returns the result traits, declared on the Explorer), add its row below, and add its view to
-``js/src/panels/`` and to the ``VIEWS`` list of ``js/src/index.js``.
+``js/src/panels/`` and to the ``VIEWS`` list of ``js/src/index.js``. A job the user starts (the
+Visualise run, the Atlas build) is a panel whose row names no trait: only ``recompute(name)`` (the
+front end's ``{"type": "recompute", "panel": name}``) starts it, and ``cancel(name)`` stops it.
+The panel's name is its one name in Python, JS, ``recompute``, ``cancel``, ``progress`` and ``timings``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..runner import LONG_LANE, PANEL_LANE
+from .atlas import AtlasPanel
 from .base import Panel
 from .feature_maps import FeatureMapsPanel
 from .filters import FiltersPanel
@@ -20,8 +25,9 @@ from .saliency import SaliencyPanel
 from .scan_layer import ScanLayerPanel
 from .top_images import TopImagesPanel
 from .tree import TreePanel
+from .visualize import VisualizePanel
 
-__all__ = ["PANELS", "Panel", "Row", "background_panels", "panels_recomputed_by", "triggers"]
+__all__ = ["PANELS", "Panel", "Row", "lanes", "on_demand", "panels_recomputed_by", "triggers"]
 
 
 def unit_targeted(explorer) -> bool:
@@ -39,14 +45,14 @@ class Row:
     panel: type[Panel]
     on: tuple[str, ...]  # a change of any of these traits recomputes the panel
     when: tuple[tuple[Callable[[object], bool], tuple[str, ...]], ...] = ()  # (condition, traits): only while it holds
-    background: bool = False  # slow: computed off the kernel's message thread after the first paint (scheduler.py)
+    lane: str | None = None  # slow: computed by this lane's worker in a kernel, after the first paint (runner.py)
 
 
 SELECTION = ("layer", "channel")  # what target "unit" is made of
 
 #: The panels in the order they are computed (cheap first, occlusion last), each with the trait
-#: changes that recompute it. The Explorer observes exactly the traits named here. The first
-#: paint (image, predictions, feature maps) does not wait for the ``background`` ones.
+#: changes that recompute it, then the jobs the user starts. The Explorer observes exactly the
+#: traits named here. The first paint (image, predictions, feature maps) does not wait for the slow ones.
 PANELS: tuple[Row, ...] = (
     Row(ImagePanel, on=("net", "image")),
     Row(PredictionsPanel, on=("net", "image")),
@@ -54,18 +60,24 @@ PANELS: tuple[Row, ...] = (
     Row(ScanLayerPanel, on=("net", "scan"), when=((scan_attached, ("layer",)),)),
     Row(FiltersPanel, on=("net", "layer", "channel")),
     Row(TopImagesPanel, on=("net", "scan", "reconstruction"), when=((scan_attached, SELECTION),)),
-    Row(SaliencyPanel, on=("net", "image", "target", "method"), when=((unit_targeted, SELECTION),), background=True),
+    Row(SaliencyPanel, on=("net", "image", "target", "method"), when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
     Row(TreePanel, on=("net", "image", "target", "k", "depth", "rule", "reduce", "tree_path"),
-        when=((unit_targeted, SELECTION),), background=True),
+        when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
     Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill", "occlusion_mode"),
-        when=((unit_targeted, SELECTION),),
-        background=True),
+        when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
+    Row(VisualizePanel, on=(), lane=LONG_LANE),
+    Row(AtlasPanel, on=(), lane=LONG_LANE),
 )
 
 
-def background_panels() -> list[str]:
-    """The slow panels: after the first paint and on front-end requests they run in a worker thread."""
-    return [row.panel.name for row in PANELS if row.background]
+def lanes() -> dict[str, str]:
+    """The slow panels and the jobs, with their lane: in a kernel they run in that lane's worker thread."""
+    return {row.panel.name: row.lane for row in PANELS if row.lane is not None}
+
+
+def on_demand() -> list[str]:
+    """The jobs only the user starts (no trait change recomputes them)."""
+    return [row.panel.name for row in PANELS if not row.on and not row.when]
 
 
 def triggers() -> list[str]:

@@ -19,7 +19,7 @@ class Panel:
     Which trait changes recompute a panel is not written here but in the table of
     ``panels/__init__.py``. A panel may keep caches; ``forget`` drops them (new network or image).
 
-    A slow panel (``background=True`` in the table) runs in a worker thread in a kernel; between two
+    A slow panel (a ``lane`` in the table) runs in a worker thread in a kernel; between two
     pieces of its work it calls ``explorer.report_progress(done, total, partial, unit=...)``
     (``progress.py``), which moves the progress bar, shows ``partial()``'s traits, lets other
     computations use the model, and raises ``Cancelled`` when the user cancels or a newer request
@@ -39,6 +39,10 @@ class Panel:
 
     def forget(self) -> None:
         """Drop cached results (the network or the image changed)."""
+
+    def applied(self, explorer) -> None:
+        """Called on the widget's thread once ``compute``'s result traits are set (a panel that hands
+        more than traits to its tab does it here, never from the worker)."""
 
 
 def target_text(net, target) -> str:

@@ -9,12 +9,14 @@ import { commit } from "../actions.js";
 import { h, listen, paint, setOptions } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { rgbToRgba } from "../curve.js";
+import { panelProgress } from "../progress.js";
 import { cellAt, cellAtCanvas, clampView, eventToCanvas, fitView, panBy, toCanvas, wheelFactor, zoomAt, zoomLevel } from "../atlas_view.js";
 
 export { cellAt };
 
 const CANVAS = 384; // canvas pixels per side at least (small grids are enlarged, crisp)
 const DRAG = 4; // pointer travel (canvas px) that makes a press a drag rather than a click
+const DOUBLE_CLICK_MS = 300; // a click explains its cell only once no second click (a fit) followed
 
 function mount(model) {
   const canvas = h("canvas", { class: "cnnw-atlas", width: CANVAS, height: CANVAS, "data-version": "0", "data-zoom": "1",
@@ -32,9 +34,10 @@ function mount(model) {
   const filter = h("select", { "data-trait": "atlas_class", title: "class activation atlas: the cells that most raise this class" });
   filter.addEventListener("change", () => commit(model, { atlas_class: Number(filter.value) }, { kernel: false }));
   const caption = h("div", { class: "cnnw-caption" });
+  const progress = panelProgress(model, "atlas"); // the build's progress, Cancel and "Compute again"
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Activation atlas of the selected layer" }),
     h("div", { class: "cnnw-controls" }, build, grid.el, h("label", {}, "icons", icons.el), h("label", {}, "show", filter),
-      fit, visualizeCell),
+      fit, visualizeCell), progress.el,
     h("div", { style: "display:flex;gap:16px;align-items:flex-start;margin-top:8px" }, canvas,
       h("div", {}, hoverText, patches)), caption);
 
@@ -83,9 +86,14 @@ function mount(model) {
     }
   }
 
-  build.addEventListener("click", () => model.send({ type: "atlas", action: "build" }));
+  build.addEventListener("click", () => model.send({ type: "recompute", panel: "atlas" }));
   fit.addEventListener("click", () => setView(fitView(imageSize[0], imageSize[1], canvas.width, canvas.height)));
-  canvas.addEventListener("dblclick", () => setView(fitView(imageSize[0], imageSize[1], canvas.width, canvas.height)));
+  let pendingClick = null; // the explain of a click, sent unless a double-click (fit) follows
+  canvas.addEventListener("dblclick", () => {
+    clearTimeout(pendingClick);
+    pendingClick = null;
+    setView(fitView(imageSize[0], imageSize[1], canvas.width, canvas.height));
+  });
   visualizeCell.addEventListener("click", () => {
     const target = model.get("atlas_target") || {};
     if (target.row != null) model.send({ type: "atlas", action: "visualize", row: target.row, col: target.col });
@@ -123,7 +131,11 @@ function mount(model) {
     if (event.type === "pointerup" && wasPress) {
       const [cx, cy] = point(event);
       const cell = cellAtCanvas(info(), view, cx, cy);
-      if (cell) model.send({ type: "atlas", action: event.shiftKey ? "visualize" : "explain", row: cell[0], col: cell[1] });
+      if (cell && event.detail <= 1) {
+        const message = { type: "atlas", action: event.shiftKey ? "visualize" : "explain", row: cell[0], col: cell[1] };
+        clearTimeout(pendingClick);
+        pendingClick = setTimeout(() => { pendingClick = null; model.send(message); }, DOUBLE_CLICK_MS);
+      }
     }
     if (!pointers.size) press = null;
   };
@@ -181,7 +193,7 @@ function mount(model) {
   });
   const offPatches = listen(model, ["atlas_patches", "atlas_hover"], drawPatches);
   draw(); drawPatches();
-  return { el, cleanup() { off(); offTarget(); offPatches(); grid.cleanup(); icons.cleanup(); } };
+  return { el, cleanup() { off(); offTarget(); offPatches(); grid.cleanup(); icons.cleanup(); progress.cleanup(); clearTimeout(pendingClick); } };
 }
 
 export default { name: "atlas", place: "tab", mount };

@@ -1,6 +1,7 @@
 // The Visualise tab: what the selected unit or class looks for (feature visualisation) or DeepDream
-// on the image, optimised in the kernel and streamed here frame by frame. Frames carry the request
-// they belong to; a frame of any other request than the kernel's current one is never drawn.
+// on the image, optimised in the kernel and streamed here frame by frame. The run is a job of the
+// kernel's runner like every slow panel: Start sends {type: "recompute", panel: "visualize"}, Stop
+// {type: "cancel", ...}, and its state is progress.visualize (the kernel never sends a stale frame).
 import { decodeArray } from "../buffers.js";
 import { commit } from "../actions.js";
 import { h, listen, paint, fmt } from "../dom.js";
@@ -8,20 +9,15 @@ import { choiceSelect, rangeSlider } from "../controls.js";
 import { curvePoints, rgbToRgba } from "../curve.js";
 import { progressBar } from "../progress.js";
 
-/** The run's state (viz_info) in the shape of the shared progress bar. */
-export function vizProgress(info) {
-  if (!info || !info.steps) return {};
-  const base = { done: info.step || 0, total: info.steps, unit: "steps" };
-  if (info.running) return { ...base, state: "running" };
-  if (info.error) return { ...base, state: "error", message: info.error };
-  if (info.interrupted) return { ...base, state: "cancelled", message: `stopped at step ${info.step || 0} of ${info.steps}` };
-  return { ...base, state: "done" };
+/** The run's state: the runner's progress entry of the "visualize" job. */
+export function vizState(model) {
+  return (model.get("progress") || {}).visualize || {};
 }
 
 const SHOWN = 256; // css pixels of the picture
 
 function mount(model) {
-  const canvas = h("canvas", { class: "cnnw-viz", width: 1, height: 1, "data-version": "0", "data-request": "-1",
+  const canvas = h("canvas", { class: "cnnw-viz", width: 1, height: 1, "data-version": "0",
     style: `width:${SHOWN}px;height:${SHOWN}px;image-rendering:pixelated;background:#eee` });
   const curve = h("canvas", { class: "cnnw-viz-curve", width: 240, height: 90, title: "objective per step" });
   const progress = progressBar({ title: "steps done" }); // no button of its own: Start / Stop above is the one
@@ -41,9 +37,9 @@ function mount(model) {
     h("div", { class: "cnnw-viz-body", style: "display:flex;gap:16px;align-items:flex-start;margin-top:8px" },
       canvas, h("div", {}, progress.el, curve, caption)));
 
-  const running = () => !!(model.get("viz_info") || {}).running;
+  const running = () => vizState(model).state === "running";
   button.addEventListener("click", () => {
-    model.send({ type: "visualize", action: running() ? "stop" : "start" });
+    model.send({ type: running() ? "cancel" : "recompute", panel: "visualize" });
   });
 
   function drawCurve(values, steps) {
@@ -59,31 +55,31 @@ function mount(model) {
 
   function draw() {
     const info = model.get("viz_info") || {};
-    const current = model.get("viz_request");
-    button.textContent = info.running ? "Stop" : "Start";
-    button.dataset.running = String(!!info.running);
-    mode.el.disabled = param.el.disabled = start.el.disabled = !!info.running;
+    const state = vizState(model);
+    const isRunning = state.state === "running";
+    button.textContent = isRunning ? "Stop" : "Start";
+    button.dataset.running = String(isRunning);
+    mode.el.disabled = param.el.disabled = start.el.disabled = isRunning;
     const dream = model.get("viz_mode") === "dream";
     param.el.parentElement.hidden = start.el.parentElement.hidden = dream;
     sliders[2].el.hidden = dream; // DeepDream keeps the image's size
-    if (info.request !== current) return; // not the current request's: never draw it
     const frame = decodeArray(model.get("viz_frame"));
     if (frame) {
       const [H, W] = frame.shape;
       paint(canvas, rgbToRgba(frame.array, H, W), W, H);
-    } else if (!info.running) paint(canvas, new Uint8ClampedArray(0), 0, 0);
-    canvas.dataset.request = String(info.request);
+    } else if (!isRunning) paint(canvas, new Uint8ClampedArray(0), 0, 0);
     const curveData = decodeArray(model.get("viz_curve"));
     const values = curveData ? Array.from(curveData.array) : [];
     drawCurve(values, dream ? values.length : info.steps);
-    progress.update(vizProgress(info));
+    progress.update(state);
     const last = values.length ? fmt(values[values.length - 1]) : "";
-    caption.textContent = info.error ? `error: ${info.error}` : info.target
+    const stopped = info.interrupted || state.state === "cancelled";
+    caption.textContent = state.state === "error" ? `error: ${state.message}` : info.target
       ? `${info.target}: step ${info.step || 0} of ${info.steps}${last ? `, objective ${last}` : ""}` +
-        (info.cached ? " (from the cache)" : info.interrupted ? " (stopped)" : info.running ? "…" : "")
+        (isRunning ? "…" : info.cached ? " (from the cache)" : stopped ? " (stopped)" : "")
       : "press Start to optimise an image for the explain target (or DeepDream the image at the selected layer)";
   }
-  const off = listen(model, ["viz_frame", "viz_curve", "viz_info", "viz_request", "viz_mode"], draw);
+  const off = listen(model, ["viz_frame", "viz_curve", "viz_info", "progress", "viz_mode"], draw);
   draw();
   return { el, cleanup() { off(); for (const part of [mode, param, start, ...sliders]) part.cleanup(); } };
 }

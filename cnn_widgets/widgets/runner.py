@@ -1,4 +1,6 @@
-"""Coalescing the kernel work of a widget: compute only the latest state, one panel at a time.
+"""The one runner of the Explorer's work: every panel and every long job (the Visualise run, the
+Atlas build) is computed here, with one progress, partial-result and Cancel mechanism
+(``progress.py``), and this file is the one place in the widgets that starts threads.
 
 The kernel handles comm messages one by one. When a slider drag sends ten updates, computing each
 one would queue ten slow computations. Instead a change coming from the front end only marks the
@@ -10,12 +12,16 @@ seen before the next panel and the cheap panels appear at once.
 Changes made from Python code (a cell, ``traitlets.link``) are computed synchronously, so
 ``explorer.image = img; explorer.predictions`` reads fresh values.
 
-The slow panels (``background``: saliency, the tree, occlusion) run in a worker thread when the
-widget lives in a kernel and the request came from the front end (or is the first paint): the
+The slow jobs (``lanes``: saliency, the tree, occlusion in lane ``"panels"``; the Visualise run and
+the Atlas build in lane ``"long"``) run in a worker thread per lane when the widget lives in a
+kernel and the request came from the front end (or is the first paint; a long job always): the
 kernel's message thread stays free, so a Cancel click, a slider move or a layer click is received
-while occlusion runs. One worker per widget computes them one at a time, in table order; what it
-produces is handed to the kernel's thread (:class:`MainThread`) and set there, so trait changes and
-comm messages are never made by two threads at once.
+while occlusion runs. Each lane's worker computes its jobs one at a time, in table order; the two
+lanes take turns with the model (``model_turns.py``: between two steps of a job), so a long
+visualisation and the slow panels progress together. What a worker produces is handed to the
+kernel's thread (:class:`MainThread`) and set there, so trait changes and comm messages are never
+made by two threads at once. The model's flags have one owner while anything runs (the engine's
+reference-counted ``inference_state``, held by each job for its whole length).
 """
 
 from __future__ import annotations
@@ -132,27 +138,33 @@ class MainThread:
             fn()
 
 
-class Pipeline:
-    """Dirty panels, computed in ``order`` by ``compute(panel)``; ``on_busy(False)`` runs once drained.
+PANEL_LANE = "panels"
+LONG_LANE = "long"
 
-    ``generation[panel]`` counts how often the panel was dirtied: a result computed for an older
-    generation is dropped by the widget (a newer request superseded it). Panels in ``background``
-    go to the worker thread when :attr:`threaded` (see the module docstring); ``current`` is the
-    panel the worker computes now.
+
+class Runner:
+    """Dirty jobs, computed in ``order`` by ``compute(job)``; ``on_busy(False)`` runs once the panels are drained.
+
+    ``generation[job]`` counts how often the job was requested: a result computed for an older
+    generation is dropped by the widget (a newer request superseded it). Jobs in ``lanes`` go to
+    their lane's worker thread when :attr:`threaded` (see the module docstring); ``current[lane]``
+    is the job that lane computes now. The busy status (``on_busy``) follows the panels only: a
+    long job shows its own progress and never holds the status line.
     """
 
     def __init__(self, order: Iterable[str], compute: Callable[[str], None], on_busy: Callable[[bool], None],
-                 background: Iterable[str] = (), main: MainThread | None = None):
+                 lanes: dict[str, str] | None = None, main: MainThread | None = None):
         self.order = list(order)
         self.compute = compute
         self.on_busy = on_busy
-        self.background = frozenset(background)
+        self.lanes = dict(lanes or {})
+        self.background = frozenset(self.lanes)
         self.main = main or MainThread()
         self.dirty: set[str] = set()
         self.generation: dict[str, int] = {p: 0 for p in self.order}
-        self.current: str | None = None  # computed by the worker now
-        self._worker: threading.Thread | None = None
-        self._lock = threading.RLock()  # dirty, generation, current and the worker, between the two threads
+        self.current: dict[str, str | None] = {}  # lane -> the job its worker computes now
+        self._workers: dict[str, threading.Thread] = {}
+        self._lock = threading.RLock()  # dirty, generation, current and the workers, between the threads
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
         self._batch_depth = 0
@@ -160,15 +172,30 @@ class Pipeline:
         self._batch_deferred = False
         #: None: defer exactly when handling a front-end (comm) message; True/False forces it (tests).
         self.defer: bool | None = None
-        #: None: the background panels go to a worker exactly when running in a kernel; True/False forces it.
+        #: None: the slow jobs go to a worker exactly when running in a kernel; True/False forces it.
         self.threaded: bool | None = None
         #: Test hook: a callable taking (delay, callback) replaces the event loop's call_later.
         self.call_later: Callable[[float, Callable[[], None]], object] | None = None
 
+    def _long(self, job: str) -> bool:
+        return self.lanes.get(job) == LONG_LANE
+
     @property
     def pending(self) -> bool:
-        """Panels wait to be computed or the worker is computing one."""
-        return bool(self.dirty) or self._worker is not None
+        """Panels wait to be computed or the panel worker is computing one (long jobs not counted)."""
+        with self._lock:
+            return any(not self._long(p) for p in self.dirty) or PANEL_LANE in self._workers
+
+    @property
+    def busy(self) -> bool:
+        """Anything at all waits or runs: a panel, a visualisation, an atlas build."""
+        with self._lock:
+            return bool(self.dirty) or bool(self._workers) or self._running
+
+    def running(self, job: str) -> bool:
+        """``job`` is queued or being computed."""
+        with self._lock:
+            return job in self.dirty or job in self.current.values()
 
     def uses_worker(self) -> bool:
         return in_kernel() if self.threaded is None else self.threaded
@@ -176,8 +203,9 @@ class Pipeline:
     def request(self, panels: Iterable[str], deferred: bool | None = None, first_paint: bool = False) -> None:
         """Mark ``panels`` dirty and start computing them (at once, or after the debounce when ``deferred``).
 
-        ``first_paint``: compute the quick panels now and hand the background ones to the worker
+        ``first_paint``: compute the quick panels now and hand the slow ones to the workers
         (the constructor in a kernel: the cell ends and the widget draws before the slow panels).
+        A long job always goes to its worker in a kernel (a cell that starts one is not blocked).
         """
         panels = [p for p in panels if p in self.generation]
         if not panels:
@@ -186,7 +214,8 @@ class Pipeline:
             for p in panels:
                 self.dirty.add(p)
                 self.generation[p] += 1
-        self.on_busy(True)
+        if not all(self._long(p) for p in panels):
+            self.on_busy(True)
         if deferred is None:
             deferred = self.defer if self.defer is not None else in_comm_message()
         if self._batch_depth:
@@ -237,16 +266,22 @@ class Pipeline:
                 return p
         return None
 
-    def step(self, hand_off: bool = False) -> bool:
-        """Compute the most urgent dirty panel here; False when nothing was left.
+    def _handed_off(self, hand_off: bool) -> frozenset[str]:
+        """The jobs this thread leaves to the workers: the slow ones when handing off, long ones in a kernel."""
+        if hand_off:
+            return self.background
+        return frozenset(p for p in self.background if self._long(p)) if self.uses_worker() else frozenset()
 
-        ``hand_off``: the background panels are left to the worker (started if needed).
+    def step(self, hand_off: bool = False) -> bool:
+        """Compute the most urgent dirty job here; False when nothing was left.
+
+        ``hand_off``: the slow jobs are left to the workers (started if needed).
         """
+        skip = self._handed_off(hand_off)
         with self._lock:
-            panel = self.next_panel(skip=self.background if hand_off else ())
+            panel = self.next_panel(skip=skip)
             if panel is None:
-                if hand_off and self.next_panel(only=self.background) is not None:
-                    self._start_worker()
+                self._start_workers(skip)
                 return False
             self.dirty.discard(panel)
         self._running = True
@@ -270,10 +305,11 @@ class Pipeline:
         self._timer = None
         hand_off = self.uses_worker()
         self.step(hand_off)
+        skip = self._handed_off(hand_off)
         with self._lock:
-            more = self.next_panel(skip=self.background if hand_off else ()) is not None
-            if not more and hand_off and self.next_panel(only=self.background) is not None:
-                self._start_worker()
+            more = self.next_panel(skip=skip) is not None
+            if not more:
+                self._start_workers(skip)
         if more:
             later = self._call_later()
             if later is None:
@@ -282,59 +318,69 @@ class Pipeline:
                 self._timer = later(0.0, self._tick)
 
     def finish_if_idle(self) -> None:
-        """``on_busy(False)`` when nothing is dirty and the worker is done (on the widget's thread)."""
+        """``on_busy(False)`` when no panel is dirty and the panel worker is done (on the widget's thread)."""
         with self._lock:
-            idle = not self.dirty and self._worker is None and not self._running
+            idle = not self.pending and not self._running
         if idle:
             self.on_busy(False)
 
-    # ------------------------------------------------------------ the worker
-    def _start_worker(self) -> None:
-        """Under the lock: make sure a worker computes the dirty background panels."""
-        if self._worker is not None:
-            return
-        self.main.attach()
-        self._worker = threading.Thread(target=self._work, name="cnn_widgets-panels", daemon=True)
-        self._worker.start()
+    # ------------------------------------------------------------ the workers
+    def _start_workers(self, handed_off: Iterable[str]) -> None:
+        """Under the lock: make sure a worker computes each lane's dirty jobs among ``handed_off``."""
+        for lane in sorted({self.lanes[p] for p in handed_off if p in self.dirty}):
+            if lane in self._workers:
+                continue
+            self.main.attach()
+            # THE place the Explorer starts threads (tests grep for it)
+            worker = threading.Thread(target=self._work, args=(lane,), name=f"cnn_widgets-{lane}", daemon=True)
+            self._workers[lane] = worker
+            worker.start()
 
-    def _work(self) -> None:
+    def _work(self, lane: str) -> None:
+        mine = [p for p in self.order if self.lanes.get(p) == lane]
         with self.main.worker():
-            while True:
-                with self._lock:
-                    panel = self.next_panel(only=self.background)
-                    if panel is None:
-                        self._worker, self.current = None, None
-                        break
-                    self.dirty.discard(panel)
-                    self.current = panel
-                try:
-                    self.compute(panel)
-                except BaseException:  # compute reports its own errors; never leave the worker marked running
+            try:
+                while True:
                     with self._lock:
-                        self._worker, self.current = None, None
-                    self.main.post(self.finish_if_idle)
-                    raise
-            self.main.post(self.finish_if_idle)
+                        panel = self.next_panel(only=mine)
+                        if panel is None:
+                            del self._workers[lane]
+                            self.current.pop(lane, None)
+                            break
+                        self.dirty.discard(panel)
+                        self.current[lane] = panel
+                    self.compute(panel)  # reports its own errors
+            except BaseException:
+                with self._lock:  # never leave the lane marked running
+                    self._workers.pop(lane, None)
+                    self.current.pop(lane, None)
+                raise
+            finally:
+                self.main.post(self.finish_if_idle)
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the worker has finished (running what it handed over); False on timeout."""
+    def wait(self, timeout: float | None = None, jobs: bool = True) -> bool:
+        """Block until the workers have finished (running what they handed over); False on timeout.
+
+        ``jobs=False`` waits for the panels only (a long job may go on).
+        """
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self.main.drain()
-            worker = self._worker
-            if worker is None:
+            with self._lock:
+                workers = [w for lane, w in self._workers.items() if jobs or lane == PANEL_LANE]
+            if not workers:
                 self.main.drain()
                 self.finish_if_idle()  # its own post may still be on the way to the loop
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            worker.join(0.02 if remaining is None else min(0.02, remaining))
+            workers[0].join(0.02 if remaining is None else min(0.02, remaining))
 
     def cancel(self, panels: Iterable[str]) -> list[str]:
-        """Drop the queued background ``panels``; returns those dropped (the running one is the widget's to stop)."""
+        """Drop the queued slow ``panels``; returns those dropped (a running one is the widget's to stop)."""
         with self._lock:
             dropped = [p for p in panels if p in self.dirty and p in self.background]
             self.dirty.difference_update(dropped)

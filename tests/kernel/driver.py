@@ -1,0 +1,379 @@
+"""Drive a real Explorer in a real IPython kernel through the messages its front end sends.
+
+A :class:`KernelDriver` starts an ``ipykernel`` kernel on the test process's own python
+(``sys.executable``, through a kernelspec written to a temporary folder, with ``OMP_NUM_THREADS=1``)
+and talks to it as JupyterLab would:
+
+* ``execute(code)`` / ``value(expr)``: run a cell; read a JSON value back;
+* ``update(comm_id, state)``: a trait change made in the front end (a ``comm_msg`` with
+  ``method: "update"``), ``custom(comm_id, content)``: a custom message (``method: "custom"``);
+* ``wait_idle(var)``: poll until the Explorer in ``var`` has no job running or queued.
+
+A background thread drains the iopub channel all the time (the kernel never blocks on a full
+socket): it keeps each cell's stdout, the kernel's stderr and counts the widget messages.
+
+What the front end sends for the jobs (recompute / cancel of a panel, the Visualise run, the atlas)
+is built in one place, :func:`job_message`. ``CW_KERNEL_PROTOCOL=old`` in the environment selects
+the protocol from before the runner (``{"type": "visualize", "action": "start"}``, ...), to run these
+tests against an older commit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import queue
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from jupyter_client import KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+KERNEL_NAME = "cnn-widgets-test"
+MARKER = "__cw_kernel_value__:"
+SLOW_PANELS = ("saliency", "tree", "occlusion")
+JOBS = (*SLOW_PANELS, "visualize", "atlas")
+PROTOCOL = os.environ.get("CW_KERNEL_PROTOCOL", "new")  # "new": the runner's protocol; "old": before it
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class KernelError(RuntimeError):
+    """A cell raised in the kernel (the message holds the kernel's traceback)."""
+
+
+def job_message(action: str, job: str) -> dict | None:
+    """The custom message content of a front end's Compute (``action="recompute"``) or Cancel
+    (``action="cancel"``) of ``job`` (a slow panel, ``"visualize"`` or ``"atlas"``); None when the
+    protocol has no such message."""
+    assert action in ("recompute", "cancel") and job in JOBS, (action, job)
+    if PROTOCOL == "old" and job == "visualize":
+        return {"type": "visualize", "action": "start" if action == "recompute" else "stop"}
+    if PROTOCOL == "old" and job == "atlas":
+        return {"type": "atlas", "action": "build"} if action == "recompute" else None
+    return {"type": action, "panel": job}
+
+
+def atlas_click(action: str, row: int, col: int) -> dict:
+    """An atlas cell click (``"explain"``) or hover (``"hover"``)."""
+    return {"type": "atlas", "action": action, "row": int(row), "col": int(col)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernel-side helpers: self-contained functions whose source is run in the kernel (install_helpers).
+# ---------------------------------------------------------------------------------------------------
+
+
+def explorer_busy(ex) -> bool:
+    """Whether the Explorer has a job running or queued (panels, the Visualise run, the atlas)."""
+    runner = getattr(ex, "runner", None)
+    if runner is not None and runner.busy:
+        return True
+    pipeline = getattr(ex, "pipeline", None)
+    if pipeline is not None and pipeline.pending:
+        return True
+    visualizer = getattr(ex, "visualizer", None)
+    thread = getattr(visualizer, "thread", None)
+    return bool(thread is not None and thread.is_alive())
+
+
+def model_snapshot(model) -> dict:
+    """Copies of everything a computation must leave as it was: tensors, flags, gradients, hooks."""
+    from cnn_widgets.engine.hooks import hook_count
+
+    return {
+        "tensors": {f"param {n}": p.detach().clone() for n, p in model.named_parameters()}
+        | {f"buffer {n}": b.detach().clone() for n, b in model.named_buffers()},
+        "training": {n or "<root>": m.training for n, m in model.named_modules()},
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "grad_none": {n: p.grad is None for n, p in model.named_parameters()},
+        "hooks": hook_count(model),
+    }
+
+
+def model_differences(model, before: dict) -> list[str]:
+    """What differs between ``model`` now and ``before`` (a :func:`model_snapshot`), in words."""
+    import torch
+
+    now = model_snapshot(model)
+    diffs = []
+    for name, tensor in before["tensors"].items():
+        other = now["tensors"].get(name)
+        if other is None or other.dtype != tensor.dtype or not torch.equal(other, tensor):
+            diffs.append(f"{name} changed")
+    for key in ("training", "requires_grad", "grad_none"):
+        for name, flag in before[key].items():
+            if now[key].get(name) != flag:
+                diffs.append(f"{key} of {name}: {flag} -> {now[key].get(name)}")
+    if now["hooks"] != before["hooks"]:
+        diffs.append(f"hooks: {before['hooks']} -> {now['hooks']}")
+    return diffs
+
+
+class UserLoop:
+    """The user's own work in the same kernel: a thread calling its own small model over and over.
+
+    Each call must give the output computed before the thread started (``torch.equal``); anything
+    else (an exception, a proxy, other numbers) counts as a failure, its first few kept in ``errors``.
+    """
+
+    def __init__(self, pause: float = 0.002):
+        import threading
+
+        import torch
+
+        gen = torch.Generator().manual_seed(1)
+        self.model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+        self.x = torch.rand(1, 3, 16, 16, generator=gen)
+        with torch.no_grad():
+            self.expected = self.model(self.x).clone()
+        self.pause, self.calls, self.failures, self.errors = pause, 0, 0, []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="user-loop", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        import time
+
+        import torch
+
+        while not self._stop.is_set():
+            try:
+                with torch.no_grad():
+                    out = self.model(self.x)
+                if not (isinstance(out, torch.Tensor) and torch.equal(out, self.expected)):
+                    raise AssertionError(f"wrong output: {type(out).__name__}")
+            except Exception as exc:
+                self.failures += 1
+                if len(self.errors) < 5:
+                    self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            self.calls += 1
+            time.sleep(self.pause)
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self.thread.join(10)
+        return {"calls": self.calls, "failures": self.failures, "errors": self.errors}
+
+
+class CountTraces:
+    """Counts ``torch.fx.Tracer.trace`` calls (every symbolic trace, on any thread) until ``undo()``."""
+
+    def __init__(self):
+        import torch.fx
+
+        self.count = 0
+        self._original = torch.fx.Tracer.trace
+        original = self._original
+
+        def trace(tracer, *args, **kwargs):
+            self.count += 1
+            return original(tracer, *args, **kwargs)
+
+        torch.fx.Tracer.trace = trace
+
+    def undo(self) -> int:
+        import torch.fx
+
+        torch.fx.Tracer.trace = self._original
+        return self.count
+
+
+KERNEL_HELPERS = (explorer_busy, model_snapshot, model_differences, UserLoop, CountTraces)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------------
+
+
+class KernelDriver:
+    """One ipykernel kernel running ``sys.executable``; see the module docstring.
+
+    Parameters
+    ----------
+    env
+        Extra environment variables of the kernel (``OMP_NUM_THREADS=1`` is always set).
+    startup_timeout
+        Seconds to wait for the kernel to answer.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, startup_timeout: float = 90.0):
+        self._dir = tempfile.TemporaryDirectory(prefix="cw-kernel-")
+        kernels = Path(self._dir.name, "kernels")
+        spec = kernels / KERNEL_NAME
+        spec.mkdir(parents=True)
+        (spec / "kernel.json").write_text(json.dumps({
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "cnn_widgets tests", "language": "python",
+            "env": {"OMP_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        }))
+        specs = KernelSpecManager(kernel_dirs=[str(kernels)])
+        self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
+        # cwd: an empty folder, so the kernel imports cnn_widgets exactly as the test process does
+        # (PYTHONPATH first, then the installed package), never from a checkout it happens to sit in
+        self.km.start_kernel(env={**os.environ, "OMP_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})},
+                             cwd=self._dir.name)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self._lock = threading.Lock()
+        self._stdout: dict[str, list[str]] = defaultdict(list)  # parent msg_id -> stdout text
+        self._idle: dict[str, threading.Event] = defaultdict(threading.Event)  # parent msg_id -> handled
+        self.stderr: list[str] = []  # everything the kernel wrote to stderr (worker threads' tracebacks too)
+        self.iopub_counts: Counter[str] = Counter()  # iopub messages by type
+        self._closing = threading.Event()
+        self._drainer = threading.Thread(target=self._drain, name="iopub-drain", daemon=True)
+        self._drainer.start()
+        try:
+            self.kc.wait_for_ready(timeout=startup_timeout)
+            self.install_helpers()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    # ------------------------------------------------------------------ iopub
+    def _drain(self) -> None:
+        while not self._closing.is_set():
+            try:
+                msg = self.kc.iopub_channel.get_msg(timeout=0.1)
+            except queue.Empty:
+                continue
+            except Exception:  # the channel closed under us at shutdown
+                if self._closing.is_set():
+                    return
+                continue
+            kind = msg["header"]["msg_type"]
+            parent = msg.get("parent_header", {}).get("msg_id", "")
+            content = msg["content"]
+            with self._lock:
+                self.iopub_counts[kind] += 1
+                if kind == "stream" and content.get("name") == "stdout":
+                    self._stdout[parent].append(content["text"])
+                elif kind == "stream":
+                    self.stderr.append(content["text"])
+                elif kind == "error":
+                    self.stderr.append(_ANSI.sub("", "\n".join(content.get("traceback", []))))
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    self._idle[parent].set()
+
+    def _send(self, msg_type: str, content: dict) -> str:
+        msg = self.kc.session.msg(msg_type, content)
+        msg_id = msg["header"]["msg_id"]
+        with self._lock:
+            self._idle[msg_id]  # registered before any reply can come
+        self.kc.shell_channel.send(msg)
+        return msg_id
+
+    def wait_handled(self, msg_id: str, timeout: float = 60.0) -> None:
+        """Block until the kernel has handled message ``msg_id`` (its iopub ``idle`` came)."""
+        with self._lock:
+            event = self._idle[msg_id]
+        deadline = time.monotonic() + timeout
+        while not event.wait(0.5):
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel did not handle message {msg_id} within {timeout} s")
+        with self._lock:
+            self._idle.pop(msg_id, None)
+
+    def _check_alive(self) -> None:
+        if not self.km.is_alive():
+            raise KernelError("the kernel died; its stderr:\n" + "".join(self.stderr)[-4000:])
+
+    # ------------------------------------------------------------------ cells
+    def execute(self, code: str, timeout: float = 120.0) -> str:
+        """Run ``code`` as a cell; return its stdout; raise :class:`KernelError` with the traceback on error."""
+        msg_id = self._send("execute_request", {"code": code, "silent": False, "store_history": False,
+                                                "user_expressions": {}, "allow_stdin": False, "stop_on_error": False})
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                reply = self.kc.get_shell_msg(timeout=0.5)
+            except queue.Empty:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"cell did not finish within {timeout} s:\n{code}") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                break
+        self.wait_handled(msg_id, max(5.0, deadline - time.monotonic()))  # its stdout has arrived
+        with self._lock:
+            out = "".join(self._stdout.pop(msg_id, []))
+        content = reply["content"]
+        if content["status"] != "ok":
+            trace = _ANSI.sub("", "\n".join(content.get("traceback", [])))
+            raise KernelError(f"{content.get('ename')}: {content.get('evalue')}\n{trace}\n--- cell:\n{code}")
+        return out
+
+    def value(self, expr: str, timeout: float = 120.0):
+        """The JSON-decoded value of Python expression ``expr`` evaluated in the kernel."""
+        out = self.execute(f"import json as _cw_json\nprint({MARKER!r} + _cw_json.dumps({expr}))", timeout)
+        lines = [line for line in out.splitlines() if line.startswith(MARKER)]
+        if not lines:
+            raise KernelError(f"no value printed for {expr!r}; stdout was:\n{out}")
+        return json.loads(lines[-1][len(MARKER):])
+
+    def install_helpers(self) -> None:
+        """Define the kernel-side helpers of this module (``explorer_busy``, ``model_snapshot``, ...) in the kernel."""
+        self.execute("\n\n".join(inspect.getsource(f) for f in KERNEL_HELPERS))
+
+    # ------------------------------------------------------------------ widget messages
+    def comm_id(self, var: str) -> str:
+        """The comm id of the widget stored in kernel variable ``var``."""
+        return self.value(f"{var}.comm.comm_id")
+
+    def _comm_msg(self, comm_id: str, data: dict, wait: bool) -> str:
+        msg_id = self._send("comm_msg", {"comm_id": comm_id, "data": data})
+        if wait:
+            self.wait_handled(msg_id)
+        return msg_id
+
+    def update(self, comm_id: str, state: dict, wait: bool = False) -> str:
+        """What the front end sends when the user changes traits (``wait``: until the kernel handled it)."""
+        return self._comm_msg(comm_id, {"method": "update", "state": state, "buffer_paths": []}, wait)
+
+    def custom(self, comm_id: str, content: dict | None, wait: bool = False) -> str | None:
+        """A custom message from the front end (``None``: nothing to send, e.g. no such message in this protocol)."""
+        if content is None:
+            return None
+        return self._comm_msg(comm_id, {"method": "custom", "content": content}, wait)
+
+    def job(self, comm_id: str, action: str, job: str, wait: bool = False) -> str | None:
+        """Compute (``action="recompute"``) or cancel a job: a slow panel, ``"visualize"`` or ``"atlas"``."""
+        return self.custom(comm_id, job_message(action, job), wait)
+
+    def wait_idle(self, var: str, timeout: float = 120.0, settle: int = 2) -> float:
+        """Poll until the Explorer ``var`` has nothing running or queued, ``settle`` polls in a row
+        (each poll is a cell, so what the workers handed to the kernel's loop has been run too).
+        Returns the seconds waited."""
+        start = time.monotonic()
+        idle = 0
+        while idle < settle:
+            busy = self.value(f"explorer_busy({var})")
+            idle = 0 if busy else idle + 1
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"{var} still busy after {timeout} s")
+            if busy:
+                time.sleep(0.1)
+        return time.monotonic() - start
+
+    # ------------------------------------------------------------------ end
+    def shutdown(self) -> None:
+        """Stop the kernel (at once) and the channels; safe to call twice."""
+        self._closing.set()
+        try:
+            self.kc.stop_channels()
+        except Exception:
+            pass
+        try:
+            if self.km.has_kernel:
+                self.km.shutdown_kernel(now=True)
+        finally:
+            self._drainer.join(5)
+            self._dir.cleanup()
+
