@@ -26,7 +26,7 @@ from .driver import CountTraces, UserLoop
 
 def test_overlapping_jobs_leave_a_train_mode_model_exactly_as_it_was(kernel, model_in):
     start = time.monotonic()
-    model_in("resnet18", 64)
+    print(model_in("resnet18", 64))
     kernel.execute('ex = cw.Explorer(net, image="cat")')
     cid = kernel.comm_id("ex")
     kernel.wait_idle("ex")
@@ -70,7 +70,7 @@ LAYERS = ["layer1.0", "layer1.1.conv1", "layer2.0", "layer2.1", "layer3.0.conv2"
 
 def test_fx_tracing_leaves_the_users_model_alone_in_the_kernel(kernel, model_in):
     start = time.monotonic()
-    model_in("resnet18", 64)
+    print(model_in("resnet18", 64))
     kernel.execute('ex = cw.Explorer(net, image="cat", window=32, stride=32, target="unit")')
     cid = kernel.comm_id("ex")
     kernel.wait_idle("ex")
@@ -96,6 +96,7 @@ def test_fx_tracing_leaves_the_users_model_alone_in_the_kernel(kernel, model_in)
 
 def test_fx_tracing_leaves_the_users_model_alone_in_the_engine():
     start = time.monotonic()
+    print(cw.__file__)
     torch.manual_seed(0)
     net = cw.Network(torchvision.models.resnet18(num_classes=10).eval(),
                      preprocess=cw.imagenet_preprocess(size=64, resize=64), input_size=64)
@@ -118,7 +119,7 @@ def test_fx_tracing_leaves_the_users_model_alone_in_the_engine():
 
 def test_a_tree_larger_than_the_kept_walk_then_a_small_one(kernel, model_in):
     start = time.monotonic()
-    model_in("resnet18", 64, record=False)
+    print(model_in("resnet18", 64, record=False))
     kernel.execute('ex = cw.Explorer(net, image="cat")')
     cid = kernel.comm_id("ex")
     kernel.wait_idle("ex")

@@ -84,7 +84,9 @@ def test_a_click_makes_the_cell_direction_the_explained_target(explorer):
                                    method=explorer.method)
     np.testing.assert_array_equal(explorer.saliency, saliency_display(engine))
     assert not np.array_equal(explorer.saliency, before)
-    assert "occlusion and the contribution tree explain a class or a unit, not an atlas cell's direction" in explorer.error
+    assert explorer.error == ""  # a click on a cell is a normal action: no error anywhere
+    assert explorer.occlusion is None and "not an atlas cell's direction" in explorer.occlusion_info["note"]
+    assert explorer.tree["note"].startswith("The contribution tree explains a class or a unit")
     assert explorer.viz_direction[1] == label
     explorer.explain_atlas_cell(row2, col2)  # the target stays "atlas": its panels still recompute
     explorer.compute()

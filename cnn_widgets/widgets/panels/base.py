@@ -45,6 +45,12 @@ class Panel:
         more than traits to its tab does it here, never from the worker)."""
 
 
+#: What occlusion and the tree show while the target is a direction (an atlas cell): a note, not an
+#: error -- clicking a cell is a normal action, and these two methods take a class or a unit.
+DIRECTION_NOTE = ("explains a class or a unit, not an atlas cell's direction; saliency and the Visualise tab show "
+                  "the cell (pick a class or the selected unit under 'explain' for this panel)")
+
+
 def target_text(net, target) -> str:
     """How captions name a resolved target: ``unit layer[channel]`` or ``class <label>``."""
     if isinstance(target, Unit):

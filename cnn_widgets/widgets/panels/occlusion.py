@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from ...engine.occlusion import window_positions
-from .base import Panel, signed_bytes, target_text
+from ...engine.targets import Direction
+from .base import DIRECTION_NOTE, Panel, signed_bytes, target_text
 
 
 class OcclusionInfo(TypedDict):
@@ -29,6 +30,7 @@ class OcclusionInfo(TypedDict):
     total: int  # windows in all
     method: str  # "incremental" (only what the window changes is recomputed) | "full"
     mode: str  # a key of OCCLUSION_MODES: "exact", or "fast" (approximate: not every window is run)
+    note: str  # instead of all the above: why there is no map for this target (not an error)
 
 
 #: The occlusion panel's modes (menu labels). "fast" is Krypton's adaptive drill-down with
@@ -71,6 +73,8 @@ class OcclusionPanel(Panel):
 
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
+        if isinstance(target, Direction):
+            return {"occlusion": None, "occlusion_pending": None, "occlusion_info": {"note": f"Occlusion {DIRECTION_NOTE}"}}
         w = explorer
         size = tuple(w.net.prepare(w.image).shape[-2:])
         tops, lefts = window_positions(size, w.window, w.stride)

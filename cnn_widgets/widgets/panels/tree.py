@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ...engine import Unit
+from ...engine.targets import Direction
 from ...engine.pictures import pixels_to_uint8
-from .base import Panel, target_text
+from .base import DIRECTION_NOTE, Panel, target_text
 
 THUMBNAIL = 128  # node pictures (the energy crop) are sent at this size (square)
 FULL_THUMBNAIL = 112  # ... and the whole picture at this size, for the enlarged view with the crop box
@@ -45,6 +46,7 @@ class TreeInfo(TypedDict):
     rule: str  # backward rule of the scores ("gradient" | "guided")
     reduce: str  # how a unit's map becomes one number ("sum" | "max")
     pending: bool  # the scores of the last level are shown; its pictures are being computed
+    note: str  # instead of all the above: why there is no tree for this target (not an error)
 
 
 def energy_box(picture: torch.Tensor | np.ndarray, mass: float = 0.9, pad: float = 0.06, min_fraction: float = 0.25,
@@ -151,6 +153,8 @@ class TreePanel(Panel):
 
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
+        if isinstance(target, Direction):
+            return {"tree": {"note": f"The contribution tree {DIRECTION_NOTE}"}, "tree_pictures": None, "tree_full": None}
         paths = [tuple(Unit(s[0], int(s[1])) for s in explorer.tree_path[:i]) for i in range(len(explorer.tree_path) + 1)]
         report = getattr(explorer, "report_progress", None)
         missing = [p for p in paths if self._key(explorer, target, p) not in self._cache]

@@ -27,6 +27,7 @@ export function greyPending(rgba, H, W, pending, ph, pw) {
 
 /** The caption: what the map shows, and how much of it is there. */
 export function occlusionCaption(info, progress) {
+  if (info && info.note) return info.note; // nothing to compute for this target, and why (not an error)
   if (!info || !info.target) return "";
   const partial = info.total && info.done < info.total;
   const fast = info.mode === "fast";

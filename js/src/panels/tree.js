@@ -110,7 +110,7 @@ function mount(model) {
     body.dataset.pending = tree.pending ? "1" : "0";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;
-    if (!levels.length) { body.replaceChildren(); return; }
+    if (!levels.length) { body.replaceChildren(...(tree.note ? [h("div", { class: "cnnw-caption cnnw-tree-note", text: tree.note })] : [])); return; }
     // level i holds the node at path[:i]; its children are laid out inside it, the one on the path nested further
     const root = nodeEl(levels[0], pictures, 0, true);
     root.el.addEventListener("click", (e) => { if (e.target.closest(".cnnw-tree-node") === root.el) setPath([]); });
