@@ -80,6 +80,21 @@ def holders(model: nn.Module) -> int:
         return held.holders if held is not None else 0
 
 
+def this_thread_only(hook: Callable) -> Callable:
+    """``hook`` for the calling thread's passes only: a forward hook is registered on the module, which
+    every thread shares, so another thread running the same model meanwhile (the user's cell beside
+    a background computation, two computations of the widget) must neither trigger it nor be cut
+    short by it. On any other thread the wrapped hook returns ``None`` (no change)."""
+    owner = threading.get_ident()
+
+    def guarded(*args):
+        if threading.get_ident() == owner:
+            return hook(*args)
+        return None
+
+    return guarded
+
+
 @contextmanager
 def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None],
                stop_after: bool = False) -> Iterator[None]:
@@ -88,7 +103,8 @@ def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Ten
     The callback sees the output before any later operation can change it in place (a
     ``ReLU(inplace=True)``, ResNet's ``out += identity``). With ``stop_after`` the pass is cut short
     (``StopForward``, the caller catches it) once every module has produced its output. Hooks are
-    removed when the block exits, also on error.
+    removed when the block exits, also on error. Only passes run by the calling thread are seen
+    (:func:`this_thread_only`).
     """
     seen: set[str] = set()
 
@@ -106,7 +122,7 @@ def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Ten
     handles = []
     try:
         for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+            handles.append(module.register_forward_hook(this_thread_only(make_hook(name))))
         yield
     finally:
         for handle in handles:

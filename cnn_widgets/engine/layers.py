@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .hooks import tensor_version
+from .hooks import tensor_version, this_thread_only
 from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
@@ -179,8 +179,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
 
     try:
         for module in names:
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(post_hook))
+            handles.append(module.register_forward_pre_hook(this_thread_only(pre_hook)))
+            handles.append(module.register_forward_hook(this_thread_only(post_hook)))
         # outside inference mode even when called inside it: the outputs keep version counters
         with torch.inference_mode(False), torch.no_grad(), tracer:
             model(example)
