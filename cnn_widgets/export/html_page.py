@@ -53,12 +53,29 @@ def states_json(states: dict[str, dict]) -> str:
     return json.dumps(page, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\u0021--")
 
 
+#: What a page says of a job the saved state caught half way (a notebook saved while an Explorer
+#: was still computing, exported with ``execute="never"``).
+UNFINISHED = "not finished when the notebook was saved{reached}; run the notebook again to compute it"
+
+
 def _idle(entry: dict) -> dict:
-    # a state saved mid-computation would show "computing…" forever: a page with no kernel is idle
+    """A state saved mid-computation, settled: a page with no kernel computes nothing, so it must
+    neither show "computing…" forever nor a partial result as if it were whole. Each job the state
+    caught running is marked as not finished (what it had drawn stays, greyed where it had not
+    reached, with the reason in its progress line), and the status line is idle."""
     state = entry["state"]
     if state.get("status") == "busy" or state.get("result_seq", 0) < state.get("request_seq", 0):
         state = {**state, "status": "error" if state.get("error") else "idle", "working": "",
                  "result_seq": state.get("request_seq", 0)}
+    progress = state.get("progress")
+    if isinstance(progress, dict) and any(isinstance(i, dict) and i.get("state") == "running" for i in progress.values()):
+        progress = dict(progress)
+        for name, info in progress.items():
+            if isinstance(info, dict) and info.get("state") == "running":
+                reached = f" ({info.get('done', 0)} of {info['total']} {info.get('unit', '')})".replace(" )", ")") \
+                    if info.get("total") else ""
+                progress[name] = {**info, "state": "cancelled", "message": UNFINISHED.format(reached=reached)}
+        state = {**state, "progress": progress}
     return {**entry, "state": state}
 
 

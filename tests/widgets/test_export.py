@@ -97,3 +97,24 @@ def test_auto_runs_a_notebook_only_when_an_explorer_lacks_its_arrays(explorer):
     bare = _saved_notebook(explorer)
     bare.metadata.pop("widgets")
     assert not _complete(bare)
+
+
+def test_a_state_saved_mid_computation_is_marked_not_finished_never_half_done(explorer, tmp_path):
+    """Issue 22, fault 5: a notebook saved while occlusion ran (26%) exported with execute="never"."""
+    entry = widget_state(explorer)
+    running = {"state": "running", "done": 26, "total": 100, "message": "", "unit": "windows"}
+    entry["state"] = {**entry["state"], "status": "busy", "working": "occlusion",
+                      "progress": {**entry["state"].get("progress", {}), "occlusion": running,
+                                   "saliency": {"state": "done", "done": 1, "total": 1, "message": "", "unit": ""}}}
+    nb = _saved_notebook(explorer)
+    nb.metadata["widgets"][WIDGET_STATE]["state"]["abc123"] = entry
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    cw.export_html(tmp_path / "n.ipynb", tmp_path / "n.html", execute="never")
+    state = _states((tmp_path / "n.html").read_text())["abc123"]["state"]
+    assert state["status"] == "idle" and state["working"] == ""
+    occlusion = state["progress"]["occlusion"]
+    assert occlusion["state"] == "cancelled" and occlusion["done"] == 26
+    assert occlusion["message"] == ("not finished when the notebook was saved (26 of 100 windows); "
+                                    "run the notebook again to compute it")
+    assert state["progress"]["saliency"]["state"] == "done"  # what had finished stays as it was
+    assert not any(info.get("state") == "running" for info in state["progress"].values())
