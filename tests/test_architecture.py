@@ -113,3 +113,10 @@ def test_files_are_small():
     long = {str(p.relative_to(PACKAGE.parent)): n for p in PACKAGE.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_one_place_starts_the_widgets_threads():
+    """Every long computation of the Explorer runs on its one runner (issue 22): no other thread starter."""
+    starters = {str(p.relative_to(PACKAGE.parent)): text.count("threading.Thread(")
+                for p in (PACKAGE / "widgets").rglob("*.py") if "threading.Thread(" in (text := p.read_text())}
+    assert starters == {"cnn_widgets/widgets/runner.py": 1}, starters
