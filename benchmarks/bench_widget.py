@@ -66,7 +66,7 @@ def main(repeats: int = 3) -> None:
             for json_bytes, buffer_bytes, data in sent:
                 payload += json_bytes + buffer_bytes
                 raw += raw_bytes(explorer, data)
-        panels = ", ".join(f"{k} {v * 1000:.0f}" for k, v in explorer.timings.items() if k in ("fmap", "filters", "saliency", "tree", "occlusion"))
+        panels = ", ".join(f"{k} {v * 1000:.0f}" for k, v in explorer.timings.items() if k in ("feature_maps", "filters", "saliency", "tree", "occlusion"))
         rows.append((name, statistics.median(times) * 1000, payload / repeats, raw / repeats, panels))
     print(f"{'interaction':32} {'kernel ms':>10} {'bytes sent':>11} {'raw array B':>12} {'ratio':>6}   last panel times (ms)")
     for name, ms, payload, raw, panels in rows:

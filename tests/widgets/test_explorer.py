@@ -139,7 +139,7 @@ def test_only_the_panels_a_change_needs_are_computed(explorer, monkeypatch):
     assert computed == ["saliency"]
     computed.clear()
     explorer.scaling = "per_tile"
-    assert computed == ["fmap"]
+    assert computed == ["feature_maps"]
     computed.clear()
     explorer.channel = 2  # target is the top class: only the filters follow the channel
     assert computed == ["filters"]

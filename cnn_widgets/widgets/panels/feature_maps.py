@@ -61,7 +61,7 @@ def feature_maps(activation: torch.Tensor, scaling: str = "shared") -> FeatureMa
 
 
 class FeatureMapsPanel(Panel):
-    name = "fmap"
+    name = "feature_maps"
     label = "feature maps"
 
     def compute(self, explorer) -> dict:
