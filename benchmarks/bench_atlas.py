@@ -110,7 +110,7 @@ def main() -> None:
         with inference_state(net.model), torch.enable_grad():
             for _ in range(args.steps):
                 xi = x.clone().requires_grad_(True)
-                _, out = net.forward(xi, layers=[name], stop_early=True)
+                _, out = net._forward(xi, layers=[name], stop_early=True)
                 out[name].pow(2).mean().backward()
 
     _, t_plain = timed(plain, "limit: plain fwd+bwd, one batch")

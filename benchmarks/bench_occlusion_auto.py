@@ -38,7 +38,7 @@ def main() -> None:
         results = {}
 
         def run(method):
-            results[method] = net.occlusion(x, target, method=method, **options)
+            results[method] = net.occlusion(x, target, execution=method, **options)
 
         # interleaved: load hits every method alike
         med = interleaved({m: (lambda m=m: run(m)) for m in ("incremental", "full", "auto")}, args.repeats)

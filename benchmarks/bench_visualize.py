@@ -70,8 +70,8 @@ def measured(net: cw.Network, pixels: torch.Tensor, own_size: bool = False) -> f
     x = pixels_to_input(x, net.preprocess, 3)
     if not own_size:
         return net.activations(x[0], [LAYER])[LAYER][CHANNEL].mean().item()
-    with net.session(), torch.no_grad():
-        _, outputs = net.forward(x, [LAYER], stop_early=True)
+    with net._session(), torch.no_grad():
+        _, outputs = net._forward(x, [LAYER], stop_early=True)
     return outputs[LAYER][0, CHANNEL].mean().item()
 
 

@@ -20,3 +20,7 @@ def __getattr__(name):
 
 
 __all__ = [*_engine_all, "Explorer", "export_html"]
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})  # the lazily loaded names (Explorer, export_html) too

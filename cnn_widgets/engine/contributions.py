@@ -125,7 +125,7 @@ def root_unit(net: "NetworkBase", target: Target, image: "ImageLike", reduce: st
     """The unit a tree starts from and its label; classes become units of the logit layer."""
     if target is None:
         target = net.top_class(image)
-    resolved = net.resolve_target(target)
+    resolved = net._resolve_target(target)
     if isinstance(resolved, ClassTarget):
         # the class scores are the output of a layer: a linear head, or a conv classifier's 1x1 map
         logits = net.logit_layer
@@ -147,10 +147,10 @@ class _Backward:
         self.rule = rule
         self.x = net.prepare(image).clone().requires_grad_(True)
         self.layers = list(layers)
-        self._session = net.session(rule)
+        self._session = net._session(rule)
         self.state = self._session.__enter__()
         try:
-            _, self.outputs = net.forward(self.x, self.layers, stop_early=True)
+            _, self.outputs = net._forward(self.x, self.layers, stop_early=True)
         except BaseException:
             self.close()
             raise

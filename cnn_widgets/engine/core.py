@@ -266,7 +266,7 @@ class NetworkBase:
 
     # ------------------------------------------------------------------ forward passes
     @contextmanager
-    def session(self, rule: str = "gradient") -> Iterator:
+    def _session(self, rule: str = "gradient") -> Iterator:
         """Eval mode, frozen parameters and rectifier rules for the duration of one computation.
 
         Afterwards :attr:`last_rule` says which rule ran and on which nonlinearities (empty when
@@ -278,13 +278,13 @@ class NetworkBase:
             finally:
                 self.last_rule = (rule, tuple(sorted(state.applied)))
 
-    def forward(
+    def _forward(
         self,
         x: torch.Tensor,
         layers: Iterable[str] = (),
         stop_early: bool = False,
     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-        """Run the model on ``x`` capturing ``layers``; call inside :meth:`session`.
+        """Run the model on ``x`` capturing ``layers``; call inside :meth:`_session`.
 
         With ``stop_early`` the pass stops once every requested layer has produced its output
         (the logits are then ``None``).
@@ -317,8 +317,8 @@ class NetworkBase:
         if cached is not None:
             self._activation_cache.move_to_end(key)
             return cached
-        with self.session(), torch.no_grad():
-            logits, outputs = self.forward(x, self.layer_names)
+        with self._session(), torch.no_grad():
+            logits, outputs = self._forward(x, self.layer_names)
         result = {name: outputs[name][0].detach() for name in self.layer_names if name in outputs}
         result["__logits__"] = logits[0].detach() if logits is not None else None
         self._activation_cache[key] = result
@@ -366,7 +366,7 @@ class NetworkBase:
         return weight.detach().clone()
 
     # ------------------------------------------------------------------ targets
-    def resolve_target(self, target: Target) -> Unit | ClassTarget:
+    def _resolve_target(self, target: Target) -> Unit | ClassTarget:
         """Check a user's target against the network; return a :class:`Unit` or :class:`ClassTarget`.
 
         Errors name the fix (channel and position ranges, the class count, close labels).

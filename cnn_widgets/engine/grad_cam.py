@@ -4,7 +4,7 @@ Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra, "Grad-CAM: Visual Explanatio
 Networks via Gradient-based Localization", ICCV 2017.
 
 The layer's output is captured with the engine's one hook mechanism
-(:func:`~cnn_widgets.engine.hooks.capture_outputs`) inside ``net.session("gradient")``, so a name
+(:func:`~cnn_widgets.engine.hooks.capture_outputs`) inside ``net._session("gradient")``, so a name
 users know from other tools (``layer4`` of a torchvision ResNet, ``features.18`` of MobileNetV2,
 ``features`` of VGG, ``features.norm5`` of DenseNet) works as well as a name of ``net.layers``.
 """
@@ -64,14 +64,14 @@ def grad_cam(
         ``"logit"`` (default) or ``"probability"`` for class targets.
     """
     check_bool("after_relu", after_relu)
-    resolved = net.resolve_target(target) if target is not None else TOP_CLASS  # None: top-1, same pass
+    resolved = net._resolve_target(target) if target is not None else TOP_CLASS  # None: top-1, same pass
     name, module = _cam_layer(net, resolved, layer)
     # x requires grad only so that the layer output joins the graph; the backward stops at it
     x = x.detach().requires_grad_(True)
     unit = isinstance(resolved, Unit)
-    with net.session("gradient"), torch.enable_grad(), capture_outputs({name: module}) as captured:
+    with net._session("gradient"), torch.enable_grad(), capture_outputs({name: module}) as captured:
         with _Watch(captured, name) as watch:
-            logits, outputs = net.forward(x, layers=[resolved.layer] if unit else [], stop_early=unit)
+            logits, outputs = net._forward(x, layers=[resolved.layer] if unit else [], stop_early=unit)
         activation = _activation(net, name, watch, resolved, after_relu)
         if resolved is TOP_CLASS:
             index = int(logits[0].argmax())
@@ -93,7 +93,7 @@ class _Watch(TorchFunctionMode):
     reused module would replace it; an in-place change later, such as a residual
     ``out += identity`` on a ``bn2`` output, would silently turn it into another tensor) and what
     the first ReLU-family call taking it returns (``after_relu``). Entered inside
-    ``net.session``, so it sees each call first and hands it on to the session's rectifier mode,
+    ``net._session``, so it sees each call first and hands it on to the session's rectifier mode,
     which computes rectifiers out of place.
     """
 

@@ -12,6 +12,8 @@ Krypton's approximate modes. See :mod:`cnn_widgets.engine.incremental`.
 
 from __future__ import annotations
 
+import warnings
+
 import math
 from collections.abc import Callable
 
@@ -105,12 +107,13 @@ def occlusion(
     batch_size: int = 32,
     grid: bool = False,
     progress: bool | None = None,
-    method: str = "auto",
+    execution: str = "auto",
     approx: float | None = None,
     drill_down: float | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     result: bool = False,
     compare: bool = False,
+    method: str | None = None,
 ) -> torch.Tensor | OcclusionResult:
     """Drop of the target when a ``window x window`` square (all channels) is replaced by ``fill``.
 
@@ -145,13 +148,17 @@ def occlusion(
         Return the ``[nh, nw]`` window grid instead of the ``[H, W]`` map.
     progress
         Show a tqdm bar (``None``: when there are more than 64 windows). Ctrl-C stops the scan.
-    method
+    execution
+        How the occluded copies run (not what is computed: every choice gives the same map).
         ``"auto"`` (default): incremental, unless one window at the centre makes it recompute at
         least :data:`~.occlusion_runs.FULL_WORK` of a full forward pass: then every window runs in full, which
         is faster there (e.g. squeeze-and-excitation blocks, whose global pooling changes every
         position, as in EfficientNet-B0 or MobileNetV3); ``"incremental"``: always; ``"full"``: the
         whole network per copy. All three are exact; ``OcclusionResult.method`` and ``reason`` say
         which ran and why.
+    method
+        The old name of ``execution`` (``DeprecationWarning``): ``method`` means the explanation
+        method everywhere else in the API.
     approx
         Krypton's projective-field threshold ``tau`` in ``(0, 1]``: a changed region wider than
         ``tau`` of its map is cut to that, centred (approximate; ``None``: exact).
@@ -182,7 +189,11 @@ def occlusion(
     """
     check_choice("fill", fill, FILLS)
     check_choice("quantity", quantity, QUANTITIES)
-    check_choice("method", method, METHODS)
+    if method is not None:
+        warnings.warn("occlusion(method=...) is now occlusion(execution=...); 'method' names the explanation "
+                      "method elsewhere in the API", DeprecationWarning, stacklevel=3)
+        execution = method
+    check_choice("execution", execution, METHODS)
     check_int("batch_size", batch_size)
     grid, result, compare = check_bool("grid", grid), check_bool("result", result), check_bool("compare", compare)
     if progress is not None:
@@ -196,7 +207,7 @@ def occlusion(
     x = net.prepare(image)
     size = tuple(x.shape[-2:])
     window, stride = _check(window, stride, size)
-    resolved = net.resolve_target(target) if target is not None else TOP_CLASS
+    resolved = net._resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
     coarse_stride = first_pass_stride(window, stride)
@@ -221,7 +232,7 @@ def occlusion(
         # eval mode + frozen parameters; no rectifier rules (no backward pass), so native in-place
         # ReLUs run at full speed -- a unit's output is captured as the pass stops right after it
         with inference_state(net.model), torch.no_grad():
-            evaluate = Evaluator(net, x, resolved, quantity, method, approx, occlusion_fill(x, fill, window), window)
+            evaluate = Evaluator(net, x, resolved, quantity, execution, approx, occlusion_fill(x, fill, window), window)
             drops = torch.full((nh * nw,), float("nan"), dtype=x.dtype, device=x.device)
             todo = list(range(len(corners)))
             offset = 0
@@ -259,7 +270,7 @@ def occlusion(
             if compare and approximate:
                 resolved = evaluate.resolved  # the same class as this run's, also for target=None
                 exact = occlusion(net, x, resolved.index if isinstance(resolved, ClassTarget) else resolved, window, stride, fill, quantity, batch_size,
-                                  progress=False, method=method, result=True)
+                                  progress=False, execution=execution, result=True)
                 error = heat_error(heat_map(drops.view(nh, nw), window, stride, size), exact.heat)
     finally:
         if bar is not None:

@@ -17,7 +17,7 @@ from .targets import TOP_CLASS, ClassTarget, Unit, scalar
 
 __all__ = ["FULL_WORK", "Evaluator", "run_windows"]
 
-#: ``method="auto"`` runs every window in full when one window, run incrementally first, recomputes
+#: ``execution="auto"`` runs every window in full when one window, run incrementally first, recomputes
 #: at least this share of a full forward pass. ``benchmarks/bench_occlusion_auto.py`` (cat, 32/16, 2
 #: threads, random weights): EfficientNet-B0 (0.96: squeeze-and-excitation) took 6.4 s incrementally
 #: against 2.4 s in full, MobileNetV3-small (0.90) 0.49 s against 0.51 s, the default model (0.63)
@@ -91,7 +91,7 @@ class Evaluator:
 
     def _full_batch(self, batch):
         layers = [self.resolved.layer] if self.unit else []
-        logits, outputs = self.net.forward(batch, layers=layers, stop_early=self.unit)
+        logits, outputs = self.net._forward(batch, layers=layers, stop_early=self.unit)
         if self.resolved is TOP_CLASS:
             index = int(logits[0].argmax())
             self.resolved = ClassTarget(index, self.net.label(index))

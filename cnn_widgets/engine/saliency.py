@@ -1,7 +1,7 @@
 """Saliency maps: gradient-based attributions of a class score or a unit, w.r.t. the model input.
 
 Every method is one small function over one shared mechanism, :func:`input_gradients`: a forward
-pass inside ``net.session(rule)`` (eval mode, frozen parameters, every ReLU-family call routed
+pass inside ``net._session(rule)`` (eval mode, frozen parameters, every ReLU-family call routed
 through the backward rule ``"deconvnet"`` or ``"guided"``; for the true gradient the native
 rectifiers already are the rule), the target's scalar per batch row, and
 ``torch.autograd.grad(sum of scalars, x)`` -- gradients w.r.t. the input only, no weight gradient
@@ -76,7 +76,7 @@ def input_gradients(
     if kept is None:
         x = x.detach().requires_grad_(True)
         with _session(net, rule), torch.enable_grad():
-            logits, outputs = net.forward(x, layers=layers, stop_early=unit)
+            logits, outputs = net._forward(x, layers=layers, stop_early=unit)
         if reuse:
             kept = graph_cache.Forward(x, state_key(net), rule, logits, outputs, net.last_rule)
             graph_cache.store(net, kept)
@@ -98,7 +98,7 @@ def input_gradients(
 
 
 def _session(net, rule: str):
-    """``net.session(rule)``, or for the true gradient just eval mode and frozen parameters.
+    """``net._session(rule)``, or for the true gradient just eval mode and frozen parameters.
 
     The native ReLU-family backward *is* the true gradient, so routing rectifiers through the
     rule machinery would only add a Python autograd function per rectifier (about 5-10 % of a
@@ -108,7 +108,7 @@ def _session(net, rule: str):
     """
     if rule == "gradient":
         return inference_state(net.model)
-    return net.session(rule)
+    return net._session(rule)
 
 
 def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | ClassTarget | Direction | object:
@@ -119,7 +119,7 @@ def _resolve(net, x: torch.Tensor, target: Target, *, lazy: bool) -> Unit | Clas
         if lazy:
             return TOP_CLASS
         target = net.top_class(x)
-    return net.resolve_target(target)
+    return net._resolve_target(target)
 
 
 # --------------------------------------------------------------------------------------------

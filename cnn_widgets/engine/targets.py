@@ -1,6 +1,6 @@
 """What a saliency map, occlusion map or contribution tree explains: a class, a unit or a direction.
 
-Plain values only: checking a target against a network is ``NetworkBase.resolve_target`` (and
+Plain values only: checking a target against a network is ``NetworkBase._resolve_target`` (and
 :func:`check_direction` for a :class:`Direction`).
 """
 

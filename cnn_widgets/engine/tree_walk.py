@@ -102,8 +102,8 @@ class Walk:
         self.rule = rule
         self.layers = list(layers)
         self.x = x.detach().clone().requires_grad_(True)
-        with net.session(rule) as state:
-            _, self.outputs = net.forward(self.x, self.layers, stop_early=True)
+        with net._session(rule) as state:
+            _, self.outputs = net._forward(self.x, self.layers, stop_early=True)
             h = self.outputs[root.layer]
             f = scalar(root, h.new_zeros(1, 1), {root.layer: h})[0]
             (grad,) = torch.autograd.grad(f, h, retain_graph=True)

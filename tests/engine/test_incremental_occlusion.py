@@ -38,7 +38,7 @@ def image(size: int, seed: int = 0) -> torch.Tensor:
 def both(net, x, target=1, **options):
     """(incremental result, grid of full recomputation) for the same options."""
     options = {"quantity": "logit", "progress": False, **options}
-    full = net.occlusion(x, target, grid=True, method="full", **options)
+    full = net.occlusion(x, target, grid=True, execution="full", **options)
     return net.occlusion(x, target, result=True, **{"method": "incremental", **options}), full
 
 
@@ -162,7 +162,7 @@ def test_float32_default_dtype_within_tolerance():
     net = cw.Network(torchvision_model("resnet18").eval(), preprocess=lambda img: torch.zeros(3, 64, 64))
     x = image(64, 3).float()
     result = net.occlusion(x, 1, window=32, stride=16, quantity="logit", result=True, progress=False)
-    full = net.occlusion(x, 1, window=32, stride=16, quantity="logit", grid=True, method="full", progress=False)
+    full = net.occlusion(x, 1, window=32, stride=16, quantity="logit", grid=True, execution="full", progress=False)
     torch.testing.assert_close(result.grid, full, rtol=1e-4, atol=1e-4 * float(full.abs().max()))
 
 
@@ -257,7 +257,7 @@ def test_auto_runs_the_rest_in_full_when_incremental_saves_too_little():
     assert auto.method == "full" and "would recompute" in auto.reason and auto.exact
     assert auto.work == 1.0 and auto.windows == 25
     torch.testing.assert_close(auto.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
-    forced = net.occlusion(x, 1, result=True, method="incremental", **options)
+    forced = net.occlusion(x, 1, result=True, execution="incremental", **options)
     assert forced.method == "incremental" and forced.reason is None and forced.work >= FULL_WORK
     torch.testing.assert_close(forced.grid, reference, rtol=0, atol=1e-12 * float(reference.abs().max()))
     cut = net.occlusion(x, 1, result=True, approx=0.5, **options)

@@ -438,8 +438,8 @@ def test_incremental_occlusion_equals_full_recomputation(swept: Swept):
     for target in (swept.top, swept.unit):
         options = {"window": window, "stride": stride, "fill": "mean", "quantity": "logit", "progress": False,
                    "batch_size": 7}
-        incremental = net64.occlusion(x, target, result=True, method="incremental", **options)
-        full = net64.occlusion(x, target, method="full", grid=True, **options)
+        incremental = net64.occlusion(x, target, result=True, execution="incremental", **options)
+        full = net64.occlusion(x, target, execution="full", grid=True, **options)
         assert incremental.method == "incremental", incremental.reason
         scale = float(full.abs().max())
         assert scale > 0, f"no window changes {target}"

@@ -156,13 +156,13 @@ def test_non_finite_outputs_are_reported_and_leave_no_trace():
 
 def test_unit_and_class_target_errors(net):
     with pytest.raises(cw.TargetError, match="out of range.*has 6 channels"):
-        net.resolve_target(cw.Unit("3", 6))
+        net._resolve_target(cw.Unit("3", 6))
     with pytest.raises(cw.TargetError, match="out of range; the model has 3 classes"):
-        net.resolve_target(3)
+        net._resolve_target(3)
     with pytest.raises(cw.TargetError, match="outside the 8x8 map"):
-        net.resolve_target(cw.Unit("3", 0, position=(8, 0)))
+        net._resolve_target(cw.Unit("3", 0, position=(8, 0)))
     with pytest.raises(cw.LayerNotFoundError, match="did you mean"):
-        net.resolve_target(cw.Unit("33", 0))
+        net._resolve_target(cw.Unit("33", 0))
 
 
 def test_model_state_restored_after_success_and_after_an_error():

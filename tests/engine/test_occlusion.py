@@ -262,7 +262,7 @@ def test_keyboard_interrupt_propagates_and_restores():
     before = snapshot(model)
     model.calls, model.interrupt_after = 0, 1  # the second batch is interrupted
     with pytest.raises(KeyboardInterrupt):
-        net.occlusion(x, 0, window=4, stride=2, batch_size=10, progress=True, method="full")  # one model call per batch
+        net.occlusion(x, 0, window=4, stride=2, batch_size=10, progress=True, execution="full")  # one model call per batch
     assert model.calls == 2
     assert_unchanged(model, before)
     model.interrupt_after = None
@@ -300,3 +300,18 @@ def test_window_equal_to_image():
         expected = model(x[None])[0, 3] - model(torch.zeros_like(x)[None])[0, 3]
     assert grid.shape == (1, 1)
     torch.testing.assert_close(grid[0, 0], expected)
+
+
+def test_the_old_method_keyword_still_works_with_a_deprecation_warning():
+    """``method`` means the explanation method everywhere else; occlusion's execution strategy is ``execution``."""
+    torch.manual_seed(0)
+    net = cw.Network(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                         torch.nn.Flatten(), torch.nn.Linear(4, 3)), input_size=16,
+                     preprocess=lambda im: torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32) / 255).permute(2, 0, 1))
+    image = cw.sample_image("cat")
+    new = net.occlusion(image, 1, window=4, stride=4, execution="full")
+    with pytest.warns(DeprecationWarning, match="execution="):
+        old = net.occlusion(image, 1, window=4, stride=4, method="full")
+    torch.testing.assert_close(old, new, rtol=0, atol=0)
+    with pytest.raises(cw.OptionError, match="execution"):
+        net.occlusion(image, 1, window=4, stride=4, execution="fast")

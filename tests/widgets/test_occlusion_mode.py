@@ -27,7 +27,7 @@ def test_fast_mode_runs_fewer_windows_and_stays_close_to_the_exact_map(net):
     exact_info = dict(explorer.occlusion_info)
     target = net.top_class(explorer.image)
     # the exact map, by the whole network per occluded copy: independent of the incremental engine
-    full = net.occlusion(explorer.image, target, window=WINDOW, stride=STRIDE, fill="mean", method="full")
+    full = net.occlusion(explorer.image, target, window=WINDOW, stride=STRIDE, fill="mean", execution="full")
     torch.testing.assert_close(explorer.panels["occlusion"].heat, full, rtol=0, atol=5e-5 * float(full.abs().max()))
     assert exact_info["mode"] == "exact" and exact_info["done"] == exact_info["total"] == 49
 
@@ -90,6 +90,6 @@ def test_the_panel_runs_every_window_in_full_where_incremental_inference_saves_n
     explorer = cw.Explorer(se, window=8, stride=4)
     explorer.compute()
     assert explorer.occlusion_info["method"] == "full" and explorer.occlusion_info["total"] == 49
-    full = se.occlusion(explorer.image, se.top_class(explorer.image), window=8, stride=4, fill="mean", method="full")
+    full = se.occlusion(explorer.image, se.top_class(explorer.image), window=8, stride=4, fill="mean", execution="full")
     torch.testing.assert_close(explorer.panels["occlusion"].heat, full, rtol=0, atol=1e-6 * float(full.abs().max()))
     assert hook_count(se.model) == 0

@@ -52,8 +52,8 @@ def directional_derivatives(net: "NetworkBase", source: "Source", layer: str, ta
     try:
         for x, _ in subset.batches(net, 0, batch_size, 0):
             x = x.to(device=net.device, dtype=net.dtype).requires_grad_(True)  # so the layer joins the graph
-            with net.session("gradient"), torch.enable_grad():
-                logits, outputs = net.forward(x, layers=layers, stop_early=False)
+            with net._session("gradient"), torch.enable_grad():
+                logits, outputs = net._forward(x, layers=layers, stop_early=False)
                 h = outputs[name]
                 value = objective_value(target, logits, outputs)
                 (grad,) = torch.autograd.grad(value.sum(), h, allow_unused=True)

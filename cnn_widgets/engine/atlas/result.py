@@ -143,7 +143,7 @@ class Atlas:
         :mod:`.attribution`). One forward and backward pass over the sampled images per target
         (cached on the atlas).
         """
-        resolved = self.net.resolve_target(target)
+        resolved = self.net._resolve_target(target)
         key = (type(resolved).__name__, repr(resolved))
         if key not in self._cache:
             if self._source is None:

@@ -22,7 +22,7 @@ class OcclusionResult:
         ``[nh, nw]``: one drop per window corner of :func:`window_positions`.
     method
         ``"incremental"`` (Krypton's incremental inference, every window) or ``"full"`` (the whole
-        network per occluded copy: asked for, the model could not be traced, or ``method="auto"``
+        network per occluded copy: asked for, the model could not be traced, or ``execution="auto"``
         found from one window that incremental inference would save too little here).
     reason
         Why ``"full"`` ran although incremental inference was asked for (``None`` otherwise).

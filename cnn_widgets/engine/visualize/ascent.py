@@ -66,7 +66,7 @@ def model_input(net, pixels: torch.Tensor, size: int, native: bool, exact: bool 
 def forward_value(net, objective: Objective, x: torch.Tensor):
     """The objective per row of ``x`` (the pass stops at the objective's layer), and that layer's output."""
     layer = objective_layer(objective)
-    logits, outputs = net.forward(x, layers=[layer] if layer else [], stop_early=layer is not None)
+    logits, outputs = net._forward(x, layers=[layer] if layer else [], stop_early=layer is not None)
     return objective_value(objective, logits, outputs), outputs.get(layer) if layer else None
 
 

@@ -70,7 +70,7 @@ def _objective(net: NetworkBase, target) -> Objective:
         return target
     if isinstance(target, str) and target in net.layer_names:
         return LayerTarget(target)
-    return net.resolve_target(target)
+    return net._resolve_target(target)
 
 
 def start_pixels(net: NetworkBase, image: ImageLike, size: int) -> torch.Tensor:
@@ -178,7 +178,7 @@ def dream(
     random shift of up to ``jitter`` pixels and a gradient normalised by its mean magnitude; the
     detail found at one octave is carried up to the next.
     """
-    objective = LayerTarget(net.layer(layer).name) if isinstance(layer, str) else net.resolve_target(layer)
+    objective = LayerTarget(net.layer(layer).name) if isinstance(layer, str) else net._resolve_target(layer)
     octaves, steps, seed = check_int("octaves", octaves), check_int("steps", steps), check_int("seed", seed, low=0)
     jitter = check_int("jitter", jitter, low=0)
     lr = check_float("lr", lr, low=0, open_low=True)
