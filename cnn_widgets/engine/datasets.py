@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .checks import check_choice
-from .errors import ImageError
+from .errors import ImageError, OptionError
 from .images import to_rgb_image
 
 __all__ = [
@@ -182,7 +182,7 @@ class AugmentedPhotos(Dataset):
         transform: Callable | None = None,
     ):
         if n < 1:
-            raise ValueError(f"n must be a positive number of images, got {n}")
+            raise OptionError(f"n must be a positive number of images, got {n}")
         self.n, self.seed, self.size, self.scale = int(n), int(seed), int(size), tuple(scale)
         self.names = list(names) if names is not None else available_photos(grayscale=False)
         self.classes = list(self.names)

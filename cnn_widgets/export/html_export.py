@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from ..engine.errors import OptionError
 
 BUNDLE = Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 
@@ -49,7 +50,7 @@ def export_html(source, path: str | Path, *, title: str | None = None, execute: 
     start = time.perf_counter()
     out = Path(path)
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"export_html writes an .html file; got {str(out)!r} (name it e.g. {out.with_suffix('.html').name!r})")
+        raise OptionError(f"export_html writes an .html file; got {str(out)!r} (name it e.g. {out.with_suffix('.html').name!r})")
     if isinstance(source, Explorer):
         source.compute()  # finish pending panels: the snapshot shows settled results
         page = explorer_page(_bundle(), widget_state(source), title or "cnn_widgets Explorer")
@@ -58,7 +59,7 @@ def export_html(source, path: str | Path, *, title: str | None = None, execute: 
         page, summary = notebook_page(source, _bundle(), execute, timeout)
         summary = {"explorers": summary["explorers"], "executed": summary["executed"]}
     else:
-        raise TypeError(f"export_html takes a cw.Explorer or the path of a .ipynb notebook, not {type(source).__name__} {source!r:.80}")
+        raise OptionError(f"export_html takes a cw.Explorer or the path of a .ipynb notebook, not {type(source).__name__} {source!r:.80}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return {"path": str(out), "bytes": out.stat().st_size, **summary, "seconds": round(time.perf_counter() - start, 2)}

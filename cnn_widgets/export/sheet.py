@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ..engine.errors import OptionError
 
 PT_PER_PX = 0.72  # a figure at 100 dpi: 1 px = 0.72 pt
 TEXT = "#1d2330"
@@ -148,7 +149,7 @@ def save(block: Block, path: str | Path, scale: int = 2) -> dict:
     path = Path(path)
     kind = path.suffix.lower().lstrip(".")
     if kind not in FORMATS:
-        raise ValueError(f"cannot save a figure as {path.name!r}: use a .png, .svg or .pdf file name")
+        raise OptionError(f"cannot save a figure as {path.name!r}: use a .png, .svg or .pdf file name")
     fig = render(block, scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rc_context({"svg.fonttype": "none"}):

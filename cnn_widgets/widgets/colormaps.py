@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from ..engine.errors import OptionError
 
 SOURCE = Path(__file__).with_name("colormaps.json")
 
@@ -40,7 +41,7 @@ def lut(name: str) -> np.ndarray:
     """The ``[256, 3]`` uint8 lookup table of colormap ``name`` (identical to the JS renderer's)."""
     tables = _tables()
     if name not in tables:
-        raise ValueError(f"unknown colormap {name!r}; choose one of {', '.join(tables)}")
+        raise OptionError(f"unknown colormap {name!r}; choose one of {', '.join(tables)}")
     return np.frombuffer(bytes.fromhex(tables[name]), dtype=np.uint8).reshape(256, 3).copy()
 
 

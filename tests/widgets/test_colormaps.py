@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cnn_widgets as cw
 from cnn_widgets.widgets.colormaps import apply, lut, names
 
 JS = Path(__file__).resolve().parents[2] / "js"
@@ -18,7 +19,7 @@ def test_luts_are_256_rgb_bytes():
         assert table.shape == (256, 3) and table.dtype == np.uint8
     np.testing.assert_array_equal(lut("gray"), np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1))
     np.testing.assert_array_equal(apply("viridis", np.array([[0, 255]])), lut("viridis")[[[0, 255]]])
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(cw.OptionError, match="choose one of"):
         lut("jet")
 
 

@@ -52,9 +52,9 @@ def test_script_text_in_a_trait_cannot_end_the_script(explorer, tmp_path):
 
 
 def test_bad_arguments_are_refused(explorer, tmp_path):
-    with pytest.raises(ValueError, match=r"\.html"):
+    with pytest.raises(OptionError, match=r"\.html"):
         cw.export_html(explorer, tmp_path / "e.png")
-    with pytest.raises(TypeError, match="cw.Explorer or the path of a .ipynb"):
+    with pytest.raises(OptionError, match="cw.Explorer or the path of a .ipynb"):
         cw.export_html(42, tmp_path / "e.html")
     with pytest.raises(FileNotFoundError, match="no notebook"):
         cw.export_html(tmp_path / "missing.ipynb", tmp_path / "e.html")
