@@ -47,8 +47,9 @@ net = cw.Network(model, preprocess=cw.imagenet_preprocess(size={size}, resize={s
 print(cw.__file__)
 """
 
-#: Kernel-side: wraps net.occlusion / net.visualize / net.atlas (instance attributes, so the
-#: Explorer's calls go through them) to record (name, start, end, thread) of every engine call.
+#: Kernel-side: wraps net.occlusion / visualize / dream / atlas / saliency / contribution_tree (instance
+#: attributes, so the Explorer's calls go through them) to record ``engine_calls``: (name, start, end,
+#: thread) of every call (the tests check that the jobs they meant to overlap did run).
 RECORD_CALLS = """
 import threading
 engine_calls = []
@@ -60,7 +61,7 @@ def _recorded(name, fn):
         finally:
             engine_calls.append((name, start, time.monotonic(), threading.current_thread().name))
     return call
-for _name in ("occlusion", "visualize", "atlas", "saliency", "contribution_tree"):
+for _name in ("occlusion", "visualize", "dream", "atlas", "saliency", "contribution_tree"):
     setattr(net, _name, _recorded(_name, getattr(net, _name)))
 """
 

@@ -217,13 +217,14 @@ class KernelDriver:
         self.km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs)
         # cwd: an empty folder, so the kernel imports cnn_widgets exactly as the test process does
         # (PYTHONPATH first, then the installed package), never from a checkout it happens to sit in
+        self._log = open(Path(self._dir.name, "kernel.log"), "wb")  # the process's own stdout / stderr (a crash)
         self.km.start_kernel(env={**os.environ, "OMP_NUM_THREADS": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1", **(env or {})},
-                             cwd=self._dir.name)
+                             cwd=self._dir.name, stdout=self._log, stderr=self._log)
         self.kc = self.km.client()
         self.kc.start_channels()
         self._lock = threading.Lock()
         self._stdout: dict[str, list[str]] = defaultdict(list)  # parent msg_id -> stdout text
-        self._idle: dict[str, threading.Event] = defaultdict(threading.Event)  # parent msg_id -> handled
+        self._idle: dict[str, threading.Event] = {}  # msg_id of a message sent -> set once the kernel handled it
         self.stderr: list[str] = []  # everything the kernel wrote to stderr (worker threads' tracebacks too)
         self.iopub_counts: Counter[str] = Counter()  # iopub messages by type
         self._closing = threading.Event()
@@ -258,21 +259,22 @@ class KernelDriver:
                     self.stderr.append(content["text"])
                 elif kind == "error":
                     self.stderr.append(_ANSI.sub("", "\n".join(content.get("traceback", []))))
-                elif kind == "status" and content.get("execution_state") == "idle":
+                elif kind == "status" and content.get("execution_state") == "idle" and parent in self._idle:
                     self._idle[parent].set()
 
-    def _send(self, msg_type: str, content: dict) -> str:
+    def _send(self, msg_type: str, content: dict, track: bool = True) -> str:
         msg = self.kc.session.msg(msg_type, content)
         msg_id = msg["header"]["msg_id"]
-        with self._lock:
-            self._idle[msg_id]  # registered before any reply can come
+        if track:  # registered before its idle status can come
+            with self._lock:
+                self._idle[msg_id] = threading.Event()
         self.kc.shell_channel.send(msg)
         return msg_id
 
     def wait_handled(self, msg_id: str, timeout: float = 60.0) -> None:
         """Block until the kernel has handled message ``msg_id`` (its iopub ``idle`` came)."""
         with self._lock:
-            event = self._idle[msg_id]
+            event = self._idle[msg_id]  # (sent with track=True)
         deadline = time.monotonic() + timeout
         while not event.wait(0.5):
             self._check_alive()
@@ -283,7 +285,9 @@ class KernelDriver:
 
     def _check_alive(self) -> None:
         if not self.km.is_alive():
-            raise KernelError("the kernel died; its stderr:\n" + "".join(self.stderr)[-4000:])
+            self._log.flush()
+            log = Path(self._dir.name, "kernel.log").read_text(errors="replace")
+            raise KernelError(f"the kernel died; its output:\n{log[-4000:]}\nits stderr messages:\n{''.join(self.stderr)[-4000:]}")
 
     # ------------------------------------------------------------------ cells
     def execute(self, code: str, timeout: float = 120.0) -> str:
@@ -328,7 +332,7 @@ class KernelDriver:
         return self.value(f"{var}.comm.comm_id")
 
     def _comm_msg(self, comm_id: str, data: dict, wait: bool) -> str:
-        msg_id = self._send("comm_msg", {"comm_id": comm_id, "data": data})
+        msg_id = self._send("comm_msg", {"comm_id": comm_id, "data": data}, track=wait)
         if wait:
             self.wait_handled(msg_id)
         return msg_id
@@ -375,5 +379,6 @@ class KernelDriver:
                 self.km.shutdown_kernel(now=True)
         finally:
             self._drainer.join(5)
+            self._log.close()
             self._dir.cleanup()
 

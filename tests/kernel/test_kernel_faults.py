@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 import threading
 import time
@@ -19,6 +20,7 @@ import torchvision
 
 import cnn_widgets as cw
 from cnn_widgets.engine.hooks import hook_count
+from cnn_widgets.engine.occlusion import occlusion
 
 from .conftest import overlaps
 from .driver import CountTraces, UserLoop
@@ -76,15 +78,15 @@ def test_fx_tracing_leaves_the_users_model_alone_in_the_kernel(kernel, model_in)
     kernel.wait_idle("ex")
     kernel.execute("user = UserLoop(); traces = CountTraces()")
     rng = random.Random(1)
-    images = [name for name in kernel.value("list(cw.SAMPLE_IMAGES)")]
+    images = kernel.value("list(cw.SAMPLE_IMAGES)")
     for i, layer in enumerate(LAYERS * 2):  # more layers than the plan cache keeps: every one is traced again
         kernel.update(cid, {"layer": layer, "channel": rng.randrange(8)})
-        time.sleep(0.3)
+        time.sleep(0.2)
         kernel.job(cid, "recompute", "occlusion")
         if i % 2:
-            kernel.update(cid, {"image_name": rng.choice(images)})
-        time.sleep(0.3)
-    kernel.wait_idle("ex", timeout=180)
+            time.sleep(0.1)
+            kernel.update(cid, {"image_name": rng.choice(images)})  # while the panels compute
+        kernel.wait_idle("ex", timeout=120)  # each layer's occlusion runs (is not coalesced with the next one)
     user = kernel.value("user.stop()")
     traces = kernel.value("traces.undo()")
     occlusions = kernel.value("sum(1 for c in engine_calls if c[0] == 'occlusion')")
@@ -101,11 +103,14 @@ def test_fx_tracing_leaves_the_users_model_alone_in_the_engine():
     net = cw.Network(torchvision.models.resnet18(num_classes=10).eval(),
                      preprocess=cw.imagenet_preprocess(size=64, resize=64), input_size=64)
     image = cw.sample_image("cat")
+    # incremental occlusion traces the model with torch.fx (the keyword was ``method`` before ``execution``)
+    keyword = "execution" if "execution" in inspect.signature(occlusion).parameters else "method"
+    strategy = {keyword: "incremental"}
     traces = CountTraces()
     user = UserLoop()
     try:
         for layer in LAYERS * 2:
-            net.occlusion(image, cw.Unit(layer, 0), window=32, stride=32, method="incremental", progress=False)
+            net.occlusion(image, cw.Unit(layer, 0), window=32, stride=32, progress=False, **strategy)
     finally:
         result = user.stop()
         count = traces.undo()

@@ -21,10 +21,12 @@ SEED = int(os.environ.get("CW_SOAK_SEED", "0"))
 STEPS = int(os.environ.get("CW_SOAK_STEPS", "500"))
 SAMPLE_EVERY = 50
 
-#: Errors a user can legitimately cause with these clicks (each a substring of an ``error`` line).
+#: Errors a user can cause with these clicks (each a substring of an ``error`` line).
 EXPECTED_ERRORS = (
-    # target "atlas" (an atlas cell explained): occlusion and the tree refuse a direction, by design
-    "explain a class or a unit, not an atlas cell's direction",
+    # a click on a node of the tree shown while a new target / layer is being computed: the path
+    # belongs to the old root (the kernel resets tree_path on the change, the stale click sets it again);
+    # cleared by the next tree computation
+    "a path goes one layer down per step",
 )
 
 
@@ -128,10 +130,11 @@ class Soak:
 
 def test_random_soak_through_comm_messages(kernel, model_in):
     start = time.monotonic()
-    print(model_in("small", 32, record=False))
+    print(model_in("small", 32))
     kernel.execute("""
+scan = net.scan(cw.datasets.photos(), k=4, progress=False)  # 23 small photos
 ex = cw.Explorer(net, image="cat")
-ex.scan = net.scan(cw.datasets.photos(), k=4, progress=False)
+ex.scan = scan
 user = UserLoop()
 """)
     cid = kernel.comm_id("ex")
@@ -156,16 +159,29 @@ user = UserLoop()
                             " + (['visualize'] if ex.viz_info.get('running') else [])")
     for line in unexpected(error):
         seen.setdefault(line, STEPS)
+    ran = kernel.value("__import__('collections').Counter(c[0] for c in engine_calls)")
     print(f"seed {SEED}, {STEPS} interactions: {soak.counts}")
+    print(f"engine calls: {ran}")
     print(f"user loop: {user['calls']} calls, {user['failures']} failures {user['errors']}")
     print(f"error at the end: {error!r}")
     for line, step in seen.items():
         print(f"UNEXPECTED ERROR (first seen by step {step}): {line}")
     print(f"wall time: {time.monotonic() - start:.1f} s (interactions {soak_s:.1f} s, then idle after {waited:.1f} s)")
-    assert user["calls"] > 100
-    assert user["failures"] == 0, user["errors"]
-    assert differences == [], differences
-    assert grads == []
-    assert hooks == expected_hooks
-    assert spinning == [], spinning
-    assert not seen, seen
+    problems = []  # every check, so one run shows all that went wrong
+    if not all(ran.get(job, 0) > 0 for job in ("occlusion", "visualize", "atlas")):
+        problems.append(f"a job never ran (the soak proves little): {ran}")
+    if user["calls"] < 100:
+        problems.append(f"the user's thread hardly ran: {user['calls']} calls")
+    if user["failures"]:
+        problems.append(f"the user's own model failed {user['failures']} times: {user['errors']}")
+    if differences:
+        problems.append(f"the model changed: {differences[:8]} ({len(differences)} in all)")
+    if grads:
+        problems.append(f".grad set on {grads[:8]}")
+    if hooks != expected_hooks:
+        problems.append(f"hooks: {expected_hooks} before, {hooks} after")
+    if spinning:
+        problems.append(f"still shown as running after the end: {spinning}")
+    if seen:
+        problems.append(f"unexpected errors: {list(seen)}")
+    assert not problems, "\n".join(problems)
