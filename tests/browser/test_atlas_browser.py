@@ -102,17 +102,22 @@ def test_atlas_draws_hovers_explains_and_zooms(open_notebook):
     # click it: the cell's direction is what saliency explains, and the menu says so
     before = nb.kernel_json("explorer.saliency_info['target']")
     _, _, got = drawn(page)
+    top_before = page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().top", CANVAS)
     page.mouse.click(*client_point(got, *centre))
     label = f"atlas cell ({row}, {col}) of relu2"
     page.wait_for_function("(label) => { const s = document.querySelector('.cnnw-explain select');"
                            " return s && s.value === 'atlas' && s.selectedOptions[0].textContent === label; }",
                            arg=label, timeout=60_000)
     page.wait_for_function("() => document.querySelector('div.cnnw-explorer').dataset.status !== 'busy'", timeout=60_000)
+    page.wait_for_timeout(300)  # the panels' results drawn
+    top_after = page.evaluate("(s) => document.querySelector(s).getBoundingClientRect().top", CANVAS)
+    assert abs(top_after - top_before) < 4, f"the atlas moved {top_after - top_before:.0f} px under the pointer"
     state = nb.kernel_json("[explorer.target, explorer.atlas_target, explorer.saliency_info['target'], explorer.error]",
                            setup="explorer.compute()")
     assert state[0] == "atlas" and state[1]["row"] == row and state[1]["col"] == col
     assert state[2] == label != before
-    assert "occlusion and the contribution tree explain a class or a unit, not an atlas cell's direction" in state[3]
+    assert state[3] == ""  # a click on a cell is a normal action: no error (occlusion and the tree say why in a note)
+    assert "not an atlas cell's direction" in nb.kernel_json("explorer.occlusion_info['note']")
 
     # the wheel zooms about the cursor: the same cell stays under it, and the picture is drawn at the new scale
     _, _, got = drawn(page)
@@ -136,9 +141,16 @@ def test_atlas_draws_hovers_explains_and_zooms(open_notebook):
     panned = json.loads(page.get_attribute(CANVAS, "data-view"))
     assert panned[0] == pytest.approx(zoomed[0]) and (panned[1], panned[2]) != (zoomed[1], zoomed[2])
     assert nb.kernel_json("explorer.atlas_target")["row"] == row
-    _, _, got = drawn(page)
-    page.mouse.dblclick(*client_point(got, *centre))
+    _, panned_view, got = drawn(page)
+    scale, tx, ty = panned_view
+    points = [((c[1] + 0.5) * 32 * scale + tx, (c[0] + 0.5) * 32 * scale + ty) for c in info["cells"] if (c[0], c[1]) != (row, col)]
+    # fit from another cell in sight: that cell is not explained
+    other_point = next(p for p in points if 8 < p[0] < got["w"] - 8 and 8 < p[1] < got["h"] - 8)
+    page.mouse.dblclick(*client_point(got, *other_point))
     page.wait_for_function("(s) => Number(document.querySelector(s).dataset.zoom) === 1", arg=CANVAS, timeout=30_000)
     pixels, view_again, _ = drawn(page)
     assert view_again == pytest.approx(view)
+    page.wait_for_timeout(800)  # longer than a click's wait for a second click
+    target = nb.kernel_json("explorer.atlas_target")
+    assert (target["row"], target["col"]) == (row, col), "a double-click to fit changed the explained cell"
     assert not nb.console_errors()

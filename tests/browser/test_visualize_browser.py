@@ -1,5 +1,6 @@
-"""The Explorer's Visualise tab in JupyterLab: Start streams the optimisation from the kernel's worker
-thread onto the canvas, and the last frame drawn is exactly the kernel's picture."""
+"""The Explorer's Visualise tab in JupyterLab: Start (a ``recompute`` of the ``visualize`` job) streams
+the optimisation from the runner's worker thread onto the canvas, and the last frame drawn is
+exactly the kernel's picture."""
 
 from __future__ import annotations
 
@@ -35,7 +36,9 @@ def test_start_streams_frames_onto_the_canvas(open_notebook):
     page.click("button.cnnw-viz-start")
     page.wait_for_function(
         "(s) => { const c = document.querySelector(s); const b = document.querySelector('button.cnnw-viz-start');"
-        " return c && c.dataset.request === '1' && b.dataset.running === 'false' && Number(c.dataset.version) > 0; }",
+        " const body = document.querySelector('div.cnnw-explorer .cnnw-viz-body');"
+        " return c && b.dataset.running === 'false' && Number(c.dataset.version) > 0"
+        " && body && body.textContent.includes('step 256 of 256'); }",
         arg=CANVAS, timeout=120_000)
     got = page.evaluate(PIXELS_JS, CANVAS)
     drawn = np.frombuffer(base64.b64decode(got["b64"]), np.uint8).reshape(got["h"], got["w"], 4)
@@ -45,5 +48,6 @@ def test_start_streams_frames_onto_the_canvas(open_notebook):
     assert (drawn[..., 3] == 255).all() and sent.std() > 0
     assert got["version"] >= 3, "frames were not streamed while the run went on (only the last one arrived)"
     info = nb.kernel_json("explorer.viz_info")
-    assert info["step"] == info["steps"] == 256 and not info["running"] and not info["interrupted"]
+    assert info["step"] == info["steps"] == 256 and not info["interrupted"]
+    assert nb.kernel_json("explorer.progress['visualize']['state']") == "done"
     assert "step 256 of 256" in page.text_content("div.cnnw-explorer .cnnw-viz-body")

@@ -47,8 +47,7 @@ class Panel:
 
 #: What occlusion and the tree show while the target is a direction (an atlas cell): a note, not an
 #: error -- clicking a cell is a normal action, and these two methods take a class or a unit.
-DIRECTION_NOTE = ("explains a class or a unit, not an atlas cell's direction; saliency and the Visualise tab show "
-                  "the cell (pick a class or the selected unit under 'explain' for this panel)")
+DIRECTION_NOTE = "explains a class or a unit, not an atlas cell's direction (saliency shows the cell)"
 
 
 def target_text(net, target) -> str:
