@@ -309,6 +309,10 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     # ---------------------------------------------------------------- front-end messages
     def set_state(self, sync_data):
         """Apply a front-end update; an invalid value becomes the ``error`` trait, not a dead widget."""
+        if "tree_path" in sync_data and self._stale_tree_path(sync_data["tree_path"]):
+            # a click on a tree that is no longer shown (the root changed meanwhile): dropped, as the click was
+            sync_data = {k: v for k, v in sync_data.items() if k != "tree_path"}
+            self.send_state(["tree_path"])
         try:
             with self.runner.batch():
                 super().set_state(sync_data)
@@ -321,6 +325,21 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
             self.send_state([k for k in sync_data if k in self.keys])
         if not self.runner.pending and self.result_seq != self.request_seq:
             self.result_seq = self.request_seq  # nothing to compute for this request
+
+    def _stale_tree_path(self, steps) -> bool:
+        """Whether ``steps`` were built on another tree than the one rooted now: each step of a path is one
+        layer below the one before it, starting below the root (the selected unit's layer, or the logit
+        layer for a class), as the engine's contribution tree goes."""
+        if not steps or self.net is None:
+            return False
+        if self.target == ATLAS_TARGET:
+            return True  # no tree for a direction
+        below = self.layer if self.target == "unit" else self.net.logit_layer
+        for step in steps:
+            below = self.net.layer_below(below) if below is not None else None
+            if below is None or not isinstance(step, (list, tuple)) or len(step) != 2 or str(step[0]) != below:
+                return True
+        return False
 
     def _set_image(self, image, name: str | None = None) -> None:
         if isinstance(image, str) and image in SAMPLE_IMAGES:

@@ -43,3 +43,37 @@ def test_expanding_a_node_shows_the_scores_first_then_the_pictures(explorer, net
     explorer.tree_path = []
     explorer.tree_path = [[child["layer"], child["channel"]]]
     assert [s["pending"] for s, _ in seen] == [False, False]
+
+
+def _front_end_update(widget, state):
+    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
+
+
+def test_a_new_selected_unit_starts_a_new_tree(explorer, net):
+    """Issue 22, fault 6: with target "unit" and an expanded tree, choosing another layer kept the old
+    tree_path, and the tree panel showed an error until the tree was collapsed."""
+    explorer.target = "unit"
+    explorer.layer = "blocks.4.2"
+    child = explorer.tree["levels"][0]["children"][0]
+    explorer.tree_path = [[child["layer"], child["channel"]]]
+    assert explorer.error == "" and len(explorer.tree["levels"]) == 2
+    explorer.layer = "blocks.5.3"
+    assert explorer.tree_path == [] and explorer.error == ""
+    assert explorer.tree["levels"][0]["layer"] == "blocks.5.3"
+    explorer.channel = 1  # another channel of the same layer: also another root
+    explorer.tree_path = [[explorer.tree["levels"][0]["children"][0]["layer"], explorer.tree["levels"][0]["children"][0]["channel"]]]
+    explorer.channel = 2
+    assert explorer.tree_path == [] and explorer.error == ""
+
+
+def test_a_click_on_a_tree_no_longer_shown_is_dropped_quietly(explorer, net):
+    """The front end sends a path built on the tree it showed; the root changed meanwhile."""
+    explorer.target = "unit"
+    explorer.layer = "blocks.4.2"
+    old_child = explorer.tree["levels"][0]["children"][0]
+    explorer.layer = "blocks.5.3"  # the kernel's new root ...
+    _front_end_update(explorer, {"tree_path": [[old_child["layer"], old_child["channel"]]]})  # ... a stale click
+    assert explorer.tree_path == [] and explorer.error == "" and len(explorer.tree["levels"]) == 1
+    child = explorer.tree["levels"][0]["children"][0]  # a click on the tree shown expands it
+    _front_end_update(explorer, {"tree_path": [[child["layer"], child["channel"]]]})
+    assert explorer.tree_path == [[child["layer"], child["channel"]]] and len(explorer.tree["levels"]) == 2
