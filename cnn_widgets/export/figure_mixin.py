@@ -9,6 +9,9 @@ from pathlib import Path
 class FigureMixin:
     """``Explorer.save_figure``: what a panel shows now, as a figure for slides."""
 
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ('compute',)
+
     def save_figure(self, panel: str, path: str | Path, scale: int = 2) -> dict:
         """Save ``panel`` (``"predictions"``, ``"saliency"``, ``"occlusion"``, ``"feature_maps"``,
         ``"tree"``, or ``"all"``) as a PNG (``scale`` x pixels, 2 for projectors) or SVG / PDF (text,

@@ -26,13 +26,10 @@ PATCH_SIZE = 48  # pixels of each top patch shown on hover
 ALL_CELLS = -1
 ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
 class AtlasTab(traitlets.HasTraits):
-    """Mixed into the Explorer.
+    """Mixed into the Explorer: the ``atlas_*`` traits; a click sets ``target`` to ``"atlas"``."""
 
-    Reads: ``net``, ``scan``, ``layer``, ``target``, ``predictions``, ``model_turns``, ``runner``.
-    Calls: ``recompute``, ``start_visualization``, ``_report``, ``_clear_error``. Writes: the
-    ``atlas_*`` traits below, ``target`` (to ``"atlas"`` on a click), ``tab``, ``viz_mode``,
-    ``viz_direction``.
-    """
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ('runner', 'model_turns', 'net', 'scan', 'predictions', 'tab', 'target', 'viz_mode', 'viz_direction', 'recompute', 'start_visualization', '_report', '_clear_error')
 
     atlas_grid = IntRange(8, min=4, max=24).tag(sync=True)
     atlas_icons = Choice(ICONS, "patches").tag(sync=True)

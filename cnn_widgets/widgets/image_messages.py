@@ -16,6 +16,9 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 class ImageMessages:
     """Mixed into the Explorer: loads images from front-end messages (reports problems as ``error``)."""
 
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ('scan', 'scan_index', '_next_scan_index', '_set_image', '_on_atlas_message', '_report')
+
     def _on_custom_message(self, _widget, content, buffers):
         if not isinstance(content, dict):
             return

@@ -34,6 +34,9 @@ class LayoutMode(traitlets.HasTraits):
     """Mixed into the Explorer: ``layout_mode`` and ``theme`` (sent to the front end with their menus
     through the ``choices`` trait like every other :class:`~cnn_widgets.widgets.options.Choice`)."""
 
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ()
+
     layout_mode = Choice(LAYOUTS, "auto").tag(sync=True)
     theme = Choice(THEMES, "auto").tag(sync=True)
 

@@ -64,11 +64,10 @@ class Task:
 
 
 class PanelProgress(traitlets.HasTraits):
-    """Mixed into the Explorer.
+    """Mixed into the Explorer: sets ``progress``, ``occlusion_pending`` and each job's result traits."""
 
-    Reads: ``runner``, ``panels``, ``model_turns``, ``net``. Calls: ``_report``, ``_clear_error``.
-    Writes: ``progress``, ``occlusion_pending``, ``working``, ``timings`` and each panel's result traits.
-    """
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ('runner', 'panels', 'model_turns', 'net', 'working', 'timings', '_report', '_clear_error')
 
     progress = Dict().tag(sync=True)  # {job: ProgressInfo} of each slow panel's and job's last (or current) computation
     occlusion_pending = Array()  # uint8 [H, W]: 1 where no window has been computed yet (partial map); None when whole

@@ -21,12 +21,11 @@ SETTINGS = ("viz_mode", "viz_steps", "viz_lr", "viz_size", "viz_jitter", "viz_pa
 
 
 class VisualizeTab(traitlets.HasTraits):
-    """Mixed into the Explorer.
+    """Mixed into the Explorer: the ``viz_*`` traits and ``viz_direction`` (the Atlas tab sets it too);
+    what the run reads of the Explorer is ``panels/visualize.py``'s ``visualization_request``."""
 
-    Reads: ``net``, ``image``, ``layer``, ``channel``, ``target``, ``tab``, ``resolved_target``,
-    ``runner``, ``panels["visualize"]``, ``model_turns``. Writes: the ``viz_*`` traits below and
-    ``viz_direction`` (set by the Atlas tab too).
-    """
+    #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
+    USES: tuple[str, ...] = ('runner', 'panels', 'model_turns', 'tab', 'recompute', 'cancel')
 
     viz_mode = Choice(MODES, "visualize").tag(sync=True)
     viz_steps = IntRange(128, min=8, max=512, step=8).tag(sync=True)
