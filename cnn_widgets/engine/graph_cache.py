@@ -10,8 +10,8 @@ What keys the graph, so that a reused graph always gives exactly what a fresh pa
 * the input: the very values (``torch.equal`` with the kept input, same shape, dtype and device);
 * the model (:func:`.structure.state_key`, the one definition for every cache): its modules, every parameter's and buffer's storage
   and version counter (any in-place write -- an optimiser step, ``load_state_dict``,
-  ``p.data = ...`` -- changes one of them), each module's train/eval flag and its forward hooks
-  (a hook the user adds or removes between two calls);
+  ``p.data = ...`` -- changes one of them) and its forward hooks (a hook the user adds or removes
+  between two calls);
 * the backward rule at rectifiers (``"gradient"``, ``"guided"``, ``"deconvnet"``);
 * what the pass produced: the logits (a full pass), or the outputs of the layers it captured (a
   pass stopped early after a unit's layer). A target that needs something the kept pass did not

@@ -98,12 +98,16 @@ def state_key(net) -> tuple:
 
     Its modules (``modules_key``), the storage and version counter of every parameter and buffer
     (an optimiser step, ``load_state_dict``, ``p.data = ...`` or a batch norm's running statistics
-    moving in a train-mode pass changes one), each module's train/eval flag and its forward hooks (a
-    hook the user adds or removes between two calls), and the output selector.
+    moving in a train-mode pass changes one; an in-place write through ``p.data``, which has a
+    version counter of its own, is the one change it cannot see), each module's forward hooks (a
+    hook the user adds or removes between two calls), and the output selector. Not the train/eval
+    flags: the engine always computes in eval mode (``inference_state``), so they change nothing it
+    computes, and a background computation holding the model in eval mode must not make a cell's
+    call miss its cache.
     """
     model = net.model
     tensors = (*model.parameters(), *model.buffers())
-    hooks = tuple((m.training, tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
+    hooks = tuple((tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
     return (modules_key(model), tuple((t.data_ptr(), tensor_version(t)) for t in tensors), hooks, repr(net.output))
 
 

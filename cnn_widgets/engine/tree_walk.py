@@ -15,7 +15,7 @@ A kept walk serves a call only if it would give exactly what a fresh pass gives:
 * the input: the very values (``torch.equal``, same shape, dtype and device);
 * the model: :func:`.structure.state_key` -- its modules, the storage and version counter of
   every parameter and buffer (an optimiser step, ``load_state_dict`` or ``p.data = ...`` changes
-  one of them), its forward hooks and train/eval flags;
+  one of them) and its forward hooks;
 * the backward rule, and the root unit (layer, channel, reduce, position).
 
 Anything else builds a fresh walk, after the kept one is dropped (never two graphs at once). At most
