@@ -141,23 +141,36 @@ def _target(net, image, target):
     return net.top_class(image) if target is None else target
 
 
-def predictions_figure(net, image, k: int = 5, path=None, scale: int = 2):
-    """The image and its top-``k`` classes as bars (the Explorer's first panel)."""
-    from .export.figures import predictions_block
+def _explorer_default(name: str):
+    """The value an Explorer starts with for setting ``name`` (its trait's default): one place for both."""
+    from .widgets.explorer import Explorer
 
+    return Explorer.class_traits()[name].default_value
+
+
+def predictions_figure(net, image, k: int | None = None, path=None, scale: int = 2):
+    """The image and its top-``k`` classes as bars (the Explorer's first panel; ``k`` defaults to its count)."""
+    from .export.figures import predictions_block
+    from .widgets.panels.predictions import TOP_K
+
+    k = TOP_K if k is None else k
     preds = [{"label": p.label, "probability": p.probability, "index": p.index} for p in net.predict(image, k=k)]
     return _figure(predictions_block({"image_data": net.display_image(image), "predictions": preds}), path, scale)
 
 
-def saliency_figure(net, image, target=None, method: str = "guided_backprop", opacity: float = 0.6, path=None, scale: int = 2):
-    """``net.saliency`` of ``target`` (default: the top class) over the image, as the Explorer shows it."""
+def saliency_figure(net, image, target=None, method: str | None = None, opacity: float | None = None, path=None, scale: int = 2):
+    """``net.saliency`` of ``target`` (default: the top class) over the image, as the Explorer shows it.
+
+    ``method`` and ``opacity`` default to the Explorer's own starting values.
+    """
     from .engine.checks import check_float
     from .engine.saliency import METHODS
     from .export.figures import saliency_block
     from .widgets.panels.base import target_text
     from .widgets.panels.saliency import method_options, saliency_display
 
-    opacity = check_float("opacity", opacity, 0.0, 1.0)
+    method = _explorer_default("method") if method is None else method
+    opacity = check_float("opacity", _explorer_default("opacity") if opacity is None else opacity, 0.0, 1.0)
     target = _target(net, image, target)
     attribution = net.saliency(image, target, method=method)
     state = {"image_data": net.display_image(image), "opacity": opacity, "choices": {"options": {"method": method_options()}},
@@ -166,12 +179,25 @@ def saliency_figure(net, image, target=None, method: str = "guided_backprop", op
     return _figure(saliency_block(state), path, scale)
 
 
-def occlusion_figure(net, image, target=None, window: int = 48, stride: int = 24, fill: str = "mean", path=None, scale: int = 2):
-    """``net.occlusion`` of ``target`` (default: the top class) over the image, as the Explorer shows it."""
+def occlusion_figure(net, image, target=None, window: int | None = None, stride: int | None = None, fill: str | None = None,
+                     path=None, scale: int = 2):
+    """``net.occlusion`` of ``target`` (default: the top class) over the image, as the Explorer shows it.
+
+    ``window`` and ``stride`` default to what an Explorer on ``net`` starts with, which follows the
+    model's input size (``widgets/sizes.occlusion_defaults``: 48 and 24 pixels on a 224-pixel model,
+    7 and 4 on a 32-pixel one); a ``window`` given alone keeps that stride, at most the window.
+    ``fill`` defaults to the Explorer's.
+    """
     from .export.figures import occlusion_block
     from .widgets.panels.base import target_text
     from .widgets.panels.occlusion import occlusion_display
+    from .widgets.sizes import occlusion_defaults
 
+    defaults = occlusion_defaults(net.input_size)
+    if stride is None:
+        stride = defaults["stride"] if window is None else max(1, min(defaults["stride"], int(window)))
+    window = defaults["window"] if window is None else window
+    fill = _explorer_default("fill") if fill is None else fill
     target = _target(net, image, target)
     heat = net.occlusion(image, target, window=window, stride=stride, fill=fill, progress=False)
     shown, extent = occlusion_display(torch.as_tensor(heat))

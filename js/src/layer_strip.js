@@ -19,8 +19,10 @@ export function mountLayerStrip(model) {
     let chosen = null;
     for (const b of el.children) { const on = b.dataset.layer === name; b.classList.toggle("selected", on); if (on) chosen = b; }
     if (chosen && el.isConnected) {
-      const top = chosen.offsetTop - el.offsetTop;
-      if (top < el.scrollTop || top > el.scrollTop + el.clientHeight - chosen.offsetHeight) el.scrollTop = top - 4;
+      // the chosen button's row first, its top where the first row's is (the strip snaps to rows: styles.js)
+      const top = chosen.getBoundingClientRect().top - el.getBoundingClientRect().top - el.clientTop + el.scrollTop;
+      const pad = parseFloat(getComputedStyle(el).paddingTop) || 0;
+      if (top - pad < el.scrollTop || top + chosen.offsetHeight > el.scrollTop + el.clientHeight - pad) el.scrollTop = top - pad;
     }
   }
   const offLayers = listen(model, ["layers"], draw);

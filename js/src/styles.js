@@ -54,9 +54,12 @@ export const CSS = `
 .cnnw-bar { display: flex; flex-wrap: wrap; gap: 6px 16px; align-items: center; margin-bottom: 8px; }
 .cnnw-bar label { display: inline-flex; gap: 6px; align-items: center; white-space: nowrap; min-width: 0; }
 .cnnw-image-input { display: inline-flex; flex-wrap: wrap; gap: 6px 14px; align-items: center; }
-.cnnw-explain { flex: 1 1 200px; }
+/* the target menu never cuts its label (the selected unit with its channel): it keeps its natural width (that of its
+   longest entry) and the bar wraps it onto the next line when the line is full; only a container narrower than
+   the menu itself makes it shrink */
+.cnnw-bar .cnnw-explain { flex: 0 1 auto; min-width: auto; max-width: 100%; }
 .cnnw-file { max-width: 210px; }
-.cnnw-explain select { min-width: 0; max-width: 100%; flex: 0 1 auto; }
+.cnnw-explain select { min-width: 0; max-width: 100%; flex: 0 1 auto; text-overflow: ellipsis; }
 .cnnw-layout-menu { flex: none; }
 /* fixed width, one line: the bar does not reflow (or grow a line) when the status text changes */
 .cnnw-status { margin-left: auto; flex: none; width: 11em; text-align: center; padding: 2px 8px; border-radius: 10px;
@@ -70,6 +73,8 @@ export const CSS = `
 .cnnw-panel { border: 1px solid var(--cnnw-line); background: var(--cnnw-bg); border-radius: 6px; padding: 6px; min-width: 0; }
 .cnnw-panel h3 { font-size: 13px; margin: 0 0 6px; font-weight: 600; }
 .cnnw-panel .cnnw-caption { color: var(--cnnw-muted); font-size: 12px; margin-top: 4px; overflow-wrap: anywhere; }
+/* the top row's captions keep three lines: a new target's longer (or shorter) caption does not move what is below */
+.cnnw-top-row .cnnw-panel > .cnnw-caption { line-height: 1.35; min-height: calc(3 * 1.35em); }
 .cnnw-controls { display: flex; flex-wrap: wrap; gap: 4px 10px; align-items: center; margin-bottom: 6px; }
 .cnnw-controls label { display: inline-flex; gap: 4px; align-items: center; }
 .cnnw-controls input[type=range] { width: 90px; }
@@ -83,10 +88,17 @@ export const CSS = `
 .cnnw-pred-fill { position: absolute; inset: 0 auto 0 0; background: var(--cnnw-bar-fill); z-index: -1; border-radius: 2px; }
 .cnnw-pred-value { text-align: right; font-variant-numeric: tabular-nums; }
 .cnnw-top1 { font-weight: 600; overflow-wrap: anywhere; }
-.cnnw-layers { display: flex; flex-wrap: wrap; gap: 3px; max-height: 118px; overflow-y: auto; padding: 2px; border: 1px solid var(--cnnw-line); border-radius: 6px; margin-bottom: 10px; }
+/* the layer strip shows whole rows: every button is --cnnw-layer-h tall (line heights in px, so no font can change
+   it), the strip --cnnw-layer-rows rows of them (border-box: rows, gaps, 2 x 2px padding, 2 x 1px border), and
+   scrolling snaps to a row */
+.cnnw-layers { --cnnw-layer-h: 34px; --cnnw-layer-rows: 3; display: flex; flex-wrap: wrap; align-content: flex-start; gap: 3px;
+  max-height: calc(var(--cnnw-layer-rows) * (var(--cnnw-layer-h) + 3px) - 3px + 6px); overflow-y: auto;
+  scroll-snap-type: y mandatory; scroll-padding-top: 2px;
+  padding: 2px; border: 1px solid var(--cnnw-line); border-radius: 6px; margin-bottom: 10px; }
 .cnnw-explorer .cnnw-layer { border: 1px solid var(--cnnw-border); background: var(--cnnw-surface); color: var(--cnnw-fg); border-radius: 4px;
-  padding: 1px 5px; min-height: 0; cursor: pointer; text-align: left; line-height: 1.2; }
-.cnnw-layer small { display: block; color: var(--cnnw-muted); font-size: 11px; }
+  padding: 1px 5px; height: var(--cnnw-layer-h); min-height: 0; overflow: hidden; scroll-snap-align: start; cursor: pointer; text-align: left;
+  line-height: 16px; white-space: nowrap; }
+.cnnw-layer small { display: block; color: var(--cnnw-muted); font-size: 11px; line-height: 14px; }
 .cnnw-explorer .cnnw-layer[data-kind="conv"] { border-left: 3px solid #4a7bd0; }
 .cnnw-explorer .cnnw-layer[data-kind="block"] { border-left: 3px solid #2e9e6b; }
 .cnnw-explorer .cnnw-layer[data-kind="activation"] { border-left: 3px solid #c9a227; }
@@ -135,6 +147,7 @@ export const CSS = `
 .cnnw-top-grids { display: flex; flex-wrap: wrap; gap: 10px 24px; }
 .cnnw-top-side { min-width: 0; }
 .cnnw-top-head { font-size: 12px; color: var(--cnnw-muted); margin-bottom: 3px; }
+.cnnw-top-note { margin-top: 4px; color: var(--cnnw-fg); border-left: 3px solid var(--cnnw-accent-line); padding-left: 6px; }
 .cnnw-top-grid { display: grid; gap: 6px; }
 .cnnw-top-grid figure { margin: 0; cursor: pointer; }
 .cnnw-top-cell { display: flex; align-items: center; justify-content: center; background: var(--cnnw-surface-2); border-radius: 3px; outline: 2px solid transparent; }
@@ -154,7 +167,7 @@ export const CSS = `
 .cnnw-explorer[data-layout="compact"] { padding: 6px; }
 .cnnw-explorer[data-layout="compact"] .cnnw-bar { gap: 4px 10px; margin-bottom: 6px; }
 .cnnw-explorer[data-layout="compact"] .cnnw-status { width: 9em; }
-.cnnw-explorer[data-layout="compact"] .cnnw-layers { max-height: 62px; margin-bottom: 6px; }
+.cnnw-explorer[data-layout="compact"] .cnnw-layers { --cnnw-layer-rows: 2; margin-bottom: 6px; }
 .cnnw-explorer[data-layout="compact"] .cnnw-row { margin-bottom: 0; }
 .cnnw-explorer[data-layout="compact"] .cnnw-tab { padding: 3px 9px; }
 .cnnw-explorer[data-layout="compact"] .cnnw-tabbed > .cnnw-panel, .cnnw-explorer[data-layout="compact"] .cnnw-tab-page > .cnnw-panel {
@@ -167,8 +180,9 @@ export const CSS = `
 .cnnw-explorer[data-layout="presentation"] .cnnw-legend, .cnnw-explorer[data-layout="presentation"] .cnnw-tree-text,
 .cnnw-explorer[data-layout="presentation"] .cnnw-tree-hint, .cnnw-explorer[data-layout="presentation"] .cnnw-top-head,
 .cnnw-explorer[data-layout="presentation"] .cnnw-top-grid figcaption { font-size: 15px; }
-.cnnw-explorer[data-layout="presentation"] .cnnw-layer small { font-size: 13px; }
-.cnnw-explorer[data-layout="presentation"] .cnnw-layers { max-height: 150px; }
+.cnnw-explorer[data-layout="presentation"] .cnnw-layer { line-height: 21px; }
+.cnnw-explorer[data-layout="presentation"] .cnnw-layer small { font-size: 13px; line-height: 16px; }
+.cnnw-explorer[data-layout="presentation"] .cnnw-layers { --cnnw-layer-h: 41px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-tab { padding: 6px 16px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-controls input[type=range] { width: 140px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-pred { grid-template-columns: minmax(0, 1fr) 62px; padding: 3px 4px; }

@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import cnn_widgets as cw
@@ -13,6 +14,7 @@ from cnn_widgets import plotting
 from cnn_widgets.engine.errors import OptionError
 from cnn_widgets.engine.saliency import METHODS
 from cnn_widgets.widgets.colormaps import lut
+from cnn_widgets.widgets.sizes import occlusion_defaults
 
 
 def _png(path) -> np.ndarray:
@@ -118,3 +120,58 @@ def test_engine_figure_matches_the_explorer_figure(explorer, net, tmp_path):
     fig = plotting.saliency_figure(net, cw.sample_image("cat"), path=tmp_path / "e.png", scale=2)
     assert tuple(int(v) for v in fig.get_size_inches() * fig.dpi) == out["size"]
     np.testing.assert_array_equal(_png(tmp_path / "e.png"), _png(tmp_path / "w.png"))
+
+
+# ------------------------------------------------------------------ plotting's defaults are the Explorer's
+class Cifar(torch.nn.Module):
+    """A 32 x 32 input model (CIFAR-sized), where a 48-pixel window cannot exist."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                            torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def small():
+    import torchvision
+
+    net = cw.Network(Cifar().eval(), preprocess=torchvision.transforms.ToTensor(), input_size=32)
+    image = Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))
+    return net, image
+
+
+def test_occlusion_figure_on_a_32_pixel_model_is_the_explorers(small, tmp_path):
+    # occlusion_figure used to hard-code window 48: "window 48 is larger than the 32x32 model input"
+    net, image = small
+    explorer = cw.Explorer(net, image)
+    assert (explorer.window, explorer.stride) == tuple(occlusion_defaults(net.input_size).values()) == (7, 4)
+    out = explorer.save_figure("occlusion", tmp_path / "w.png", scale=2)
+    fig = plotting.occlusion_figure(net, image, path=tmp_path / "e.png", scale=2)
+    assert tuple(int(v) for v in fig.get_size_inches() * fig.dpi) == out["size"]
+    np.testing.assert_array_equal(_png(tmp_path / "e.png"), _png(tmp_path / "w.png"))
+
+
+def test_occlusion_figure_defaults_follow_the_input_size(net, small, monkeypatch):
+    seen = []
+    for network in (net, small[0]):
+        monkeypatch.setattr(network, "occlusion", lambda image, target, **options: seen.append(options) or torch.zeros(network.input_size))
+        monkeypatch.setattr(network, "top_class", lambda image: 0)
+        plotting.occlusion_figure(network, small[1])
+        monkeypatch.undo()
+    explorer_fill = cw.Explorer.class_traits()["fill"].default_value
+    assert [(o["window"], o["stride"], o["fill"]) for o in seen] == [(48, 24, explorer_fill), (7, 4, explorer_fill)]
+
+
+def test_figure_defaults_are_the_explorers(small, tmp_path):
+    net, image = small
+    explorer = cw.Explorer(net, image)
+    for name, make in (("predictions", plotting.predictions_figure), ("saliency", plotting.saliency_figure)):
+        explorer.save_figure(name, tmp_path / f"w_{name}.png", scale=1)
+        make(net, image, path=tmp_path / f"e_{name}.png", scale=1)
+        np.testing.assert_array_equal(_png(tmp_path / f"e_{name}.png"), _png(tmp_path / f"w_{name}.png"), err_msg=name)

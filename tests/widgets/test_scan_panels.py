@@ -11,6 +11,7 @@ from torch import nn
 
 import cnn_widgets as cw
 from cnn_widgets.widgets.panels import scan_layer, tree as tree_panel
+from cnn_widgets.widgets.panels.top_images import DEFAULT_RECONSTRUCTION, RECONSTRUCTION_NOTES
 
 PHOTOS = ("cat", "coffee", "rocket", "astronaut", "horse", "coins")
 
@@ -87,7 +88,7 @@ def scanned(net):
     return explorer, scan, layer
 
 
-def assert_top_images_are_the_scans(explorer, scan, layer, channel, method="deconvnet"):
+def assert_top_images_are_the_scans(explorer, scan, layer, channel, method=DEFAULT_RECONSTRUCTION):
     expected = scan.top_images(cw.Unit(layer, channel), method=method)
     info = explorer.top_info
     assert info["unit"] == f"{layer}[{channel}]" == str(cw.Unit(layer, channel)) and info["message"] == "" and info["method"] == method
@@ -113,14 +114,43 @@ def test_top_images_follow_the_channel_and_the_reconstruction_method(scanned):
     explorer, scan, layer = scanned
     explorer.channel = 4
     assert_top_images_are_the_scans(explorer, scan, layer, 4)
-    explorer.reconstruction = "guided_backprop"
+    assert explorer.top_info["note"] == RECONSTRUCTION_NOTES.get(DEFAULT_RECONSTRUCTION, "")
+    explorer.reconstruction = "deconvnet"
     try:
-        assert_top_images_are_the_scans(explorer, scan, layer, 4, method="guided_backprop")
+        assert_top_images_are_the_scans(explorer, scan, layer, 4, method="deconvnet")
+        # the caption says why deconvnet pictures look alike (Python writes it, the JS only draws it)
+        assert explorer.top_info["note"] == RECONSTRUCTION_NOTES["deconvnet"]
+        assert "ReLU masks" in RECONSTRUCTION_NOTES["deconvnet"] and "Adebayo" in RECONSTRUCTION_NOTES["deconvnet"]
     finally:
-        explorer.reconstruction = "deconvnet"
+        explorer.reconstruction = DEFAULT_RECONSTRUCTION
         explorer.channel = 9
     with pytest.raises(Exception, match="reconstruction must be one of"):
         explorer.reconstruction = "magic"
+
+
+def mean_pairwise_correlation(pictures) -> float:
+    """Mean Pearson correlation over the pairs of pictures of the same shape (crops clipped at a border differ)."""
+    flat = [np.asarray(p, np.float64) for p in pictures]
+    values = [np.corrcoef(a.ravel(), b.ravel())[0, 1] for i, a in enumerate(flat) for b in flat[i + 1:] if a.shape == b.shape]
+    assert values, "no two pictures of the same shape"
+    return float(np.mean(values))
+
+
+@pytest.mark.slow
+def test_the_default_reconstruction_differs_from_image_to_image(net):
+    # The top patches' reconstructions must show what in each image drives the unit. The deconvnet's
+    # barely depend on the image (it ignores the forward ReLU masks): its nine pictures are nearly one.
+    scan = net.scan(cw.datasets.augmented_photos(n=24, seed=0), layers=["blocks.4.2", "blocks.5.3"], k=9, progress=False)
+    table = {}
+    for unit in (cw.Unit("blocks.4.2", 5), cw.Unit("blocks.5.3", 0)):  # the Explorer's default layer; a deep one
+        tops = {m: scan.top_images(unit, method=m) for m in ("deconvnet", DEFAULT_RECONSTRUCTION)}
+        table[str(unit)] = {"crops": mean_pairwise_correlation([t.crop for t in tops["deconvnet"]]),
+                            **{m: mean_pairwise_correlation([t.raw_reconstruction for t in tops[m]]) for m in tops}}
+    print("mean pairwise correlation of the top-9 reconstructions:", table)
+    assert DEFAULT_RECONSTRUCTION != "deconvnet"
+    for unit, row in table.items():
+        assert row["deconvnet"] > 0.5, (unit, row)  # measured 1.00 (blocks.4.2[5]) and 0.95 (blocks.5.3[0]): nearly one picture
+        assert row[DEFAULT_RECONSTRUCTION] < 0.5 * row["deconvnet"], (unit, row)  # guided backprop: 0.17 and 0.05 (the patches: 0.14 and 0.07)
 
 
 def test_embedding_and_dead_channels_are_the_scans(scanned):

@@ -89,9 +89,10 @@ function mount(model) {
     patches.replaceChildren(...items.map((item, rank) => figure("patch", rank, item, crops, layout, `#${item.index} · ${fmt(item.value)}`)));
     reconstructions.replaceChildren(...(recs ? items.map((item, rank) => figure("reconstruction", rank, item, recs, layout, `#${item.index}`)) : []));
     grids.hidden = items.length === 0;
-    caption.textContent = items.length
-      ? "the unit's strongest images in the scan: the input patch its maximum sees (left) and what in it drives the unit (right, grey = 0); value = the unit's maximum on that image · click one to open that image"
-      : "";
+    caption.replaceChildren(...(items.length
+      ? ["the unit's strongest images in the scan: the input patch its maximum sees, and in the reconstructions what in it drives the unit (grey = 0); value = the unit's maximum on that image · click one to open that image",
+        info.note && recs ? h("div", { class: "cnnw-top-note", text: info.note }) : null].filter(Boolean)
+      : []));
     el.dataset.version = String((Number(el.dataset.version) || 0) + 1);
   }
 

@@ -25,6 +25,9 @@ function pictureOf(stack, index) {
   return { rgba: rgbToRgba(stack.array.subarray(index * plane, (index + 1) * plane)), width: pw, height: ph };
 }
 
+/** A node's identity across redraws (a tree has each unit at most once per path). */
+export const nodeKey = (node) => `${node.layer}[${node.channel}]`;
+
 /** The crop box of a node in preview pixels: [x, y, w, h] (box is top, left, bottom, right of a size[0] x size[1] picture). */
 export function previewBox(box, size, side) {
   const [top, left, bottom, right] = box;
@@ -50,8 +53,14 @@ function mount(model) {
   rootButton.addEventListener("click", () => setPath([]));
 
   let full = null; // decoded tree_full
+  // A click expands (or folds) a node: the redrawn tree puts a new thumbnail under the still pointer,
+  // whose preview would cover the children just opened. No preview for that node until the pointer
+  // leaves its thumbnail or enters another node's.
+  let quiet = null; // nodeKey of the node clicked last, or null
 
   function showPreview(node, anchor) {
+    if (quiet === nodeKey(node)) return;
+    quiet = null;
     const picture = pictureOf(full, node.picture);
     if (!picture) return;
     const source = h("canvas", { width: picture.width, height: picture.height });
@@ -76,6 +85,7 @@ function mount(model) {
     preview.hidden = false;
   }
   const hidePreview = () => { preview.hidden = true; };
+  const clicked = (node) => { quiet = nodeKey(node); hidePreview(); };
 
   function thumb(pictures, node) {
     const canvas = h("canvas", { class: "cnnw-tree-picture", width: 1, height: 1 });
@@ -83,7 +93,10 @@ function mount(model) {
     if (picture) paint(canvas, picture.rgba, picture.width, picture.height);
     else { canvas.classList.add("cnnw-tree-pending"); canvas.title = "picture being computed"; return canvas; }
     canvas.addEventListener("mouseenter", () => showPreview(node, canvas));
-    canvas.addEventListener("mouseleave", hidePreview);
+    canvas.addEventListener("mouseleave", () => {
+      hidePreview();
+      if (canvas.isConnected && quiet === nodeKey(node)) quiet = null; // the pointer really left (not a redraw)
+    });
     return canvas;
   }
 
@@ -113,7 +126,7 @@ function mount(model) {
     if (!levels.length) { body.replaceChildren(...(tree.note ? [h("div", { class: "cnnw-caption cnnw-tree-note", text: tree.note })] : [])); return; }
     // level i holds the node at path[:i]; its children are laid out inside it, the one on the path nested further
     const root = nodeEl(levels[0], pictures, 0, true);
-    root.el.addEventListener("click", (e) => { if (e.target.closest(".cnnw-tree-node") === root.el) setPath([]); });
+    root.el.addEventListener("click", (e) => { if (e.target.closest(".cnnw-tree-node") === root.el) { clicked(levels[0]); setPath([]); } });
     let container = root.children;
     for (let i = 0; i < levels.length; i++) {
       const next = path[i];
@@ -125,6 +138,7 @@ function mount(model) {
         item.el.addEventListener("click", (e) => {
           if (e.target.closest(".cnnw-tree-node") !== item.el) return;
           e.stopPropagation();
+          clicked(child);
           setPath(onPath ? prefix : [...prefix, [child.layer, child.channel]]);
         });
         container.append(item.el);
