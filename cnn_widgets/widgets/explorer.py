@@ -17,6 +17,7 @@ from traitlets import Dict, Int, List, TraitError, Unicode, Union, observe, vali
 import anywidget
 
 from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit
+from ..engine.images import sample_name
 from ..engine.contributions import RULES
 from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
@@ -255,7 +256,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
         for panel in self.panels.values():
             panel.forget()
         self._clear_error("image")
-        name, self._image_source = self._image_source or CUSTOM_IMAGE, None
+        # a sample passed by value is named as one, not "your image"
+        name, self._image_source = self._image_source or sample_name(change["new"]) or CUSTOM_IMAGE, None
         self.scan_index, self._next_scan_index = self._next_scan_index, -1
         self._naming_image = True
         try:
@@ -344,7 +346,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     def _set_image(self, image, name: str | None = None) -> None:
         if isinstance(image, str) and image in SAMPLE_IMAGES:
             name = image
-        self._image_source = name or CUSTOM_IMAGE
+        self._image_source = name
         try:
             self.image = image
         finally:

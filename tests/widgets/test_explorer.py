@@ -124,7 +124,7 @@ def test_linked_int_slider_drives_the_occlusion_window(explorer, net):
 def test_setting_image_recomputes_predictions(explorer, net):
     coffee = cw.sample_image("coffee")
     explorer.image = coffee
-    assert explorer.image_name == "custom"
+    assert explorer.image_name == "coffee"  # a sample passed by value is named as the sample
     assert [p["index"] for p in explorer.predictions] == [p.index for p in net.predict(coffee, k=5)]
     np.testing.assert_array_equal(explorer.image_data, net.display_image(coffee))
     explorer.image_name = "rocket"
@@ -288,3 +288,17 @@ def test_a_result_overtaken_by_a_newer_request_is_dropped(explorer, net, monkeyp
     explorer.method = "gradient"
     np.testing.assert_array_equal(explorer.saliency, old)
     assert explorer.saliency_info["method"] == "guided_backprop"
+
+
+def test_a_sample_passed_by_value_is_named_as_the_sample(tiny):
+    """The image menu said "your image" for cw.sample_image("coffee") passed in by value."""
+    import numpy as np
+    from PIL import Image
+
+    assert cw.Explorer(tiny, image=cw.sample_image("coffee"), window=112, stride=112).image_name == "coffee"
+    pixels = np.asarray(cw.sample_image("coffee")).copy()
+    pixels[0, 0] ^= 1  # one pixel off: not the sample
+    assert cw.Explorer(tiny, image=Image.fromarray(pixels), window=112, stride=112).image_name == "custom"
+    explorer = cw.Explorer(tiny, window=112, stride=112)
+    explorer.image = cw.sample_image("rocket")
+    assert explorer.image_name == "rocket"
