@@ -5,9 +5,11 @@ import { commit } from "./actions.js";
 import { options, range } from "./choices.js";
 import { isStatic, STATIC_NOTE } from "./static_model.js";
 
-/** A static export (static_model.js) disables kernel-backed controls; client-side ones are marked data-client. */
-function markKernel(control, model, kernel) {
-  if (!kernel) control.dataset.client = "";
+/** A static export (static_model.js) disables kernel-backed controls; client-side ones are marked data-client.
+ * `needsKernel`: the setting only means something to the kernel even when no computation waits on it (the
+ * Visualise and Atlas settings, read when Start or Build is pressed). */
+function markKernel(control, model, needsKernel) {
+  if (!needsKernel) control.dataset.client = "";
   else if (isStatic(model)) { control.disabled = true; control.title = `${control.title} — ${STATIC_NOTE}`; }
 }
 
@@ -16,9 +18,9 @@ function markKernel(control, model, kernel) {
  * `optionsOf(model)` replaces the plain menu (e.g. to disable an entry), `follow` names the other
  * traits it reads, `parse` turns the option's string back into the trait's value.
  */
-export function choiceSelect(model, trait, { kernel = true, title = trait, optionsOf = (m) => options(m, trait), follow = [], parse = (v) => v } = {}) {
+export function choiceSelect(model, trait, { kernel = true, needsKernel = kernel, title = trait, optionsOf = (m) => options(m, trait), follow = [], parse = (v) => v } = {}) {
   const el = h("select", { "data-trait": trait, title });
-  markKernel(el, model, kernel);
+  markKernel(el, model, needsKernel);
   el.addEventListener("change", () => commit(model, { [trait]: parse(el.value) }, { kernel }));
   const update = () => setOptions(el, optionsOf(model), model.get(trait));
   const off = listen(model, [trait, "choices", ...follow], update);
@@ -31,9 +33,9 @@ export function choiceSelect(model, trait, { kernel = true, title = trait, optio
  * most one update per `dragMs` (the kernel computes only the newest anyway) and the value is
  * shown beside it (or with `showValue`); without, `onInput(value)` redraws locally and the value is sent on release.
  */
-export function rangeSlider(model, trait, { kernel = true, onInput = null, dragMs = 120, title = trait, showValue = kernel } = {}) {
+export function rangeSlider(model, trait, { kernel = true, needsKernel = kernel, onInput = null, dragMs = 120, title = trait, showValue = kernel } = {}) {
   const input = h("input", { type: "range", "data-trait": trait, title });
-  markKernel(input, model, kernel);
+  markKernel(input, model, needsKernel);
   const shown = showValue ? h("span", { class: "cnnw-slider-value" }) : null;
   let timer = null;
   const send = () => {

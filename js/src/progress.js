@@ -3,6 +3,7 @@
 // that shape (the Visualise tab). Every state has an end: running -> done (hidden) | cancelled |
 // error (one line, with a button to compute again). Reusable: `panelProgress(model, "tree")`.
 import { h, listen } from "./dom.js";
+import { isStatic } from "./static_model.js";
 
 export const PROGRESS_CSS = `
 .cnnw-progress { display: flex; gap: 6px; align-items: center; font-size: 12px; color: var(--cnnw-muted, #596173); margin: 2px 0 4px; min-height: 22px; }
@@ -73,11 +74,13 @@ export function progressBar({ onCancel, onRetry, cancelText = "Cancel", retryTex
   return { el, update };
 }
 
-/** The progress of kernel panel `panel`, with Cancel and "Compute again" (messages the kernel handles). */
+/** The progress of kernel panel `panel`, with Cancel and "Compute again" (messages the kernel handles;
+ * no button in a static page, which has no kernel). */
 export function panelProgress(model, panel) {
+  const live = !isStatic(model);
   const part = progressBar({
-    onCancel: () => model.send({ type: "cancel", panel }),
-    onRetry: () => model.send({ type: "recompute", panel }),
+    onCancel: live ? () => model.send({ type: "cancel", panel }) : null,
+    onRetry: live ? () => model.send({ type: "recompute", panel }) : null,
     title: `progress of the ${panel} computation`,
   });
   part.el.dataset.panel = panel;

@@ -112,6 +112,11 @@ def test_explorer_page_draws_offline_as_a_static_snapshot(offline, explorer, net
         assert offline.page.eval_on_selector(selector, "e => e.disabled"), selector
     for selector in ("select[data-trait=colormap]", "input[data-trait=opacity]", ".cnnw-tab", ".cnnw-figure-button"):
         assert not offline.page.eval_on_selector(selector, "e => e.disabled"), selector
+    # the Visualise tab's settings and Start mean something only to a kernel: all disabled, also after a redraw
+    offline.page.click(".cnnw-tab[data-tab=visualize]")
+    for selector in ("select[data-trait=viz_mode]", "select[data-trait=viz_param]", "select[data-trait=viz_start]",
+                     "input[data-trait=viz_steps]", "input[data-trait=viz_lr]", "button.cnnw-viz-start"):
+        assert offline.page.eval_on_selector(selector, "e => e.disabled"), selector
     assert offline.blocked == [] and offline.errors == []
     offline.screenshot("static_export_explorer")
 

@@ -10,6 +10,7 @@ import { h, listen, paint, setOptions } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { rgbToRgba } from "../curve.js";
 import { panelProgress } from "../progress.js";
+import { isStatic } from "../static_model.js";
 import { cellAt, cellAtCanvas, clampView, eventToCanvas, fitView, panBy, toCanvas, wheelFactor, zoomAt, zoomLevel } from "../atlas_view.js";
 
 export { cellAt };
@@ -28,9 +29,9 @@ function mount(model) {
   const fit = h("button", { type: "button", class: "cnnw-atlas-fit", text: "fit", title: "show the whole atlas (or double-click it)" });
   const visualizeCell = h("button", { type: "button", class: "cnnw-atlas-visualize", text: "visualise cell",
     title: "feature visualisation of the explained cell's direction (or shift-click a cell)", disabled: true });
-  const grid = rangeSlider(model, "atlas_grid", { kernel: false, showValue: true, onInput: () => {}, title: "grid" });
+  const grid = rangeSlider(model, "atlas_grid", { kernel: false, needsKernel: true, showValue: true, onInput: () => {}, title: "grid" });
   grid.el.firstChild.textContent = "grid";
-  const icons = choiceSelect(model, "atlas_icons", { kernel: false, title: "how each cell is drawn" });
+  const icons = choiceSelect(model, "atlas_icons", { kernel: false, needsKernel: true, title: "how each cell is drawn" });
   const filter = h("select", { "data-trait": "atlas_class", title: "class activation atlas: the cells that most raise this class" });
   filter.addEventListener("change", () => commit(model, { atlas_class: Number(filter.value) }, { kernel: false }));
   const caption = h("div", { class: "cnnw-caption" });
@@ -147,7 +148,7 @@ function mount(model) {
     const atlasInfo = info();
     setOptions(filter, atlasInfo.classes || [[-1, "all cells"]], model.get("atlas_class"));
     const target = model.get("atlas_target") || {};
-    visualizeCell.disabled = target.row == null;
+    visualizeCell.disabled = target.row == null || isStatic(model);
     const image = decodeArray(model.get("atlas_image"));
     if (image) {
       const [H, W] = image.shape;
@@ -188,7 +189,7 @@ function mount(model) {
   }
   const off = listen(model, ["atlas_image", "atlas_info", "atlas_class"], draw);
   const offTarget = listen(model, ["atlas_target", "target"], () => {
-    visualizeCell.disabled = (model.get("atlas_target") || {}).row == null;
+    visualizeCell.disabled = (model.get("atlas_target") || {}).row == null || isStatic(model);
     render();
   });
   const offPatches = listen(model, ["atlas_patches", "atlas_hover"], drawPatches);

@@ -8,6 +8,7 @@ import { h, listen, paint, fmt } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { curvePoints, rgbToRgba } from "../curve.js";
 import { progressBar } from "../progress.js";
+import { isStatic } from "../static_model.js";
 
 /** The run's state: the runner's progress entry of the "visualize" job. */
 export function vizState(model) {
@@ -24,12 +25,12 @@ function mount(model) {
   progress.el.classList.add("cnnw-viz-progress");
   const button = h("button", { type: "button", class: "cnnw-viz-start", text: "Start" });
   const caption = h("div", { class: "cnnw-caption" });
-  const local = { kernel: false }; // the settings wait for Start: no panel recomputes
+  const local = { kernel: false, needsKernel: true }; // the settings wait for Start: no panel recomputes
   const mode = choiceSelect(model, "viz_mode", { ...local, title: "what to optimise" });
   const param = choiceSelect(model, "viz_param", { ...local, title: "how the picture is parametrised" });
   const start = choiceSelect(model, "viz_start", { ...local, title: "start from noise or from the image shown" });
   const sliders = ["viz_steps", "viz_lr", "viz_size", "viz_jitter"].map((trait) =>
-    rangeSlider(model, trait, { kernel: false, showValue: true, onInput: () => {}, title: trait.slice(4) }));
+    rangeSlider(model, trait, { ...local, showValue: true, onInput: () => {}, title: trait.slice(4) }));
   for (const s of sliders) s.el.firstChild.textContent = s.input.title; // "steps", not "viz_steps"
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "What it looks for" }),
     h("div", { class: "cnnw-controls" }, button, h("label", {}, "mode", mode.el), h("label", {}, "image", param.el),
@@ -59,7 +60,8 @@ function mount(model) {
     const isRunning = state.state === "running";
     button.textContent = isRunning ? "Stop" : "Start";
     button.dataset.running = String(isRunning);
-    mode.el.disabled = param.el.disabled = start.el.disabled = isRunning;
+    // locked while a run goes on; always in a static page (no kernel to run one)
+    mode.el.disabled = param.el.disabled = start.el.disabled = isRunning || isStatic(model);
     const dream = model.get("viz_mode") === "dream";
     param.el.parentElement.hidden = start.el.parentElement.hidden = dream;
     sliders[2].el.hidden = dream; // DeepDream keeps the image's size
