@@ -30,6 +30,7 @@ import traitlets
 from traitlets import Dict
 
 from ..engine import CnnWidgetsError
+from ..engine.checks import check_choice
 from ..engine.hooks import inference_state
 from .runner import LONG_LANE, Cancelled
 from .serialization import Array
@@ -189,15 +190,15 @@ class PanelProgress(traitlets.HasTraits):
 
     # ------------------------------------------------------------ cancel, wait
     def cancel(self, panel: str | None = None) -> None:
-        """Stop the computation of ``panel`` (every slow panel and job when None) at its next step.
+        """Stop the computation of ``panel`` (a slow panel or a job) at its next step; ``None``: every slow
+        panel (what the status line's Cancel does; a visualisation or an atlas build has its own Stop).
 
         What it had drawn stays, marked cancelled; a later change of its settings (or
         :meth:`recompute`) computes it again.
         """
-        names = [panel] if panel is not None else sorted(self.runner.background)
-        unknown = [n for n in names if n not in self.panels]
-        if unknown:
-            raise CnnWidgetsError(f"no panel {unknown[0]!r}; panels are {', '.join(self.panels)}")
+        if panel is not None:
+            check_choice("panel", panel, self.panels)  # the same OptionError as recompute and save_figure
+        names = [panel] if panel is not None else sorted(p for p, lane in self.runner.lanes.items() if lane != LONG_LANE)
         for name in self.runner.cancel(names):  # queued, not started: never computed
             self._set_progress(name, {"state": "cancelled", "done": 0, "total": 0, "message": "cancelled before it started",
                                       "unit": ""})
@@ -210,8 +211,7 @@ class PanelProgress(traitlets.HasTraits):
     def recompute(self, panel: str) -> None:
         """Compute ``panel`` again with the current settings (what the panel's Compute button does);
         for a job (``"visualize"``, ``"atlas"``) start it (its Start / Build button)."""
-        if panel not in self.panels:
-            raise CnnWidgetsError(f"no panel {panel!r}; panels are {', '.join(self.panels)}")
+        check_choice("panel", panel, self.panels)
         self.runner.request([panel])
 
     def compute(self) -> None:

@@ -213,7 +213,7 @@ def test_recompute_after_cancel_and_cancel_of_a_queued_panel(explorer, net, monk
     assert started.is_set() and explorer.progress["occlusion"]["state"] == "done"
     assert explorer.occlusion_info["target"] == f"unit {explorer.layer}[{explorer.channel}]"
     front_end_message(explorer, {"type": "cancel", "panel": "nope"})
-    assert "no panel 'nope'" in explorer.error
+    assert "panel must be one of" in explorer.error and "got 'nope'" in explorer.error
 
 
 def test_an_error_in_the_worker_ends_the_busy_state_with_one_line(explorer, net, monkeypatch):
@@ -326,3 +326,15 @@ def test_the_bar_s_cancel_stops_every_slow_panel(explorer, net, monkeypatch):
     np.testing.assert_array_equal(explorer.saliency, before_saliency)  # the finished but cancelled result is dropped
     assert explorer.status == "idle" and explorer.result_seq == 1 and explorer.error == ""
     assert_untouched(net.model, before_model)
+
+
+def test_one_name_and_one_error_type_per_panel(explorer, tmp_path):
+    """recompute, cancel and save_figure name the panels alike and refuse a wrong name alike (OptionError)."""
+    from cnn_widgets.export.figures import PANELS as FIGURE_PANELS
+
+    assert set(FIGURE_PANELS) - {"all"} <= set(explorer.panels)  # a figure of a panel has the panel's name
+    for call in (explorer.recompute, explorer.cancel, lambda name: explorer.save_figure(name, tmp_path / "f.png")):
+        with pytest.raises(cw.OptionError, match="fmap"):
+            call("fmap")  # the old Python name of the feature maps panel
+    explorer.recompute("feature_maps")
+    assert "feature_maps" in explorer.timings

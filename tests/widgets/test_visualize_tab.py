@@ -56,6 +56,7 @@ def threaded(explorer):
     explorer.runner.threaded = True  # the jobs go to the runner's workers, as in a kernel
     yield explorer
     explorer.cancel()
+    explorer.cancel("visualize")
     assert explorer.runner.wait(60)
 
 
