@@ -98,7 +98,6 @@ def test_fx_tracing_leaves_the_users_model_alone_in_the_kernel(kernel, model_in)
 
 def test_fx_tracing_leaves_the_users_model_alone_in_the_engine():
     start = time.monotonic()
-    print(cw.__file__)
     torch.manual_seed(0)
     net = cw.Network(torchvision.models.resnet18(num_classes=10).eval(),
                      preprocess=cw.imagenet_preprocess(size=64, resize=64), input_size=64)
