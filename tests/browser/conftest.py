@@ -48,6 +48,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    "--allow-file-access-from-files",  # harness pages (tests/widgets/harness.py) import the bundle from a file
 ]
 SERVER_START_TIMEOUT = 90.0
 #: Notebook 7 always logs this from its own settings loading; it is not ours.

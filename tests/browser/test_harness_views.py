@@ -8,21 +8,27 @@ No Jupyter server: each page is a static file (``write_harness``), so these run 
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
 import cnn_widgets as cw
 from cnn_widgets.widgets.panels.top_images import RECONSTRUCTION_NOTES
 
-from harness import write_harness  # tests/widgets is on sys.path (pytest rootdir-relative import)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
+from harness import write_harness  # noqa: E402  (tests/widgets/harness.py: the real bundle on an Explorer's state)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")]
 
 SCREENS = [(1280, 800), (1920, 1080)]
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--allow-file-access-from-files"]
 UNIT = ("blocks.4.2", 5)
+
+
+@pytest.fixture(scope="module")
+def net():
+    return cw.load_default()
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +61,6 @@ def pages(net, tmp_path_factory):
     assert len(explorer.tree["levels"]) == 2 and explorer.tree["levels"][1]["children"]
     write("tree_expanded", "full")
     return out
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_page(browser, path, screen):
@@ -170,3 +166,35 @@ def test_the_top_images_draw_the_kernels_note_on_the_deconvnet(browser, pages, s
         assert not page.errors
         page.close()
     assert notes == {"top_default": [], "top_deconvnet": [RECONSTRUCTION_NOTES["deconvnet"]]}
+
+
+TAB_BAR = """() => {
+    const bar = document.querySelector('.cnnw-tabs');
+    const shown = [...bar.children].filter((e) => e.offsetParent);
+    const menu = bar.querySelector('select.cnnw-tab-more');
+    return {rows: new Set(shown.map((e) => Math.round(e.getBoundingClientRect().top))).size,
+            buttons: shown.filter((e) => e.tagName === 'BUTTON').map((e) => e.dataset.tab),
+            menu: menu && menu.offsetParent ? [...menu.options].map((o) => o.value).filter(Boolean) : [],
+            menuValue: menu ? menu.value : null, menuSelected: !!menu && menu.classList.contains('selected'),
+            pages: [...document.querySelectorAll('.cnnw-tab-page')].filter((p) => !p.hidden).map((p) => p.dataset.tab)};
+}"""
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_presentation_tab_bar_keeps_one_row_and_puts_the_rest_in_a_menu(browser, pages, screen):
+    page = open_page(browser, pages["tree", "presentation", screen[0]], screen)
+    bar = page.evaluate(TAB_BAR)
+    every = ["saliency", "occlusion", "feature_maps", "tree", "top_images", "embedding", "filters", "visualize", "atlas"]
+    assert bar["rows"] == 1, bar  # a scan is attached: 9 tabs, more than one row holds beside the image
+    assert bar["buttons"][:2] == ["saliency", "occlusion"] and bar["buttons"] + bar["menu"] == every, bar
+    last = bar["menu"][-1]
+    page.select_option(".cnnw-tabs select.cnnw-tab-more", last)  # a tab in the menu opens like any tab
+    page.wait_for_timeout(100)
+    after = page.evaluate(TAB_BAR)
+    assert after["pages"] == [last] and after["menuValue"] == last and after["menuSelected"], after
+    assert after["rows"] == 1 and page.evaluate("() => window.__saved.at(-1).tab") == last
+    page.locator(".cnnw-tab[data-tab='saliency']").click()  # back to a tab of the row: the menu shows its prompt again
+    back = page.evaluate(TAB_BAR)
+    assert back["menuValue"] == "" and not back["menuSelected"] and back["pages"] == [], back
+    assert not page.errors
+    page.close()
