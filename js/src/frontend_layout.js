@@ -3,14 +3,59 @@
 // "presentation", "auto" | "light" | "dark") and the thresholds come from the kernel (layout_mode.py);
 // this file only measures the container and decides. The pure functions take plain numbers (node tests).
 
-/** The layout to draw: a forced one as it is; "auto" is compact in a narrow or height-capped container. */
-export function chooseLayout(requested, { width = 0, heightCap = null, host = "", thresholds = null } = {}) {
+/**
+ * The layout to draw: a forced one as it is; "auto" is compact in a narrow or height-capped container.
+ * A container is not narrow when the host caps its column's width (widthCap: {max, width} of the nearest
+ * ancestor with a max-width in px) at a width the full layout fits and the column is at that cap: the
+ * page is wider than the column (marimo run's default `App()`, width "compact", a 740 px column that
+ * leaves the widget ~710 px); the full layout then shows its top row two across.
+ */
+export function chooseLayout(requested, { width = 0, heightCap = null, widthCap = null, host = "", thresholds = null } = {}) {
   if (requested && requested !== "auto") return requested;
   if (host === "marimo-edit") return "compact"; // caps every cell's output at ~610 px
   if (!thresholds) return "full";
   if (heightCap != null && heightCap < thresholds.compact_height) return "compact";
-  if (width > 0 && width < thresholds.compact_width) return "compact";
+  const columnAtCap = !!widthCap && widthCap.max >= thresholds.compact_width && widthCap.width >= widthCap.max - 1;
+  if (width > 0 && width < thresholds.compact_width && !columnAtCap) return "compact";
   return "full";
+}
+
+/**
+ * The presentation layout's fit to the screen: the most strip rows (3, then 2, then 1), then the
+ * largest pinned image (with its predictions under it), then the largest section picture beside it
+ * (maxPicture down to minPicture px each). `overflow(rows, pinned, section)` lays the Explorer out so
+ * and returns {pinned, section, pinnedSize, sectionSize, rowHeight}: by how many px the image panel and the
+ * section's picture overrun the view (<= 0: it fits), the pictures' drawn sizes and the height of a strip row. The image panel
+ * does not depend on the section's picture; the section does on the image (the column beside it).
+ * Each layout costs the page a full layout (~10 ms in JupyterLab), so a picture is not searched for:
+ * it shrinks by what overruns (a picture shorter by n px ends n px higher), then again while that
+ * was not enough (a heading or the controls that wrap anew). Returns {rows, pinned, section}; the
+ * smallest when nothing fits.
+ */
+export function fitPresentation(overflow, { rows = [3, 2, 1], maxPicture = 448, minPicture = 224, steps = 6 } = {}) {
+  const fewest = rows[rows.length - 1];
+  const first = overflow(rows[0], maxPicture, maxPicture);
+  let over = first;
+  for (const r of rows) {
+    if (r !== rows[0]) {
+      // a strip row fewer gains its height: skip the counts that cannot gain enough (not the last)
+      if (r !== fewest && (rows[0] - r) * (first.rowHeight || 0) < Math.max(first.pinned, first.section)) continue;
+      over = overflow(r, maxPicture, maxPicture);
+    }
+    if (over.pinned <= 0 && over.section <= 0) return { rows: r, pinned: maxPicture, section: maxPicture };
+  }
+  const shrink = (size, drawn, by) => Math.max(minPicture, Math.min(size - 1, Math.floor(drawn - by)));
+  let pinned = maxPicture;
+  for (let i = 0; i < steps && over.pinned > 0 && pinned > minPicture; i++) {
+    pinned = shrink(pinned, over.pinnedSize, over.pinned);
+    over = overflow(fewest, pinned, maxPicture);
+  }
+  let section = maxPicture;
+  for (let i = 0; i < steps && over.section > 0 && section > minPicture; i++) {
+    section = shrink(section, over.sectionSize, over.section);
+    over = overflow(fewest, pinned, section);
+  }
+  return { rows: fewest, pinned, section };
 }
 
 /** The theme to draw: a forced one as it is; "auto" follows the host page. */
@@ -92,6 +137,33 @@ export function findHeightCap(el) {
   return null;
 }
 
+/** The nearest ancestor whose max-width is in px: {max, width} (its cap and its width now), or null. */
+export function findWidthCap(el) {
+  for (const node of ancestors(el)) {
+    if (!(node instanceof Element)) continue;
+    const max = getComputedStyle(node).maxWidth;
+    if (max.endsWith("px") && Number.isFinite(parseFloat(max))) return { max: parseFloat(max), width: node.getBoundingClientRect().width };
+  }
+  return null;
+}
+
+/**
+ * The view the page scrolls the widget in: {height, element}, its nearest ancestor that scrolls (JupyterLab's
+ * notebook panel, a capped marimo output), else the window (element: the document's scrolling element).
+ * The height the presentation layout must fit.
+ */
+export function scrollView(el) {
+  const doc = el.ownerDocument || document;
+  const win = doc.defaultView || window;
+  for (const node of ancestors(el)) {
+    if (!(node instanceof Element) || node === doc.body || node === doc.documentElement) continue;
+    if (/(auto|scroll)/.test(getComputedStyle(node).overflowY) && node.scrollHeight > node.clientHeight + 1) {
+      return { height: Math.min(node.clientHeight, win.innerHeight), element: node };
+    }
+  }
+  return { height: win.innerHeight, element: doc.scrollingElement || doc.documentElement };
+}
+
 /** Whether the page around the widget is dark: the hosts' own markers first, then the background colour. */
 export function hostIsDark(el) {
   const doc = el.ownerDocument || document;
@@ -124,7 +196,7 @@ export function followFrontEnd(model, root, host, apply) {
     frame = 0;
     const thresholds = (model.get("choices") || {}).layout || null;
     const cap = findHeightCap(host);
-    const layout = chooseLayout(model.get("layout_mode"), { width, heightCap: cap && cap.height, host: hostName, thresholds });
+    const layout = chooseLayout(model.get("layout_mode"), { width, heightCap: cap && cap.height, widthCap: findWidthCap(host), host: hostName, thresholds });
     root.dataset.theme = chooseTheme(model.get("theme"), hostIsDark(host));
     root.dataset.followHost = String(model.get("theme") === "auto" || !model.get("theme"));
     if (layout !== lastLayout) { lastLayout = layout; root.dataset.layout = layout; apply(layout); }

@@ -27,6 +27,12 @@ export function mountLayerStrip(model) {
   }
   const offLayers = listen(model, ["layers"], draw);
   const offLayer = listen(model, ["layer"], select);
+  // fewer rows (the presentation layout's fit to the screen, arrange.js) may hide the chosen row: bring it back
+  let height = -1, frame = 0;
+  const resize = typeof ResizeObserver === "undefined" ? null : new ResizeObserver(() => {
+    if (!frame) frame = requestAnimationFrame(() => { frame = 0; if (el.clientHeight !== height) { height = el.clientHeight; select(); } });
+  });
+  if (resize) resize.observe(el);
   draw();
-  return { el, select, cleanup() { offLayers(); offLayer(); } };
+  return { el, select, cleanup() { offLayers(); offLayer(); if (resize) resize.disconnect(); if (frame) cancelAnimationFrame(frame); } };
 }

@@ -134,6 +134,9 @@ export const CSS = `
 .cnnw-explorer .cnnw-tab { border: 1px solid var(--cnnw-border); border-bottom: 0; background: var(--cnnw-surface-2); border-radius: 6px 6px 0 0;
   padding: 4px 12px; min-height: 0; cursor: pointer; color: var(--cnnw-fg); margin-bottom: -2px; }
 .cnnw-explorer .cnnw-tab.selected { background: var(--cnnw-bg); border-color: var(--cnnw-accent-line); border-bottom: 2px solid var(--cnnw-bg); font-weight: 600; }
+/* the "more…" menu of a tab bar kept to one row (presentation, tabs.js): it looks like a tab */
+.cnnw-explorer .cnnw-tab-overflowed { display: none; }
+.cnnw-explorer select.cnnw-tab-more { min-height: 0; max-width: 14em; line-height: inherit; field-sizing: content; } /* as wide as the shown entry */
 .cnnw-tab-page > .cnnw-panel, .cnnw-tabbed > .cnnw-panel { border-top-left-radius: 0; border-top-right-radius: 0; border-top: 0; }
 .cnnw-drop { outline: 3px dashed var(--cnnw-accent); outline-offset: -3px; }
 .cnnw-legend { display: flex; gap: 6px; align-items: center; font-size: 12px; color: var(--cnnw-muted); margin-top: 4px; white-space: nowrap; }
@@ -182,15 +185,23 @@ export const CSS = `
 .cnnw-explorer[data-layout="presentation"] .cnnw-top-grid figcaption { font-size: 15px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-layer { line-height: 21px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-layer small { font-size: 13px; line-height: 16px; }
-.cnnw-explorer[data-layout="presentation"] .cnnw-layers { --cnnw-layer-h: 41px; }
+/* the fit to the screen (arrange.js) sets --cnnw-strip-rows (3 to 1), --cnnw-pinned-picture (the image) and
+   --cnnw-picture (saliency, occlusion), each 448 px down to 224 px */
+.cnnw-explorer[data-layout="presentation"] .cnnw-layers { --cnnw-layer-h: 41px; --cnnw-layer-rows: var(--cnnw-strip-rows, 3); margin-bottom: 8px; }
+.cnnw-explorer[data-layout="presentation"] .cnnw-bar { margin-bottom: 6px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-tab { padding: 6px 16px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-controls input[type=range] { width: 140px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-pred { grid-template-columns: minmax(0, 1fr) 62px; padding: 3px 4px; }
-.cnnw-explorer[data-layout="presentation"] :is(.cnnw-image, .cnnw-saliency, .cnnw-occlusion) { width: min(100%, 448px); image-rendering: auto; }
+.cnnw-explorer[data-layout="presentation"] :is(.cnnw-image, .cnnw-saliency, .cnnw-occlusion) { width: min(100%, var(--cnnw-picture, 448px)); image-rendering: auto; }
+.cnnw-explorer[data-layout="presentation"] .cnnw-image { width: min(100%, var(--cnnw-pinned-picture, 448px)); }
 .cnnw-explorer[data-layout="presentation"] .cnnw-legend canvas { width: 200px; flex-basis: 200px; height: 14px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-tree-card { width: 176px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-tree-card canvas { width: 176px; height: 176px; }
-.cnnw-stage { display: grid; grid-template-columns: minmax(260px, 420px) minmax(0, 1fr); gap: 12px; align-items: start; }
+/* the pinned image's column is as wide as its picture (+ the panel's padding and border), at most half the stage, and
+   at least its heading on one line (a wrapped heading would take the room of a line of predictions) */
+.cnnw-stage { display: grid; grid-template-columns: minmax(min-content, min(calc(var(--cnnw-pinned-picture, 448px) + 14px), calc(50% - 5px))) minmax(0, 1fr);
+  gap: 10px; align-items: start; }
 .cnnw-stage > .cnnw-panel { border-radius: 6px; }
+.cnnw-stage > .cnnw-panel > h3 { white-space: nowrap; }
 @media (max-width: 900px) { .cnnw-stage { grid-template-columns: minmax(0, 1fr); } }
 `;
