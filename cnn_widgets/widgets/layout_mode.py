@@ -22,7 +22,9 @@ from .options import Choice
 
 LAYOUTS = {"auto": "layout: auto", "full": "layout: full", "compact": "layout: compact", "presentation": "layout: presentation"}
 THEMES = {"auto": "theme of the page", "light": "light", "dark": "dark"}
-#: Below this container width (CSS px) "auto" is compact: the full layout's top row needs three 260 px panels.
+#: Below this container width (CSS px) "auto" is compact. From here to about 818 px the full layout puts two
+#: panels across (three need about 818 px); a width-capped column of at least this width (marimo's default
+#: "compact" app, 740 px) gets the full layout too (js/src/frontend_layout.js chooseLayout).
 COMPACT_WIDTH = 720
 #: The tab labels of the views that the full layout shows at once (compact and presentation: one at a time)
 SECTIONS = {"predictions": "Image", "saliency": "Saliency", "occlusion": "Occlusion", "feature_maps": "Feature maps"}
