@@ -25,11 +25,13 @@ ICONS = {"patches": "mean patches (fast)", "visualize": "feature visualisation (
 PATCH_SIZE = 48  # pixels of each top patch shown on hover
 ALL_CELLS = -1
 ATLAS_TARGET = "atlas"  # the value of the Explorer's ``target`` while an atlas cell's direction is explained
+
+
 class AtlasTab(traitlets.HasTraits):
     """Mixed into the Explorer: the ``atlas_*`` traits; a click sets ``target`` to ``"atlas"``."""
 
     #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
-    USES: tuple[str, ...] = ('runner', 'model_turns', 'net', 'scan', 'predictions', 'tab', 'target', 'viz_mode', 'viz_direction', 'recompute', 'start_visualization', '_report', '_clear_error')
+    USES: tuple[str, ...] = ('runner', 'model_turns', 'net', 'scan', 'predictions', 'tab', 'target', 'viz_mode', 'viz_direction', 'recompute', 'cancel', 'start_visualization', '_report', '_clear_error')
 
     atlas_grid = IntRange(8, min=4, max=24).tag(sync=True)
     atlas_icons = Choice(ICONS, "patches").tag(sync=True)
@@ -179,5 +181,7 @@ class AtlasTab(traitlets.HasTraits):
     def _atlas_stale(self, change):
         if getattr(self, "_ready", False) and change["name"] != "predictions":
             self._atlas = None  # another layer, scan or network: Build again (a built one comes from the cache)
+            if self.runner.running("atlas"):
+                self.cancel("atlas")  # a build for the old one is never drawn over the new
         if getattr(self, "_ready", False):
             self._show_atlas()

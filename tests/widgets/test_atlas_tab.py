@@ -122,3 +122,27 @@ def test_a_new_network_drops_the_direction_target(explorer, setup):
     net = setup[0]
     explorer.net = cw.Network(net.model, preprocess=net.preprocess, labels=net.labels)
     assert explorer.target == "top" and explorer.atlas_target == {}
+
+
+def test_a_build_for_the_old_layer_is_never_drawn_over_the_new_one(explorer, monkeypatch):
+    """The build runs on the runner's long lane; choosing another layer meanwhile cancels it."""
+    import threading
+
+    explorer.runner.threaded = True  # as in a kernel
+    started, go = threading.Event(), threading.Event()
+    real = explorer.net.atlas
+
+    def slow_atlas(*args, **kwargs):
+        started.set()
+        go.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(explorer.net, "atlas", slow_atlas)
+    explorer.build_atlas(wait=False)
+    assert started.wait(30) and explorer.runner.running("atlas")
+    explorer.layer = "relu1"
+    go.set()
+    assert explorer.runner.wait(60)
+    assert explorer.atlas_image is None and explorer.progress["atlas"]["state"] == "cancelled"
+    explorer.build_atlas()  # the new layer's, when asked for
+    assert explorer.atlas_info["layer"] == "relu1" and explorer.progress["atlas"]["state"] == "done"
