@@ -39,7 +39,7 @@ def both(net, x, target=1, **options):
     """(incremental result, grid of full recomputation) for the same options."""
     options = {"quantity": "logit", "progress": False, **options}
     full = net.occlusion(x, target, grid=True, execution="full", **options)
-    return net.occlusion(x, target, result=True, **{"method": "incremental", **options}), full
+    return net.occlusion(x, target, result=True, **{"execution": "incremental", **options}), full
 
 
 def assert_exact(result, full):
@@ -373,7 +373,7 @@ def test_callback_can_stop_and_model_is_unchanged():
     [
         ({"approx": 0}, "approx"), ({"approx": 1.5}, "approx"), ({"approx": "half"}, "approx"),
         ({"drill_down": 0}, "drill_down"), ({"drill_down": 2}, "drill_down"),
-        ({"method": "fast"}, "incremental"), ({"callback": 3}, "callback"),
+        ({"execution": "fast"}, "incremental"), ({"callback": 3}, "callback"),
         ({"result": "yes"}, "result"), ({"compare": 1}, "compare"), ({"grid": None}, "grid"),
     ],
 )
