@@ -136,6 +136,29 @@ class VoilaServer(ServedApp):
         return f"{self.url}/?token={self.token}"
 
 
+def marimo_explorer_app(width: str | None = None) -> str:
+    """A marimo app file with one cell showing ``cw.Explorer()``; ``width`` is ``marimo.App``'s (None: its default)."""
+    app = "marimo.App()" if width is None else f"marimo.App(width={width!r})"
+    return f'''
+import marimo
+
+app = {app}
+
+
+@app.cell
+def _():
+    import cnn_widgets as cw
+
+    explorer = cw.Explorer()
+    explorer
+    return (explorer,)
+
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
 class MarimoServer(ServedApp):
     """``marimo run`` or ``marimo edit`` (mode) serving one app file, with a random token."""
 

@@ -12,29 +12,12 @@ from __future__ import annotations
 
 import pytest
 
-from frontends import (MarimoServer, check_explorer, compact_fit, open_page, our_errors, screenshot, show_section,
+from frontends import (MarimoServer, marimo_explorer_app, check_explorer, compact_fit, open_page, our_errors, screenshot, show_section,
                        unstyled_controls)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-RUN_APP = '''
-import marimo
-
-app = marimo.App(width="medium")
-
-
-@app.cell
-def _():
-    import cnn_widgets as cw
-
-    explorer = cw.Explorer()
-    explorer
-    return (explorer,)
-
-
-if __name__ == "__main__":
-    app.run()
-'''
+RUN_APP = marimo_explorer_app("medium")
 
 EDIT_APP = '''
 import marimo

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontends import MarimoServer, open_page, our_errors, page_js, screenshot, wait_drawn
+from frontends import MarimoServer, marimo_explorer_app, open_page, our_errors, page_js, screenshot, wait_drawn
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -105,24 +105,7 @@ def test_presentation_fits_the_screen_in_jupyterlab_with_the_file_browser_open(r
         nb.close()
 
 
-MARIMO_DEFAULT_APP = '''
-import marimo
-
-app = marimo.App()
-
-
-@app.cell
-def _():
-    import cnn_widgets as cw
-
-    explorer = cw.Explorer()
-    explorer
-    return (explorer,)
-
-
-if __name__ == "__main__":
-    app.run()
-'''
+MARIMO_DEFAULT_APP = marimo_explorer_app()  # marimo's default width: a compact column
 
 LAYOUT_JS = page_js("""
   const root = deepQuery('div.cnnw-explorer');
