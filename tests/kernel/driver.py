@@ -110,9 +110,12 @@ class KernelDriver:
         self.iopub_counts: Counter[str] = Counter()  # iopub messages by type
         self._closing = threading.Event()
         self._drainer = threading.Thread(target=self._drain, name="iopub-drain", daemon=True)
-        self._drainer.start()
         try:
+            # wait_for_ready reads the iopub socket itself: the drainer starts only after it, since two
+            # threads reading one zmq socket split a multipart message (CI saw an empty one: IndexError
+            # in Session.deserialize at kernel start)
             self.kc.wait_for_ready(timeout=startup_timeout)
+            self._drainer.start()
             self.install_helpers()
         except BaseException:
             self.shutdown()
@@ -251,6 +254,8 @@ class KernelDriver:
     def shutdown(self) -> None:
         """Stop the kernel (at once) and the channels; safe to call twice."""
         self._closing.set()
+        if self._drainer.ident is not None:  # stopped before the channels close: one reader of a socket
+            self._drainer.join(5)
         try:
             self.kc.stop_channels()
         except Exception:
@@ -259,7 +264,6 @@ class KernelDriver:
             if self.km.has_kernel:
                 self.km.shutdown_kernel(now=True)
         finally:
-            self._drainer.join(5)
             self._log.close()
             self._dir.cleanup()
 
