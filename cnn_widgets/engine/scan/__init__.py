@@ -25,7 +25,7 @@ error and on Ctrl-C too), so the pass costs the plain forward plus a few reducti
 
 The parts, each importing only the ones listed before it:
 
-* :mod:`.errors` -- :class:`ScanError`;
+* :mod:`.errors` -- :class:`ScanError` and :class:`ScanSaveWarning`;
 * :mod:`.recipes` -- dataset recipes in scan files, checked against the package's own registry;
 * :mod:`.sources` -- datasets, loaders, folders and lists as batches, and image ``i`` found again;
 * :mod:`.state` -- the running per-layer top-k table, statistics and codes, and how a batch folds in;
@@ -38,7 +38,7 @@ The parts, each importing only the ones listed before it:
 """
 
 from .embedding import EMBEDDINGS
-from .errors import ScanError
+from .errors import ScanError, ScanSaveWarning
 from .model import default_scan_layers, model_fingerprint
 from .result import ChannelStats, Scan
 from .run import scan
@@ -48,5 +48,5 @@ from .top_images import RECONSTRUCTIONS, TopImage, reconstruct
 
 __all__ = [
     "EMBEDDINGS", "FORMAT", "IMAGE_EXTENSIONS", "RECONSTRUCTIONS", "VERSION", "ChannelStats", "Scan", "ScanError",
-    "TopImage", "default_scan_layers", "model_fingerprint", "reconstruct", "scan",
+    "ScanSaveWarning", "TopImage", "default_scan_layers", "model_fingerprint", "reconstruct", "scan",
 ]

@@ -13,10 +13,11 @@ from ..checks import check_bool, check_choice, check_int
 from ..errors import OptionError
 from ..hooks import inference_state
 from .batch import fold_batch
-from .errors import ScanError
+from .errors import ScanError, ScanSaveWarning
 from .model import default_scan_layers, model_fingerprint
 from .result import Scan
 from .sources import as_source
+from .storage import check_save_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
@@ -69,7 +70,10 @@ def scan(
     progress
         Show a tqdm progress bar.
     save_to
-        Write the scan there when the pass ends (also when it is interrupted).
+        Write the scan there when the pass ends (also when it is interrupted or stops on an
+        error). A folder that does not exist or cannot be written is refused before the pass
+        begins; a write that fails at the end (a full disk) leaves no partial file and gives a
+        :class:`ScanSaveWarning` naming the path and the reason: the scan is returned all the same.
     resume
         A partial :class:`Scan` or the path of a saved one, made with the same network, layers
         and images: scanning continues at its first unscanned image. The result equals one
@@ -88,6 +92,11 @@ def scan(
 
     Ctrl-C stops the pass and returns the images covered so far (``scan.interrupted``; only whole
     batches are kept); the model, its flags and hooks are left as before.
+
+    Work is never lost: the scan under way is ``net.last_scan`` from its first batch on, and an
+    error that stops the pass (an unreadable image, a batch that keeps killing Ray workers) carries
+    the partial scan as ``error.scan`` (and is saved to ``save_to``), so
+    ``net.scan(images, resume=error.scan)`` continues at its first unscanned image.
     """
     from tqdm.auto import tqdm
 
@@ -107,6 +116,8 @@ def scan(
         if workers is not None or resources is not None:
             raise OptionError("workers and resources are options of backend='ray'; pass backend='ray' or leave them out")
         source = as_source(images)
+    if save_to is not None:
+        save_to = check_save_path(save_to)  # before an hour of scanning, not after
     if isinstance(layers, str):
         layers = [layers]
     names = default_scan_layers(net) if layers is None else [net.layer(n).name for n in layers]
@@ -133,6 +144,7 @@ def scan(
 
     start = result.count
     result.interrupted = False
+    net.last_scan = result  # reachable whatever ends the pass (resume=net.last_scan)
     bar = tqdm(total=result.total, initial=start, unit="img", desc=f"scan {net.name}", disable=not progress)
     try:
         position = start
@@ -151,8 +163,42 @@ def scan(
             f"scan interrupted: {result.count} of {result.total} images covered; continue with "
             "net.scan(images, resume=scan)", stacklevel=2,
         )
+    except Exception as exc:
+        _attach_partial(exc, result)
+        raise
     finally:
         bar.close()
         if save_to is not None:
-            result.save(save_to)
+            _save(result, save_to)
     return result
+
+
+def _done_text(result: Scan) -> str:
+    return f"images 0..{result.count - 1} are done" if result.count else "no image is done yet"
+
+
+def _attach_partial(exc: Exception, result: Scan) -> None:
+    """Give the error that stopped a pass the partial scan (``error.scan``) and say what is done."""
+    if isinstance(exc, ScanError):
+        exc.scan = result
+    else:
+        try:  # another package's error: the attribute and the note where it takes them
+            exc.scan = result
+        except AttributeError:
+            pass
+    if hasattr(exc, "add_note"):  # Python 3.11+
+        exc.add_note(f"the scan stopped with {result.count} of {result.total} images covered ({_done_text(result)}); "
+                     "continue with net.scan(images, resume=error.scan) (or resume=net.last_scan)")
+
+
+def _save(result: Scan, path) -> None:
+    """Write ``result`` to ``path``; a failure is a warning, never the loss of the scan itself."""
+    try:
+        result.save(path)
+    except (OSError, RuntimeError, ScanError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        warnings.warn(
+            f"the scan could not be written to {str(path)!r} ({reason}); no partial file was left there. The "
+            f"scan ({result.count} of {result.total} images) is returned and kept as net.last_scan: save it "
+            "elsewhere with scan.save(path)", ScanSaveWarning, stacklevel=3,
+        )

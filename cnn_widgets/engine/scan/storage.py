@@ -4,14 +4,26 @@ A file holds tensors, numbers, strings, lists and dicts only: ``weights_only=Tru
 anything else, and the image source is a record of data (file paths, or a dataset recipe that
 :mod:`.recipes` checks against the package's own registry). Reading a file never runs code.
 
+A file is checked before anything in it is used: every tensor against the checksum saved beside
+it, the plain fields against theirs, then every count and shape against each other (``count <=
+total``, ``[C, k]`` top-k tables whose image indices lie in ``0 .. count - 1``, ``[count, C]`` codes,
+one label per image, the source's length). A damaged file is refused with a :class:`ScanError`
+naming what is wrong; it never loads with other numbers.
+
+Writing is atomic: the file is written under a temporary name in the same folder, flushed to the
+disk and renamed over the target; a write that fails (a full disk) removes its temporary file.
+
 Format history: version 1 saved a dataset as ``{"kind": "recipe", "module", "function",
-"kwargs"}``; version 2 saves ``{"kind": "dataset", "name", "kwargs"}``. Both are read.
+"kwargs"}``; version 2 saves ``{"kind": "dataset", "name", "kwargs"}``; version 3 adds the
+checksums. All three are read (the older two without checksums, with every other check).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import pickle
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +40,14 @@ from .state import LAYER_STATE_FIELDS, LayerState
 if TYPE_CHECKING:  # pragma: no cover
     from ..core import NetworkBase
 
-__all__ = ["FORMAT", "VERSION", "ScanFile", "check_network", "read_scan_file", "write_scan_file"]
+__all__ = ["FORMAT", "VERSION", "ScanFile", "check_network", "check_save_path", "read_scan_file", "write_scan_file"]
 
 FORMAT = "cnn_widgets.scan"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+#: The fields a file keeps beside the layer states (the header its checksum covers).
+HEADER_FIELDS = ("net_name", "fingerprint", "layers", "shapes", "k", "count", "total", "batch_size", "interrupted",
+                 "source", "class_names", "labels")
 
 
 @dataclass
@@ -55,8 +70,51 @@ class ScanFile:
     codes: dict[str, np.ndarray]  # [count, C] per layer
 
 
+def check_save_path(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`Path` a scan can be written to, or a :class:`ScanError` saying why not.
+
+    Called before a scan begins, so a missing or read-only folder is found then, not after an
+    hour of scanning: the folder must exist and take a new file (one is created and removed).
+    """
+    try:
+        path = Path(os.fspath(path)).expanduser()
+    except TypeError:
+        raise ScanError(f"save_to must be a file path, got {type(path).__name__} {path!r}") from None
+    where = repr(str(path))
+    if path.is_dir():
+        raise ScanError(f"save_to={where} is a folder; give a file name in it, such as {str(path / 'scan.pt')!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ScanError(f"cannot save the scan to {where}: the folder {str(folder)!r} does not exist; create it "
+                        "(os.makedirs(folder)) or choose another save_to. Nothing was scanned")
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".probe")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ScanError(f"cannot save the scan to {where}: the folder {str(folder)!r} cannot be written "
+                        f"({exc.strerror or exc}); choose another save_to. Nothing was scanned") from None
+    return path
+
+
+def _tensor_digest(tensor: torch.Tensor) -> str:
+    """A digest of a tensor's dtype, shape and bytes (any dtype: its storage read as bytes)."""
+    data = tensor.detach().cpu().contiguous().reshape(-1)
+    digest = hashlib.blake2b(f"{data.dtype}|{tuple(tensor.shape)}".encode(), digest_size=16)
+    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _header_digest(payload: dict) -> str:
+    """A digest of the plain fields (numbers, names, labels, source) as canonical JSON."""
+    header = {f: payload.get(f) for f in HEADER_FIELDS}
+    text = json.dumps(header, sort_keys=True, default=repr, allow_nan=True)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
-    """Write ``scan_file`` to ``path`` atomically (a half-written file is never left behind)."""
+    """Write ``scan_file`` to ``path`` atomically: a failed write leaves neither a half-written file nor
+    its temporary file behind, and raises :class:`ScanError` with the reason (``No space left on device``)."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
@@ -78,22 +136,114 @@ def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
             for name, ls in scan_file.states.items()
         },
     }
+    payload["checksums"] = {
+        "header": _header_digest(payload),
+        "state": {name: {f: _tensor_digest(t) for f, t in st.items()} for name, st in payload["state"].items()},
+    }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        if isinstance(exc, (OSError, RuntimeError)):
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            raise ScanError(f"the scan could not be written to {str(path)!r} ({reason}); nothing was left "
+                            "there") from exc
+        raise
+
+
+def _load_payload(path: str | os.PathLike):
+    where = repr(str(path))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ScanError(f"no scan file at {where}") from None
+    except IsADirectoryError:
+        raise ScanError(f"{where} is a folder, not a scan file") from None
+    except PermissionError as exc:
+        raise ScanError(f"cannot read the scan file {where} ({exc.strerror})") from None
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as exc:  # a damaged archive fails in many ways: OSError, RuntimeError, UnpicklingError, ...
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ScanError(f"{where} is not a cnn_widgets scan file, or it is damaged (truncated, or bytes changed), "
+                        f"or it holds more than data, which is refused: {text}") from None
+
+
+def _check_checksums(payload: dict) -> None:
+    """Every tensor and the plain fields against the digests saved beside them (format 3 on)."""
+    sums = payload.get("checksums")
+    if not isinstance(sums, dict) or not isinstance(sums.get("state"), dict):
+        raise TypeError("the checksums are missing")
+    if sums.get("header") != _header_digest(payload):
+        raise TypeError("the plain fields (counts, names, labels or image source) do not match their checksum")
+    state = payload["state"]
+    if set(sums["state"]) != set(state):
+        raise TypeError("the layers do not match their checksums")
+    for name, st in state.items():
+        expected = sums["state"][name]
+        if not isinstance(st, dict) or not isinstance(expected, dict) or set(expected) != set(st):
+            raise TypeError(f"layer {name!r} does not match its checksums")
+        for field, tensor in st.items():
+            if not isinstance(tensor, torch.Tensor) or expected[field] != _tensor_digest(tensor):
+                raise TypeError(f"the {field} of layer {name!r} does not match its checksum")
+
+
+def _int(value, what: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise TypeError(f"{what} is {value!r}, not an integer of at least {low}")
+    return value
+
+
+def _check_layer(name: str, shape: tuple[int, ...], ls: LayerState, codes: torch.Tensor, k: int, count: int) -> None:
+    """One layer's state against its shape, ``k`` and ``count``: sizes, kinds, and every index in range."""
+    channels, filled = shape[0], min(k, count)
+    positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    sizes = {"top_values": (channels, k), "top_index": (channels, k), "top_y": (channels, k), "top_x": (channels, k),
+             "code_sum": (channels,), "max": (channels,), "zeros": (channels,), "firing": (channels,),
+             "codes": (count, channels)}
+    for field, size in sizes.items():
+        tensor = codes if field == "codes" else getattr(ls, field)
+        if tuple(tensor.shape) != size:
+            raise TypeError(f"the {field} of layer {name!r} has shape {tuple(tensor.shape)}, not {size} "
+                            f"({channels} channels, k={k}, {count} images)")
+        floating = field in ("top_values", "code_sum", "max", "codes")
+        if tensor.is_floating_point() != floating:
+            raise TypeError(f"the {field} of layer {name!r} holds {tensor.dtype}")
+    index, values = ls.top_index, ls.top_values
+    if count and bool(torch.isnan(values).any() | torch.isnan(codes).any() | torch.isnan(ls.code_sum).any()):
+        raise TypeError(f"layer {name!r} holds NaN values")
+    if bool(((index < 0) | (index >= count))[:, :filled].any()) or bool((index[:, filled:] != -1).any()):
+        raise TypeError(f"the top images of layer {name!r} are not {filled} image indices in 0..{count - 1} per channel")
+    if bool(torch.isinf(values[:, :filled]).any()) or bool((~torch.isinf(values[:, filled:])).any()):
+        raise TypeError(f"the top values of layer {name!r} do not match its top images")
+    if filled > 1 and bool((index[:, :filled].sort(dim=1).values.diff(dim=1) == 0).any()):
+        raise TypeError(f"layer {name!r} ranks one image twice for a channel")
+    if filled > 1 and bool((values[:, 1:filled] > values[:, : filled - 1]).any()):
+        raise TypeError(f"the top values of layer {name!r} are not in descending order")
+    width = shape[-1] if len(shape) >= 2 else 1  # positions are y * width + x (state.map_width)
+    height = positions // width
+    if bool(((ls.top_y < 0) | (ls.top_y >= height) | (ls.top_x < 0) | (ls.top_x >= width)).any()):
+        raise TypeError(f"the positions of layer {name!r} lie outside its {height}x{width} map")
+    if bool(((ls.zeros < 0) | (ls.zeros > count * positions)).any()) or bool(((ls.firing < 0) | (ls.firing > count)).any()):
+        raise TypeError(f"the counts of layer {name!r} exceed its {count} images")
 
 
 def read_scan_file(path: str | os.PathLike) -> ScanFile:
-    """Read and check a file written by :func:`write_scan_file` (:class:`ScanError` when it is not one)."""
+    """Read and check a file written by :func:`write_scan_file` (:class:`ScanError` when it is not one,
+    or is damaged: a checksum, a count or a shape that does not match)."""
     where = repr(str(path))
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ScanError(f"no scan file at {where}") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise ScanError(f"{where} is not a cnn_widgets scan file (or holds more than data, which is refused): "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    payload = _load_payload(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ScanError(f"{where} is not a cnn_widgets scan file")
     version = payload.get("version")
@@ -101,33 +251,66 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
         raise ScanError(f"{where} is a scan file of format version {version!r}; this cnn_widgets reads versions "
                         f"{', '.join(map(str, READABLE_VERSIONS))} (update cnn_widgets, or scan again)")
     try:
+        if not isinstance(payload.get("state"), dict):
+            raise TypeError("the layer states are missing")
+        if version >= 3:
+            _check_checksums(payload)
+        k = _int(payload["k"], "k", 1)
+        total = _int(payload["total"], "the number of images", 1)
+        count = _int(payload["count"], "the number of images covered", 0)
+        if count > total:
+            raise TypeError(f"it covers {count} images of {total}")
+        layers = payload["layers"]
+        if not isinstance(layers, list) or not layers or not all(isinstance(n, str) for n in layers) \
+                or len(set(layers)) != len(layers):
+            raise TypeError("the layer names are not a list of distinct names")
+        shapes = payload["shapes"]
+        if not isinstance(shapes, dict) or set(shapes) != set(layers) or set(payload["state"]) != set(layers):
+            raise TypeError("the layer shapes or states do not match the layer names")
+        shapes = {n: tuple(_int(v, f"a size of layer {n!r}", 1) for v in shapes[n]) for n in layers}
+        if any(not shape for shape in shapes.values()):
+            raise TypeError("a layer has no shape")
+        labels = payload["labels"]
+        if not isinstance(labels, list) or len(labels) != count:
+            raise TypeError(f"it has {len(labels) if isinstance(labels, list) else 'no list of'} labels for {count} images")
+        source = payload["source"]
+        if not isinstance(source, dict):
+            raise TypeError("the image source is not a record")
+        if "length" in source and source["length"] != total:
+            raise TypeError(f"its image source has {source['length']!r} images, the scan {total}")
+        class_names = payload.get("class_names")
+        if class_names is not None and not (isinstance(class_names, list) and all(isinstance(c, str) for c in class_names)):
+            raise TypeError("the class names are not a list of names")
         states, codes = {}, {}
-        for name, st in payload["state"].items():
+        for name in layers:
+            st = payload["state"][name]
+            if not isinstance(st, dict):
+                raise TypeError(f"layer {name!r} holds no state")
             tensors = [st[f] for f in LAYER_STATE_FIELDS] + [st["codes"]]
             if not all(isinstance(t, torch.Tensor) for t in tensors):
                 raise TypeError(f"layer {name!r} holds something other than tensors")
             states[name] = LayerState(*tensors[:-1])
+            _check_layer(name, shapes[name], states[name], st["codes"], k, count)
             codes[name] = st["codes"].numpy()
         scan_file = ScanFile(
             net_name=str(payload["net_name"]),
             fingerprint=str(payload["fingerprint"]),
-            layers=[str(n) for n in payload["layers"]],
-            shapes={str(n): tuple(int(v) for v in s) for n, s in payload["shapes"].items()},
-            k=int(payload["k"]),
-            count=int(payload["count"]),
-            total=int(payload["total"]),
-            batch_size=int(payload["batch_size"]),
+            layers=list(layers),
+            shapes=shapes,
+            k=k,
+            count=count,
+            total=total,
+            batch_size=_int(payload["batch_size"], "the batch size", 1),
             interrupted=bool(payload["interrupted"]),
-            source=payload["source"],
-            class_names=payload.get("class_names"),
-            labels=list(payload["labels"]),
+            source=source,
+            class_names=class_names,
+            labels=labels,
             states=states,
             codes=codes,
         )
-        if not isinstance(scan_file.source, dict) or set(states) != set(scan_file.layers):
-            raise TypeError("the image source or the layer states do not match the header")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ScanError(f"{where} is a damaged scan file ({exc}); scan again") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        what = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else str(exc)
+        raise ScanError(f"{where} is a damaged scan file: {what}; it was not loaded (scan again, or load a copy)") from None
     return scan_file
 
 
