@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .checks import check_choice
+from .checks import check_choice, check_float, check_int
 from .errors import ImageError, OptionError
 from .images import to_rgb_image
 
@@ -90,6 +90,22 @@ def _load_photo(name: str) -> Image.Image:
     return to_rgb_image(array)
 
 
+def _check_names(names, what: str = "names") -> list[str]:
+    """A non-empty list of bundled photo names, checked before anything is loaded."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+        raise OptionError(f"{what} must be a list of photo names, got {names!r}")
+    if not names:
+        raise OptionError(f"{what} is empty; name at least one photo ({', '.join(list(COLOUR_PHOTOS)[:4])}, ...) "
+                          "or leave it out for all of them")
+    unknown = [n for n in names if n not in COLOUR_PHOTOS and n not in GRAYSCALE_PHOTOS]
+    if unknown:
+        raise ImageError(
+            f"unknown photo(s) {unknown[:5]}{' ...' if len(unknown) > 5 else ''}; choose from "
+            f"{', '.join(list(COLOUR_PHOTOS) + list(GRAYSCALE_PHOTOS))}"
+        )
+    return list(names)
+
+
 def available_photos(grayscale: bool = True) -> list[str]:
     """Names of the bundled photos present in this scikit-image installation (no download)."""
     names = list(COLOUR_PHOTOS) + (list(GRAYSCALE_PHOTOS) if grayscale else [])
@@ -147,20 +163,37 @@ def photos(grayscale: bool = True, names: Sequence[str] | None = None, transform
     transform
         Applied to each PIL image (torchvision style).
     """
-    if names is None:
-        names = available_photos(grayscale)
-    else:
-        unknown = [n for n in names if n not in COLOUR_PHOTOS and n not in GRAYSCALE_PHOTOS]
-        if unknown:
-            raise ImageError(
-                f"unknown photo(s) {unknown}; choose from {', '.join(list(COLOUR_PHOTOS) + list(GRAYSCALE_PHOTOS))}"
-            )
+    names = available_photos(grayscale) if names is None else _check_names(names)
     return Photos(names, transform)
 
 
 # ------------------------------------------------------------------------------------------
 # augmented photos
 # ------------------------------------------------------------------------------------------
+
+
+#: The largest side of an augmented photo (a recipe asking for more is refused before any image is made).
+MAX_SIZE = 4096
+
+
+class _CycleTargets(Sequence):
+    """``targets[i] = i % classes`` for ``n`` items, computed on access (no list of ``n`` entries)."""
+
+    def __init__(self, n: int, classes: int):
+        self.n, self.classes = n, classes
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [i % self.classes for i in range(*index.indices(self.n))]
+        if not -self.n <= index < self.n:
+            raise IndexError(f"index {index} out of range for {self.n} targets")
+        return (index % self.n) % self.classes
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
 
 
 class AugmentedPhotos(Dataset):
@@ -181,12 +214,19 @@ class AugmentedPhotos(Dataset):
         names: Sequence[str] | None = None,
         transform: Callable | None = None,
     ):
-        if n < 1:
-            raise OptionError(f"n must be a positive number of images, got {n}")
-        self.n, self.seed, self.size, self.scale = int(n), int(seed), int(size), tuple(scale)
-        self.names = list(names) if names is not None else available_photos(grayscale=False)
+        # every argument checked before anything is built (a saved scan's recipe may name any values)
+        self.n = check_int("n", n)
+        self.seed = check_int("seed", seed, low=0, high=2**63 - 1)
+        self.size = check_int("size", size, low=8, high=MAX_SIZE)
+        if isinstance(scale, (str, bytes)) or not isinstance(scale, Sequence) or len(scale) != 2:
+            raise OptionError(f"scale must be a pair (smallest, largest) of crop fractions in (0, 1], got {scale!r}")
+        self.scale = (check_float("scale[0]", scale[0], 0.0, 1.0, open_low=True),
+                      check_float("scale[1]", scale[1], 0.0, 1.0, open_low=True))
+        if self.scale[0] > self.scale[1]:
+            raise OptionError(f"scale must be (smallest, largest) with smallest <= largest, got {scale!r}")
+        self.names = _check_names(names) if names is not None else available_photos(grayscale=False)
         self.classes = list(self.names)
-        self.targets = [i % len(self.names) for i in range(self.n)]
+        self.targets = _CycleTargets(self.n, len(self.names))
         self.transform = transform
         self.recipe = (
             "augmented_photos",
@@ -320,7 +360,10 @@ def digits(test_fraction: float = 0.25, seed: int = 0, transform: Callable | Non
     transform
         Applied to each 8x8 PIL image (e.g. a network's ``preprocess``).
     """
-    images, labels, train_idx, test_idx = _digits_arrays(float(test_fraction), int(seed))
+    test_fraction, seed = _check_split(test_fraction, seed)
+    if test_fraction >= 1.0:
+        raise OptionError("test_fraction must be below 1 (a share of the images held out), got 1.0")
+    images, labels, train_idx, test_idx = _digits_arrays(test_fraction, seed)
 
     def split(idx, name):
         recipe = ("digits_split", {"split": name, "test_fraction": float(test_fraction), "seed": int(seed)})
@@ -333,6 +376,11 @@ def digits_split(split: str = "test", test_fraction: float = 0.25, seed: int = 0
     """One split of :func:`digits`, ``"train"`` or ``"test"`` (used to re-create a saved scan's images)."""
     check_choice("split", split, ("train", "test"))
     return getattr(digits(test_fraction, seed), split)
+
+
+def _check_split(test_fraction, seed) -> tuple[float, int]:
+    return (check_float("test_fraction", test_fraction, 0.0, 1.0, open_low=True),
+            check_int("seed", seed, low=0, high=2**32 - 1))
 
 
 # ------------------------------------------------------------------------------------------

@@ -73,7 +73,9 @@ def _refuse(what: str, where: str) -> ScanError:
 def dataset_from_record(record: dict, where: str = "the scan file"):
     """The dataset a saved record names, re-created from the registry; :class:`ScanError` for anything else.
 
-    ``where`` names the file in the messages.
+    ``where`` names the file in the messages. Every argument is checked by the factory before it
+    builds anything (:mod:`cnn_widgets.engine.datasets`: bounds, types, non-empty names; building is
+    then cheap whatever the size asked), and the dataset's length must be the record's.
     """
     kind = record.get("kind")
     if kind == "recipe":  # format 1: {"module", "function", "kwargs"}
@@ -95,9 +97,15 @@ def dataset_from_record(record: dict, where: str = "the scan file"):
     unknown = sorted(set(kwargs) - _parameters(name))
     if unknown:
         raise _refuse(f"{name}(...) with the arguments {unknown}", where)
+    shown = repr(kwargs) if len(repr(kwargs)) <= 200 else repr(kwargs)[:200] + " ...}"
     try:
-        return DATASETS[name](**kwargs)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise ScanError(f"{where} names the dataset {name}({kwargs}), which cannot be re-created here ({exc}); "
-                        "pass the images: Scan.load(path, net, images=...)") from exc
+        dataset = DATASETS[name](**kwargs)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+        raise ScanError(f"{where} names the dataset {name}({shown}), which cannot be re-created here ({exc}); "
+                        "pass the images: Scan.load(path, net, images=...)") from None
+    length = record.get("length")
+    if length is not None and len(dataset) != length:
+        raise ScanError(f"{where} names the dataset {name}({shown}) of {len(dataset)} images, but says it has "
+                        f"{length!r}; the file is damaged. Pass the images: Scan.load(path, net, images=...)")
+    return dataset
 

@@ -194,11 +194,9 @@ def _attach_partial(exc: Exception, result: Scan) -> None:
 def _save(result: Scan, path) -> None:
     """Write ``result`` to ``path``; a failure is a warning, never the loss of the scan itself."""
     try:
-        result.save(path)
-    except (OSError, RuntimeError, ScanError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        result.save(path)  # a failed write raises ScanError with the path and the reason, and leaves no file
+    except ScanError as exc:
         warnings.warn(
-            f"the scan could not be written to {str(path)!r} ({reason}); no partial file was left there. The "
-            f"scan ({result.count} of {result.total} images) is returned and kept as net.last_scan: save it "
-            "elsewhere with scan.save(path)", ScanSaveWarning, stacklevel=3,
+            f"{exc}. The scan ({result.count} of {result.total} images) is returned and kept as net.last_scan: "
+            "save it elsewhere with scan.save(path)", ScanSaveWarning, stacklevel=3,
         )

@@ -88,7 +88,7 @@ class Source:
             # torchvision-style datasets that return bare images may still say what each one is
             targets = getattr(items, "targets", None)
             if targets is not None and not isinstance(items, (list, tuple)) and len(targets) == len(items):
-                labels = [plain_label(t) for t in targets]
+                labels = targets  # read one at a time (label(i)): a dataset of 10**8 items costs nothing here
         self.labels = labels
         self.description = description
 
@@ -99,7 +99,7 @@ class Source:
         return self.items[i]
 
     def label(self, i: int):
-        return None if self.labels is None else self.labels[i]
+        return None if self.labels is None else plain_label(self.labels[i])
 
     def image(self, i: int):
         """Image ``i`` as given by the source (PIL / path / array / tensor)."""

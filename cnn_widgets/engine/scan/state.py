@@ -69,12 +69,19 @@ def numpy_dtype(dtype: torch.dtype):
     return {torch.float64: np.float64, torch.float16: np.float32, torch.bfloat16: np.float32}.get(dtype, np.float32)
 
 
+#: Rows a :class:`Rows` starts with at most: a scan of (or a file claiming) 10**9 images allocates as
+#: its images arrive, not at once.
+FIRST_ROWS = 4096
+
+
 class Rows:
-    """A growable ``[N, ...]`` array; rows past ``count`` are scratch (invisible until committed)."""
+    """A growable ``[N, ...]`` array for ``capacity`` rows (the most expected); rows past ``count`` are
+    scratch (invisible until committed). It starts at :data:`FIRST_ROWS` rows at most and doubles as
+    needed, never past ``capacity`` unless more rows are written."""
 
     def __init__(self, width: int | None, dtype, capacity: int):
-        self.width, self.dtype = width, dtype
-        self.data = self._empty(max(capacity, 1))
+        self.width, self.dtype, self.capacity = width, dtype, max(capacity, 1)
+        self.data = self._empty(min(self.capacity, FIRST_ROWS))
 
     def _empty(self, rows: int) -> np.ndarray:
         shape = (rows,) if self.width is None else (rows, self.width)
@@ -83,7 +90,8 @@ class Rows:
     def write(self, start: int, rows) -> None:
         end = start + len(rows)
         if end > len(self.data):
-            new = self._empty(max(end, 2 * len(self.data)))
+            double = 2 * len(self.data)  # capped at the capacity, unless the rows outgrow it
+            new = self._empty(max(end, min(double, self.capacity) if end <= self.capacity else double))
             new[: len(self.data)] = self.data
             self.data = new
         if self.dtype is object:

@@ -141,11 +141,12 @@ def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
         "state": {name: {f: _tensor_digest(t) for f, t in st.items()} for name, st in payload["state"].items()},
     }
     path = Path(path)
-    tmp = None
+    tmp, writer = None, None
     try:
         handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
+            writer = _Writer(file)
+            torch.save(payload, writer)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
@@ -156,10 +157,30 @@ def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
             except OSError:
                 pass
         if isinstance(exc, (OSError, RuntimeError)):
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            # torch reports a failed write as "unexpected pos ..."; the writer kept the system's reason
+            cause = writer.error if writer is not None and writer.error is not None else exc
+            reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause).splitlines()[0]
             raise ScanError(f"the scan could not be written to {str(path)!r} ({reason}); nothing was left "
                             "there") from exc
         raise
+
+
+class _Writer:
+    """A file for ``torch.save`` that keeps the first :class:`OSError` of a write (a full disk), which
+    torch itself turns into an ``unexpected pos`` message."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
 
 
 def _load_payload(path: str | os.PathLike):
@@ -253,7 +274,7 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
     try:
         if not isinstance(payload.get("state"), dict):
             raise TypeError("the layer states are missing")
-        if version >= 3:
+        if version >= 3 or "checksums" in payload:  # present: checked (a flipped version number skips nothing)
             _check_checksums(payload)
         k = _int(payload["k"], "k", 1)
         total = _int(payload["total"], "the number of images", 1)
