@@ -123,17 +123,27 @@ def small_disk(folder: Path, kib: int):
 
 
 @contextlib.contextmanager
-def read_only_folder(folder: Path):
-    """A folder no file can be created in: a read-only tmpfs as root, ``chmod 555`` otherwise."""
+def read_only_folder(folder: Path, monkeypatch):
+    """A folder no file can be created in: a read-only tmpfs as root, ``chmod 555`` otherwise (and,
+    as root where mounting is not allowed, file creation there failing with the kernel's EROFS)."""
     target = folder / "readonly"
     target.mkdir()
     if os.geteuid() == 0:
-        if not _mount_tmpfs(target, "ro,size=16k"):
-            pytest.fail("as root, a read-only folder needs a read-only mount, and mount failed here")
-        try:
-            yield target
-        finally:
-            subprocess.run(["umount", "-l", str(target)])
+        if _mount_tmpfs(target, "ro,size=16k"):
+            try:
+                yield target
+            finally:
+                subprocess.run(["umount", "-l", str(target)])
+            return
+        real = storage.tempfile.mkstemp
+
+        def read_only(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir) == target:
+                raise OSError(30, "Read-only file system")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(storage.tempfile, "mkstemp", read_only)
+        yield target
     else:
         target.chmod(0o555)
         try:
@@ -173,9 +183,9 @@ def test_a_missing_folder_is_refused_before_the_first_image(folder):
     assert items.reads == 0 and net.last_scan is None
 
 
-def test_a_read_only_folder_is_refused_before_the_first_image(folder):
+def test_a_read_only_folder_is_refused_before_the_first_image(folder, monkeypatch):
     net, items = small_net(), Counted(images())
-    with read_only_folder(folder) as target:
+    with read_only_folder(folder, monkeypatch) as target:
         with pytest.raises(ScanError, match="cannot be written.*Read-only file system|cannot be written.*ermission"):
             quiet_scan(net, items, save_to=target / "scan.pt")
     assert items.reads == 0

@@ -234,7 +234,9 @@ class Scan:
 
     # ---------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Write the scan to ``path`` (``torch.save`` of plain data; read back with ``weights_only=True``)."""
+        """Write the scan to ``path`` (``torch.save`` of plain data with checksums; read back with
+        ``weights_only=True``). Atomic: a write that fails (a full disk, a read-only folder) raises
+        :class:`ScanError` with the reason and leaves the file that was there, if any, as it was."""
         state = self._state  # one snapshot: a scan running in another thread cannot tear it
         write_scan_file(path, ScanFile(
             net_name=self.net.name, fingerprint=self.fingerprint, layers=self.layers, shapes=self._shapes,
