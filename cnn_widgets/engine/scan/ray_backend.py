@@ -36,6 +36,7 @@ Ray is imported here only, lazily: without it, ``backend="ray"`` raises :class:`
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,8 +59,11 @@ __all__ = ["RayDataSource", "RayNotInstalledError", "check_ray_options", "import
 
 #: Per-worker resources a scan accepts (Ray's actor options of the same names).
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "accelerator_type", "resources")
-#: A batch whose worker died this many times stops the scan (a batch that kills every worker).
+#: A batch whose worker died this many times stops the scan (a batch that kills every worker); so do
+#: this many workers in a row of one place that die while starting.
 MAX_TRIES = 4
+#: How long the driver waits for a dead worker's other calls to resolve (they fail within a second or two).
+DEATH_WAIT_S = 30.0
 
 
 class RayNotInstalledError(ScanError, ImportError):
@@ -223,6 +227,7 @@ class ScanWorker:
         self.changed_later: set[str] = set()  # layers whose output a later in-place operation changes
 
     def pid(self) -> int:
+        """This worker's process id; the driver's start probe (answered once the constructor has run)."""
         return os.getpid()
 
     def _fold(self, x: torch.Tensor, start: int, labels: list):
@@ -254,9 +259,35 @@ def _work(source: Source, start: int, batch_size: int, ray):
         yield first, min(first + step, len(source)), "scan_range", None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _last_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
+
+
+def _death_reason(exc: BaseException) -> str:
+    """Why Ray says a worker died, in one line: its pid and Ray's exit detail (not Ray's advice)."""
+    text = _ANSI.sub("", str(exc))
+    pid = re.search(r"^\s*pid: (\d+)\s*$", text, re.M)
+    detail = re.search(r"Worker exit detail: (.*?)(?= Some common causes|$)", text, re.M)
+    reason = detail.group(1).strip() if detail else _last_line(exc)
+    return f"worker pid {pid.group(1)}: {reason}" if pid else reason
+
+
+def _done_and_resume(result: "Scan") -> str:
+    """What a scan that stops leaves done, and the call that continues it."""
+    done = (f"images 0..{result.count - 1} are done (the partial scan is error.scan)" if result.count
+            else "no image is done yet (error.scan is the empty partial scan)")
+    return f"{done}; net.scan(images, backend='ray', resume=error.scan) continues from image {result.count}"
+
+
+def _start_failed(exc: BaseException) -> ScanError:
+    """A worker whose constructor raised (its own error, not a killed process): the same on every try."""
+    return ScanError(f"the Ray workers could not start: {_last_line(exc)} (raised while a worker loaded the network "
+                     "and the images; cnn_widgets and torch must be installed on every node, and the images "
+                     "reachable there)")
 
 
 def _actor_options(ray, resources: dict | None) -> dict:
@@ -276,9 +307,26 @@ def merge_parts(result: "Scan", parts: dict) -> dict:
     return {name: (merge_layer_states(layers[name], part, result.k), codes) for name, (part, codes) in parts.items()}
 
 
+class _Slot:
+    """A worker's place: its current actor, that actor's start probe (a ``pid()`` call sent first,
+    answered once the constructor has run) and whether the probe has been answered."""
+
+    def __init__(self, actor):
+        self.actor, self.probe, self.up = actor, actor.pid.remote(), False
+
+
 def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_workers: int, bar,
              workers: int | None, resources: dict | None) -> None:
-    """Scan images ``start ..`` of ``source`` on Ray workers, committing batches into ``result`` in order."""
+    """Scan images ``start ..`` of ``source`` on Ray workers, committing batches into ``result`` in order.
+
+    A worker that dies is replaced and its batches are sent again, to a worker that is up where
+    there is one. Only the batch it was running (its oldest unfinished call: an actor runs its calls
+    in order) counts a try, and only if the worker had started (its start probe was answered); a
+    worker that dies while starting counts for its place instead, ``MAX_TRIES`` in a row stop the
+    scan. A constructor that raises stops the scan at once. A batch that stops the scan (its own
+    error, or ``MAX_TRIES`` tries) first lets every batch before it finish and commit, as a local scan
+    would have, then raises.
+    """
     if start >= len(source):
         return
     ray = import_ray()
@@ -298,37 +346,142 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
     payload = source if not isinstance(source, RayDataSource) else None
     net_ref, source_ref = ray.put(result.net), ray.put(payload)
     actor_class = ray.remote(ScanWorker).options(**options)
+    died = ray.exceptions.RayActorError
+    lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)  # a result lost, the worker lives
+    unresolved = ray.exceptions.GetTimeoutError
 
-    def new_worker():
-        return actor_class.remote(net_ref, result.layers, result.k, source_ref, num_workers, device)
+    slots: list[_Slot] = []
+    probes: dict = {}  # start probe not answered yet -> worker place
+    start_deaths = [0] * workers  # workers of each place that died before starting, in a row
 
-    actors = [new_worker() for _ in range(workers)]
-    try:  # a worker that cannot even start (a package missing on the node) stops the scan here
-        first_up, _ = ray.wait([actor.pid.remote() for actor in actors], num_returns=1)
-        ray.get(first_up)
-    except ray.exceptions.RayActorError as exc:
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
-        raise ScanError(f"the Ray workers could not start: {_last_line(exc)} (cnn_widgets and torch must be "
-                        "installed on every node, and the images reachable there)") from None
-    lost = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+    def start_worker(a: int) -> None:
+        """A new actor in place ``a`` (a new place when ``a == len(slots)``)."""
+        slot = _Slot(actor_class.remote(net_ref, result.layers, result.k, source_ref, num_workers, device))
+        if a == len(slots):
+            slots.append(slot)
+        else:
+            slots[a] = slot
+        probes[slot.probe] = a
+
+    for a in range(workers):
+        start_worker(a)
     work = _work(source, start, batch_size, ray)
     window = 2 * workers
-    inflight: dict = {}  # ObjectRef -> (item, worker slot, worker, tries)
+    inflight: dict = {}  # ObjectRef -> (item, worker place, actor, tries, order sent)
     load = [0] * workers
     ready: dict[int, tuple] = {}  # batch start -> (stop, parts, labels), waiting for earlier batches
+    sent = 0
     next_start, exhausted = start, False
+    failure = None  # (first image of the batch the scan stops before, () -> the error to raise there)
 
     def submit(item, tries: int) -> None:
-        a = min(range(workers), key=load.__getitem__)
+        """Send a batch to the least loaded worker that is up (any worker while none is)."""
+        nonlocal sent
+        up = [a for a in range(workers) if slots[a].up] or range(workers)
+        a = min(up, key=load.__getitem__)
         first, stop, method, rows = item
         args = (first, stop) if method == "scan_range" else (first, rows)
-        inflight[getattr(actors[a], method).remote(*args)] = (item, a, actors[a], tries)
+        actor = slots[a].actor
+        inflight[getattr(actor, method).remote(*args)] = (item, a, actor, tries, sent)
         load[a] += 1
+        sent += 1
+
+    def stop_before(first: int, make) -> None:
+        """Stop the scan at batch ``first``: nothing from it on is sent or kept; earlier batches finish."""
+        nonlocal failure
+        if failure is None or first < failure[0]:
+            failure = (first, make)
+            for later in [s for s in ready if s >= first]:
+                del ready[later]
+
+    def send_again(item, tries: int) -> None:
+        if failure is None or item[0] < failure[0]:
+            submit(item, tries)
+
+    def charge(item, tries: int, exc: BaseException, what: str) -> None:
+        """One more try of a batch lost with its worker, or the end of the scan after ``MAX_TRIES``."""
+        if tries < MAX_TRIES:
+            send_again(item, tries + 1)  # redone; counted once, when its result arrives
+            return
+        reason = _death_reason(exc)
+        stop_before(item[0], lambda: ScanError(
+            f"images {item[0]}..{item[1] - 1} {what} {tries} times (last: {reason}); the scan stops before them: "
+            f"{_done_and_resume(result)} (an image that crashes its loader, or needs more memory than a worker "
+            "has: the dead workers' logs say which, ray logs worker-*.err)"))
+
+    def accept(item, value) -> None:
+        first, parts, labels = value
+        if first == item[0] and first >= next_start and first not in ready and (failure is None or first < failure[0]):
+            ready[first] = (item[1], parts, labels)  # a duplicate, or a batch past a failure, is dropped
+
+    def raised(exc):
+        """The worker's own error (bad image, NaN, ...), raised where a local scan raises it."""
+        cause = getattr(exc, "cause", None)
+        error = cause if isinstance(cause, BaseException) else exc
+        return lambda: error
+
+    def came_up(a: int) -> None:
+        slots[a].up, start_deaths[a] = True, 0
+        probes.pop(slots[a].probe, None)
+
+    def start_probe(slot: _Slot):
+        """The answer to ``slot``'s start probe once its actor is dead: ``None`` (it had started) or the error."""
+        ray.wait([slot.probe], timeout=DEATH_WAIT_S)
+        try:
+            ray.get(slot.probe, timeout=0)
+        except died as exc:
+            if exc.actor_init_failed:
+                raise _start_failed(exc) from None
+            return exc
+        except (unresolved, *lost):
+            pass  # unknown (not once the actor is dead): counted as the batch's death, the old rule
+        return None
+
+    def worker_died(a: int, actor, exc: BaseException, losses: list) -> None:
+        """The ``actor`` of place ``a`` died: keep what it finished, replace it, send its batches again."""
+        if exc.actor_init_failed:  # its constructor raised: every worker on a node like it would
+            raise _start_failed(exc) from None
+        mine = [ref for ref, entry in inflight.items() if entry[2] is actor]  # all fail or have finished
+        if mine:
+            ray.wait(mine, num_returns=len(mine), timeout=DEATH_WAIT_S)
+        for ref in mine:
+            item, _, _, tries, order = inflight.pop(ref)
+            load[a] -= 1
+            try:
+                value = ray.get(ref, timeout=0)
+            except ray.exceptions.RayTaskError as error:
+                stop_before(item[0], raised(error))
+            except (died, unresolved, *lost) as error:
+                losses.append((item, tries, order, error))
+            else:
+                accept(item, value)
+        start_error = None
+        if slots[a].actor is actor:
+            start_error = None if slots[a].up else start_probe(slots[a])
+            probes.pop(slots[a].probe, None)
+            ray.kill(actor, no_restart=True)
+            start_worker(a)
+        losses.sort(key=lambda loss: loss[2])
+        if start_error is None:  # it died running its oldest batch: that one counts a try, the ones behind it not
+            if losses:
+                item, tries, _, error = losses.pop(0)
+                charge(item, tries, error, "killed a Ray worker")
+        else:
+            start_deaths[a] += 1
+            if start_deaths[a] >= MAX_TRIES:
+                count, reason = start_deaths[a], _death_reason(start_error)
+                first = min([loss[0][0] for loss in losses], default=next_start)
+                stop_before(first, lambda: ScanError(
+                    f"the Ray workers kept dying while starting: {count} in a row died before their first batch, "
+                    f"while loading the network and the images (last: {reason}); a worker needs the memory for its "
+                    "copy of the network (resources={'memory': ...}) on a node that stays up. "
+                    f"{_done_and_resume(result)}"))
+        for item, tries, _, _ in losses:
+            send_again(item, tries)
 
     try:
         while True:
-            while not exhausted and len(inflight) + len(ready) < window:
+            while failure is None and not exhausted and len(inflight) + len(ready) < window:
                 item = next(work, None)
                 if item is None:
                     exhausted = True
@@ -339,34 +492,45 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
                 result._commit(next_start, merge_parts(result, parts), labels)
                 bar.update(stop - next_start)
                 next_start = stop
+            if failure is not None and next_start >= failure[0]:  # every batch before it is committed
+                raise failure[1]() from None
             if not inflight:
-                if ready:  # cannot happen: the next batch is always in flight or ready
+                if ready or failure is not None:  # cannot happen: the next batch is always in flight or ready
                     raise ScanError(f"batch {next_start} went missing; scan again (or resume)")
                 if exhausted:
                     break
                 continue  # the commits above freed the window (it was full of results): send more
-            done, _ = ray.wait(list(inflight), num_returns=1)
+            done, _ = ray.wait(list(inflight) + list(probes), num_returns=1)
             for ref in done:
-                item, a, actor, tries = inflight.pop(ref)
+                if ref in probes:  # a worker has started, or died starting
+                    a = probes[ref]
+                    try:
+                        ray.get(ref)
+                    except died as exc:
+                        worker_died(a, slots[a].actor, exc, [])
+                    except lost:
+                        probes.pop(ref)  # no answer to read: the worker is up once a batch comes back
+                    else:
+                        came_up(a)
+                    continue
+                if ref not in inflight:  # taken with its dead worker's other batches
+                    continue
+                item, a, actor, tries, order = inflight.pop(ref)
                 load[a] -= 1
                 try:
-                    first, parts, labels = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:  # the worker's own error (bad image, NaN, ...)
-                    cause = getattr(exc, "cause", None)
-                    raise (cause if isinstance(cause, BaseException) else exc) from None
-                except lost as exc:
-                    if tries >= MAX_TRIES:
-                        raise ScanError(f"images {item[0]}..{item[1] - 1} killed a Ray worker {tries} times "
-                                        f"({_last_line(exc)}); the scan stops there (resume=scan retries)") from None
-                    if isinstance(exc, ray.exceptions.RayActorError) and actors[a] is actor:
-                        ray.kill(actor, no_restart=True)
-                        actors[a] = new_worker()  # its other in-flight batches fail too, and are redone
-                    submit(item, tries + 1)  # redone; counted once, when its result arrives
-                    continue
-                if first == item[0] and first >= next_start and first not in ready:  # a duplicate is dropped
-                    ready[first] = (item[1], parts, labels)
+                    value = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    stop_before(item[0], raised(exc))
+                except died as exc:
+                    worker_died(a, actor, exc, [(item, tries, order, exc)])
+                except lost as exc:  # its result was lost (with a node); the worker itself still answers
+                    charge(item, tries, exc, "were lost")
+                else:
+                    if slots[a].actor is actor and not slots[a].up:
+                        came_up(a)
+                    accept(item, value)
     finally:
-        for actor in actors:  # in-flight batches die with them
-            ray.kill(actor, no_restart=True)
+        for slot in slots:  # in-flight batches die with them
+            ray.kill(slot.actor, no_restart=True)
         if isinstance(source, RayDataSource):
             result._source_record = source.record()
