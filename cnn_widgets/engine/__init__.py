@@ -9,12 +9,12 @@ from .layers import LayerInfo, ReceptiveField
 from .core import NetworkBase, Prediction
 from .preprocess import imagenet_preprocess
 from .network import Network
-from .scan import ChannelStats, Scan, ScanError, TopImage
+from .scan import ChannelStats, Scan, ScanError, ScanSaveWarning, TopImage
 from .targets import Direction, Unit
 from .zoo import load_model
 
 __all__ = [
-    "ChannelStats", "NetworkBase", "Scan", "ScanError", "TopImage", "datasets", "digits_cnn",
+    "ChannelStats", "NetworkBase", "Scan", "ScanError", "ScanSaveWarning", "TopImage", "datasets", "digits_cnn",
     "CnnWidgetsError", "ImageError", "LayerInfo", "LayerNotFoundError", "ModelError", "Network",
     "NonFiniteError", "OptionError", "Prediction", "ReceptiveField", "SAMPLE_IMAGES", "TargetError", "Unit", "Direction",
     "imagenet_labels", "imagenet_preprocess", "load_default", "load_model", "sample_image", "to_rgb_image",
