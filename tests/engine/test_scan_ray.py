@@ -1,6 +1,8 @@
 """Scans on Ray (``backend="ray"``): identical to a local scan of the same images with the same batch
 size, a worker killed mid-scan (its batches redone, none counted twice), ``ray.data`` datasets,
-Ctrl-C and resume, the options, and the package without Ray.
+Ctrl-C and resume, the options, and the package without Ray. Workers SIGKILLed while starting or
+at random, workers that keep dying, and a batch that kills every worker are in
+``test_scan_ray_faults.py``.
 
 One local Ray cluster (2 CPUs) serves the whole module. It is started lean (no autoscaler monitor,
 no log monitor, no dashboard): on a loaded machine the raylet's fixed 30 s wait for its agents

@@ -12,11 +12,29 @@ compute on the same kind of device).
 
 Batch identity is explicit: a batch is its first image index. The driver keeps results that
 arrive early in a reorder buffer and commits batch ``start`` only when every image before it is
-committed, so each batch is folded exactly once; a batch whose worker died is sent again (Ray
-restarts the actor) and a late duplicate is dropped. At most ``2 * workers`` batches are in
-flight or waiting, so the driver's memory is the local scan's bound plus that many partial
-states. Ctrl-C, ``save_to`` and ``resume`` behave as in a local scan (only whole batches, in
-order, are kept).
+committed, so each batch is folded exactly once; a batch whose worker died is sent again and a
+late duplicate is dropped. At most ``2 * workers`` batches are in flight or waiting, so the
+driver's memory is the local scan's bound plus that many partial states. Ctrl-C, ``save_to`` and
+``resume`` behave as in a local scan (only whole batches, in order, are kept).
+
+Workers that die. Ray never restarts a worker (``max_restarts=0``): the driver replaces a dead one
+itself and sends its unfinished batches again, to a worker that is up where there is one, so no
+batch runs twice behind its back. Every new worker is first sent a ``pid()`` call, its start probe;
+an actor runs its calls in order, so an answered probe means its constructor ran, and a worker that
+dies after answering died running its oldest unfinished batch. That batch counts a try (the batches
+queued behind it do not); a batch that has killed ``MAX_TRIES`` workers stops the scan. A worker
+that dies before answering (killed while it unpickles the network or the images: out of memory, a
+lost node) counts against its place instead, and ``MAX_TRIES`` such deaths in a row stop the scan
+("the Ray workers kept dying while starting", with Ray's last reason). Ray 2.60 tells these two
+deaths apart only in the text of its ``ActorDiedError`` ("The actor never ran"), hence the probe. A
+constructor that *raises* is another matter: Ray reports an ``ActorDiedError`` with
+``actor_init_failed`` and the exception's traceback (a package missing on the node, images not
+reachable there); it would fail the same way on every try, so the scan stops at once with that
+exception's text. When a batch stops the scan (its own error, such as an unreadable image, or
+``MAX_TRIES`` dead workers), the batches before it still finish and are committed, as in a local
+scan, and the error says which images are done: :func:`~.run.scan` hands the partial scan over as
+``error.scan`` (and ``net.last_scan``), and ``resume=error.scan`` continues at its first unscanned
+image.
 
 Images reach the workers in one of two ways:
 
@@ -441,6 +459,9 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
         """The ``actor`` of place ``a`` died: keep what it finished, replace it, send its batches again."""
         if exc.actor_init_failed:  # its constructor raised: every worker on a node like it would
             raise _start_failed(exc) from None
+        current = slots[a].actor is actor
+        if current:  # one Ray only calls unavailable may still be running: its calls end here
+            ray.kill(actor, no_restart=True)
         mine = [ref for ref, entry in inflight.items() if entry[2] is actor]  # all fail or have finished
         if mine:
             ray.wait(mine, num_returns=len(mine), timeout=DEATH_WAIT_S)
@@ -456,10 +477,9 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
             else:
                 accept(item, value)
         start_error = None
-        if slots[a].actor is actor:
+        if current:
             start_error = None if slots[a].up else start_probe(slots[a])
             probes.pop(slots[a].probe, None)
-            ray.kill(actor, no_restart=True)
             start_worker(a)
         losses.sort(key=lambda loss: loss[2])
         if start_error is None:  # it died running its oldest batch: that one counts a try, the ones behind it not
@@ -470,11 +490,15 @@ def ray_pass(result: "Scan", source: Source, start: int, batch_size: int, num_wo
             start_deaths[a] += 1
             if start_deaths[a] >= MAX_TRIES:
                 count, reason = start_deaths[a], _death_reason(start_error)
-                first = min([loss[0][0] for loss in losses], default=next_start)
-                stop_before(first, lambda: ScanError(
+                # its first batch is named: a worker that dies a moment after starting may not have
+                # answered its probe yet
+                last = "the last"
+                if losses:
+                    last += f", given images {losses[0][0][0]}..{losses[0][0][1] - 1} first"
+                stop_before(min([loss[0][0] for loss in losses], default=next_start), lambda: ScanError(
                     f"the Ray workers kept dying while starting: {count} in a row died before their first batch, "
-                    f"while loading the network and the images (last: {reason}); a worker needs the memory for its "
-                    "copy of the network (resources={'memory': ...}) on a node that stays up. "
+                    f"while loading the network and the images ({last}: {reason}); a worker needs the memory "
+                    "for its copy of the network (resources={'memory': ...}) on a node that stays up. "
                     f"{_done_and_resume(result)}"))
         for item, tries, _, _ in losses:
             send_again(item, tries)
