@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import operator
 import threading
+import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import InitVar, dataclass, field, replace
 
 import torch
 import torch.fx as fx
@@ -176,11 +177,26 @@ def _method_op(node: fx.Node) -> Op:
 
 @dataclass
 class Plan:
-    """The traced graph with one :class:`Op` per node, in execution order."""
+    """The traced graph with one :class:`Op` per node, in execution order.
+
+    The model is held weakly: plans are cached per model (a weak-key table), and a plan holding its
+    model strongly would keep every model ever occluded alive, weights and all, for the process's life.
+    """
 
     ops: list[Op]
-    root: nn.Module
+    model: InitVar[nn.Module]
     output: fx.Node
+    _root: "weakref.ref[nn.Module]" = field(init=False, repr=False)
+
+    def __post_init__(self, model: nn.Module) -> None:
+        self._root = weakref.ref(model)
+
+    @property
+    def root(self) -> nn.Module:
+        model = self._root()
+        if model is None:  # only a plan kept past its model's life gets here
+            raise RuntimeError("the model of this occlusion plan no longer exists")
+        return model
 
     def needed(self, last: fx.Node) -> list[Op]:
         """The ops ``last`` depends on (itself included), in order: nothing after a unit's layer runs."""
