@@ -290,10 +290,25 @@ class ServerPool:
         self._servers.clear()
 
 
+#: What frees the browser tier's servers and browser (about 1 GB with their kernels) once its last
+#: test is done, instead of at the end of the session, while the engine and kernel tiers run.
+_RELEASE: list = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    here = Path(__file__).parent
+    if nextitem is None or here not in Path(nextitem.path).parents:
+        while _RELEASE:
+            _RELEASE.pop()()
+
+
 @pytest.fixture(scope="session")
 def jupyter_servers():
-    """``jupyter_servers("lab")`` / ``jupyter_servers("notebook")``: one server per kind per session."""
+    """``jupyter_servers("lab")`` / ``jupyter_servers("notebook")``: one server per kind per session
+    (stopped after the last browser test; asked for again, a kind starts anew)."""
     pool = ServerPool()
+    _RELEASE.append(pool.stop_all)
     try:
         yield pool
     finally:
@@ -319,6 +334,7 @@ def browser():
 
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        _RELEASE.append(chromium.close)
         try:
             yield chromium
         finally:
