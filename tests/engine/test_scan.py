@@ -22,6 +22,7 @@ from cnn_widgets.engine import datasets
 from cnn_widgets.engine.errors import LayerNotFoundError, OptionError, TargetError
 from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.scan import Scan, ScanError, default_scan_layers, reconstruct, scan
+from scan_checks import assert_same_scan
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,24 +121,6 @@ def test_batch_size_does_not_change_anything():
     a, b = net_scan(net, images, k=4, batch_size=3), net_scan(net, images, k=4, batch_size=23)
     assert_same_scan(a, b, exact_mean=False)  # summation order of the means differs by batch
 
-
-def assert_same_scan(a: Scan, b: Scan, exact_mean: bool = True):
-    assert a.layers == b.layers and a.count == b.count and a.k == b.k
-    for name in a.layers:
-        ta, tb = a.top(name), b.top(name)
-        for key in ta:
-            np.testing.assert_array_equal(ta[key], tb[key])
-        sa, sb = a.stats(name), b.stats(name)
-        for key in ("mean", "max", "fraction_zero", "fraction_images_firing"):
-            if key == "mean" and not exact_mean:
-                np.testing.assert_allclose(sa.mean, sb.mean, rtol=1e-13, atol=1e-13)
-            else:
-                np.testing.assert_array_equal(getattr(sa, key), getattr(sb, key))
-        np.testing.assert_array_equal(a.codes(name), b.codes(name))
-    la, lb = a.labels, b.labels
-    assert (la is None) == (lb is None)
-    if la is not None:
-        np.testing.assert_array_equal(la, lb)
 
 
 def test_stats_and_codes_match_brute_force():

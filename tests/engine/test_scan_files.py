@@ -40,6 +40,7 @@ from cnn_widgets.engine import datasets
 from cnn_widgets.engine.errors import ImageError, OptionError
 from cnn_widgets.engine.scan import Scan, ScanError, ScanSaveWarning, scan
 from cnn_widgets.engine.scan import storage
+from scan_checks import assert_same_scan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,20 +78,6 @@ def quiet_scan(net, items, **kw):
     kw.setdefault("progress", False)
     return scan(net, items, **kw)
 
-
-def assert_same_scan(a: Scan, b: Scan):
-    assert a.layers == b.layers and a.count == b.count and a.total == b.total and a.k == b.k
-    for name in a.layers:
-        ta, tb = a.top(name), b.top(name)
-        for key in ("indices", "positions", "values"):
-            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{name} {key}")
-        sa, sb = a.stats(name), b.stats(name)
-        for key in ("mean", "max", "fraction_zero", "fraction_images_firing"):
-            np.testing.assert_array_equal(getattr(sa, key), getattr(sb, key), err_msg=f"{name} {key}")
-        np.testing.assert_array_equal(a.codes(name), b.codes(name))
-    assert (a.labels is None) == (b.labels is None)
-    if a.labels is not None:
-        np.testing.assert_array_equal(a.labels, b.labels)
 
 
 @pytest.fixture

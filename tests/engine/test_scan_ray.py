@@ -29,6 +29,7 @@ from cnn_widgets.engine import datasets
 from cnn_widgets.engine.errors import OptionError
 from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.scan import Scan, model_fingerprint, scan
+from scan_checks import assert_same_scan, ray_cluster
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -36,26 +37,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray import cloudpickle  # Ray's own copy pickles what it sends
-    from ray.cluster_utils import Cluster
-
-    # the datasets below are defined here: send them by value (workers cannot import test modules)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    for attempt in range(3):  # a start-up can still time out on a machine busy with other work
-        try:
-            head = Cluster(initialize_head=True, head_node_args={
-                "num_cpus": 2, "include_dashboard": False, "no_monitor": True, "include_log_monitor": False})
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    ray.init(address=head.address, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_cluster(__name__) as head:
         yield head
-    finally:
-        ray.shutdown()
-        head.shutdown()
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -116,21 +99,6 @@ def local_scan(net, images, **kw):
     return scan(net, images, **kw)
 
 
-def assert_same_scan(a: Scan, b: Scan):
-    assert a.layers == b.layers and a.count == b.count and a.k == b.k and a.total == b.total
-    for name in a.layers:
-        ta, tb = a.top(name), b.top(name)
-        for key in ("indices", "positions", "values"):
-            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{name} {key}")
-        sa, sb = a.stats(name), b.stats(name)
-        for key in ("mean", "max", "fraction_zero", "fraction_images_firing"):
-            np.testing.assert_array_equal(getattr(sa, key), getattr(sb, key), err_msg=f"{name} {key}")
-        np.testing.assert_allclose(a.codes(name), b.codes(name), rtol=1e-6, atol=1e-7)
-    la, lb = a.labels, b.labels
-    assert (la is None) == (lb is None)
-    if la is not None:
-        np.testing.assert_array_equal(la, lb)
-
 
 def model_state(net):
     return ([m.training for m in net.model.modules()], [p.requires_grad for p in net.model.parameters()],
@@ -149,14 +117,14 @@ def test_ray_scan_equals_local_scan_and_leaves_the_model_alone(cluster, tmp_path
     assert model_state(net) == before
     assert isinstance(distributed, Scan) and distributed.complete and not distributed.interrupted
     assert distributed.batch_size == 4
-    assert_same_scan(distributed, local)
+    assert_same_scan(distributed, local, codes_rtol=1e-6)
     # the same Scan: its queries and files work as for a local one
     unit = cw.Unit("5", 3)
     got, want = distributed.top_images(unit, method=None), local.top_images(unit, method=None)
     assert [t.index for t in got] == [t.index for t in want] and [t.value for t in got] == [t.value for t in want]
     np.testing.assert_array_equal(distributed.embedding("5"), local.embedding("5"))
     assert distributed.dead_channels("2") == local.dead_channels("2")
-    assert_same_scan(Scan.load(tmp_path / "s.pt", net, images=Photos()), local)
+    assert_same_scan(Scan.load(tmp_path / "s.pt", net, images=Photos()), local, codes_rtol=1e-6)
 
 
 class DyingImages(Dataset):
@@ -186,7 +154,7 @@ def test_a_worker_killed_mid_scan_loses_nothing_counts_nothing_twice_and_ties_ma
         assert marker.exists()  # a worker really died
     assert distributed.complete and distributed.count == 23
     # equal counts, sums and top-k: no batch was lost or folded twice
-    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=3))
+    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=3), codes_rtol=1e-6)
     values = distributed.top("4")["values"]
     assert sum(len(row) - len(set(row)) for row in values.tolist()) > 0  # ties really occur
 
@@ -211,7 +179,7 @@ def test_results_returned_newest_first_still_cover_every_image(cluster, monkeypa
     distributed = ray_scan(net, images, k=6, batch_size=2, workers=2)
     assert max(calls) >= 4  # the window really was full of finished batches at once
     assert distributed.complete and distributed.count == 23
-    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=2))
+    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=2), codes_rtol=1e-6)
 
 
 def test_interrupt_and_resume_on_ray_equal_one_local_scan(cluster, tmp_path, monkeypatch):
@@ -233,7 +201,7 @@ def test_interrupt_and_resume_on_ray_equal_one_local_scan(cluster, tmp_path, mon
     assert partial.interrupted and partial.count == 8  # two whole batches, in order
     resumed = ray_scan(net, Photos(), resume=tmp_path / "p.pt", workers=2)
     assert resumed.complete and not resumed.interrupted
-    assert_same_scan(resumed, local_scan(net, Photos(), k=5, batch_size=4))
+    assert_same_scan(resumed, local_scan(net, Photos(), k=5, batch_size=4), codes_rtol=1e-6)
 
 
 def test_a_ray_dataset_of_image_files(cluster, tmp_path):
@@ -246,7 +214,7 @@ def test_a_ray_dataset_of_image_files(cluster, tmp_path):
     paths = [distributed._source.item(i) for i in range(distributed.count)]
     assert sorted(Path(p).name for p in paths) == [f"img{i:02d}.png" for i in range(11)]
     # the same images, in the order Ray read them, scanned locally
-    assert_same_scan(distributed, local_scan(net, paths, k=4, batch_size=4))
+    assert_same_scan(distributed, local_scan(net, paths, k=4, batch_size=4), codes_rtol=1e-6)
     assert distributed.top_images(cw.Unit("5", 0), method=None)[0].crop is not None
     distributed.save(tmp_path / "r.pt")
     again = Scan.load(tmp_path / "r.pt", net)  # the paths were recorded: no images needed

@@ -19,13 +19,11 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -35,6 +33,7 @@ from torchvision import transforms as T
 import cnn_widgets as cw
 from cnn_widgets.engine.scan import Scan, ScanError, scan
 from cnn_widgets.engine.scan import ray_backend
+from scan_checks import assert_same_scan, ray_cluster
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -42,26 +41,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray import cloudpickle  # Ray's own copy pickles what it sends
-    from ray.cluster_utils import Cluster
-
-    # the datasets below are defined here: send them by value (workers cannot import test modules)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    for attempt in range(3):  # a start-up can still time out on a machine busy with other work
-        try:
-            head = Cluster(initialize_head=True, head_node_args={
-                "num_cpus": 2, "include_dashboard": False, "no_monitor": True, "include_log_monitor": False})
-            break
-        except Exception:
-            if attempt == 2:
-                raise
-    ray.init(address=head.address, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_cluster(__name__) as head:
         yield head
-    finally:
-        ray.shutdown()
-        head.shutdown()
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture()
@@ -100,17 +81,6 @@ def local_scan(net, images, **kw):
     kw.setdefault("progress", False)
     return scan(net, images, **kw)
 
-
-def assert_same_scan(a: Scan, b: Scan):
-    assert a.layers == b.layers and a.count == b.count and a.k == b.k and a.total == b.total
-    for name in a.layers:
-        ta, tb = a.top(name), b.top(name)
-        for key in ("indices", "positions", "values"):
-            np.testing.assert_array_equal(ta[key], tb[key], err_msg=f"{name} {key}")
-        sa, sb = a.stats(name), b.stats(name)
-        for key in ("mean", "max", "fraction_zero", "fraction_images_firing"):
-            np.testing.assert_array_equal(getattr(sa, key), getattr(sb, key), err_msg=f"{name} {key}")
-        np.testing.assert_allclose(a.codes(name), b.codes(name), rtol=1e-6, atol=1e-7)
 
 
 def claim_a_kill(folder: str, kills: int) -> bool:
@@ -328,7 +298,7 @@ def test_workers_killed_while_starting_are_replaced(cluster, folder):
         distributed = ray_scan(net, KilledWhileStarting(images, folder, kills=2), k=5, batch_size=4, workers=2)
     assert len(killer.killed) == 2  # both really died, by SIGKILL
     assert distributed.complete and distributed.count == 30
-    assert_same_scan(distributed, local_scan(net, images, k=5, batch_size=4))
+    assert_same_scan(distributed, local_scan(net, images, k=5, batch_size=4), codes_rtol=1e-6)
 
 
 def test_a_worker_killed_mid_batch_by_pid(cluster, folder):
@@ -339,7 +309,7 @@ def test_a_worker_killed_mid_batch_by_pid(cluster, folder):
         distributed = ray_scan(net, KilledMidBatch(images, folder, at=17), k=5, batch_size=4, workers=2)
     assert len(killer.killed) == 1
     assert distributed.complete and distributed.count == 30
-    assert_same_scan(distributed, local_scan(net, images, k=5, batch_size=4))
+    assert_same_scan(distributed, local_scan(net, images, k=5, batch_size=4), codes_rtol=1e-6)
 
 
 def test_workers_that_keep_dying_while_starting_stop_the_scan_with_the_reason(cluster, folder, monkeypatch):
@@ -395,7 +365,7 @@ def test_a_batch_that_kills_every_worker_stops_with_a_partial_scan_that_resumes(
     assert net.last_scan is partial
     resumed = ray_scan(net, dataset, resume=partial, workers=1)  # the counter is spent: image 13 loads
     assert resumed is partial and resumed.complete and resumed.count == 26
-    assert_same_scan(resumed, local_scan(net, images, k=5, batch_size=4))
+    assert_same_scan(resumed, local_scan(net, images, k=5, batch_size=4), codes_rtol=1e-6)
 
 
 def test_soak_random_workers_killed_through_a_long_scan(cluster, folder):
@@ -409,4 +379,4 @@ def test_soak_random_workers_killed_through_a_long_scan(cluster, folder):
         distributed = ray_scan(net, LoggedSlowImages(images, log, delay=0.002), k=6, batch_size=50, workers=2)
     assert len(killer.killed) == 5  # five real SIGKILLs of Ray workers during the scan
     assert distributed.complete and distributed.count == 2000 and not distributed.interrupted
-    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=50))
+    assert_same_scan(distributed, local_scan(net, images, k=6, batch_size=50), codes_rtol=1e-6)
