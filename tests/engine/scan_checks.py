@@ -6,8 +6,37 @@ import contextlib
 import sys
 
 import numpy as np
+import torch
+from torch import nn
+from torchvision import transforms as T
 
+import cnn_widgets as cw
 from cnn_widgets.engine.scan import Scan
+
+
+def integer_net() -> cw.Network:
+    """float64 CNN with integer weights on integer images: exact activations (no rounding, whatever
+    the batch or the process) and many ties."""
+    g = torch.Generator().manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(),
+                          nn.AdaptiveMaxPool2d(1), nn.Flatten()).double()
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_(torch.randint(-1, 2, m.weight.shape, generator=g).double())
+                m.bias.copy_(torch.randint(-1, 2, m.bias.shape, generator=g).double())
+    return cw.Network(model, preprocess=T.Compose([T.Resize((10, 10)), T.ToTensor()]))
+
+
+def integer_images(n: int = 23, seed: int = 0, ties: bool = True) -> list[torch.Tensor]:
+    """``n`` integer images ``[3, 10, 10]`` (float64); with ``ties``, equal images (3, 7, 15) and an
+    all-zero one (5) make ties across images and inside one map."""
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.randint(0, 3, (3, 10, 10), generator=g).double() for _ in range(n)]
+    if ties and n > 15:
+        images[7] = images[15] = images[3].clone()
+        images[5] = torch.zeros(3, 10, 10, dtype=torch.float64)
+    return images
 
 
 def assert_same_scan(a: Scan, b: Scan, exact_mean: bool = True, codes_rtol: float = 0.0) -> None:

@@ -29,7 +29,7 @@ from cnn_widgets.engine import datasets
 from cnn_widgets.engine.errors import OptionError
 from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.scan import Scan, model_fingerprint, scan
-from scan_checks import assert_same_scan, ray_cluster
+from scan_checks import assert_same_scan, integer_images, integer_net, ray_cluster
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -55,25 +55,6 @@ def small_cnn(dtype=torch.float32):
     return cw.Network(model, preprocess=T.Compose([T.Resize((32, 32)), T.ToTensor()]))
 
 
-def integer_net():
-    """float64 CNN with integer weights on integer images: exact activations and many ties."""
-    g = torch.Generator().manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(),
-                          nn.AdaptiveMaxPool2d(1), nn.Flatten()).double()
-    with torch.no_grad():
-        for m in model:
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randint(-1, 2, m.weight.shape, generator=g).double())
-                m.bias.copy_(torch.randint(-1, 2, m.bias.shape, generator=g).double())
-    return cw.Network(model, preprocess=T.Compose([T.Resize((10, 10)), T.ToTensor()]))
-
-
-def integer_images(n=23):
-    g = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 3, (3, 10, 10), generator=g).double() for _ in range(n)]
-    images[7] = images[15] = images[3].clone()  # ties across images
-    images[5] = torch.zeros(3, 10, 10, dtype=torch.float64)  # ties inside one map
-    return images
 
 
 class Photos(Dataset):

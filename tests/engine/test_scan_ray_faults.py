@@ -25,15 +25,11 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from torch import nn
 from torch.utils.data import Dataset
-from torchvision import transforms as T
 
-import cnn_widgets as cw
 from cnn_widgets.engine.scan import Scan, ScanError, scan
 from cnn_widgets.engine.scan import ray_backend
-from scan_checks import assert_same_scan, ray_cluster
+from scan_checks import assert_same_scan, integer_images, integer_net, ray_cluster
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
@@ -54,22 +50,6 @@ def folder():
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def integer_net():
-    """float64 CNN with integer weights on integer images: exact activations and many ties."""
-    g = torch.Generator().manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 5, 3), nn.ReLU(),
-                          nn.AdaptiveMaxPool2d(1), nn.Flatten()).double()
-    with torch.no_grad():
-        for m in model:
-            if isinstance(m, nn.Conv2d):
-                m.weight.copy_(torch.randint(-1, 2, m.weight.shape, generator=g).double())
-                m.bias.copy_(torch.randint(-1, 2, m.bias.shape, generator=g).double())
-    return cw.Network(model, preprocess=T.Compose([T.Resize((10, 10)), T.ToTensor()]))
-
-
-def integer_images(n, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randint(0, 3, (3, 10, 10), generator=g).double() for _ in range(n)]
 
 
 def ray_scan(net, images, **kw):
@@ -293,7 +273,7 @@ class LoggedSlowImages(Dataset):
 def test_workers_killed_while_starting_are_replaced(cluster, folder):
     """Both first workers are SIGKILLed while Ray unpickles their constructor arguments, before any
     batch: they are replaced and their batches sent again, none counted as a batch's fault."""
-    net, images = integer_net(), integer_images(30)
+    net, images = integer_net(), integer_images(30, ties=False)
     with PublishedPidKiller(folder) as killer:
         distributed = ray_scan(net, KilledWhileStarting(images, folder, kills=2), k=5, batch_size=4, workers=2)
     assert len(killer.killed) == 2  # both really died, by SIGKILL
@@ -304,7 +284,7 @@ def test_workers_killed_while_starting_are_replaced(cluster, folder):
 def test_a_worker_killed_mid_batch_by_pid(cluster, folder):
     """The worker loading image 17 (batch 16..19) is SIGKILLed there; the other one carries on and
     the batch is done again."""
-    net, images = integer_net(), integer_images(30)
+    net, images = integer_net(), integer_images(30, ties=False)
     with PublishedPidKiller(folder) as killer:
         distributed = ray_scan(net, KilledMidBatch(images, folder, at=17), k=5, batch_size=4, workers=2)
     assert len(killer.killed) == 1
@@ -317,7 +297,7 @@ def test_workers_that_keep_dying_while_starting_stop_the_scan_with_the_reason(cl
     to 2 here: each try starts a process that imports torch) the scan stops and says so."""
     monkeypatch.setattr(ray_backend, "MAX_TRIES", 2)
     log = folder / "starts"
-    net, images = integer_net(), integer_images(12)
+    net, images = integer_net(), integer_images(12, ties=False)
     with pytest.raises(ScanError) as caught:
         ray_scan(net, DiesWhileStarting(images, log), k=5, batch_size=4, workers=1)
     message = str(caught.value)
@@ -333,7 +313,7 @@ def test_workers_that_keep_dying_while_starting_stop_the_scan_with_the_reason(cl
 def test_a_constructor_that_raises_stops_the_scan_at_once_with_its_error(cluster, folder):
     """A real exception while a worker starts (a package missing on the node) is not retried."""
     log = folder / "starts"
-    net, images = integer_net(), integer_images(12)
+    net, images = integer_net(), integer_images(12, ties=False)
     with pytest.raises(ScanError) as caught:
         ray_scan(net, MissingOnTheNode(images, log), k=5, batch_size=4, workers=1)
     message = str(caught.value)
@@ -350,7 +330,7 @@ def test_a_batch_that_kills_every_worker_stops_with_a_partial_scan_that_resumes(
     gives the uninterrupted local scan."""
     monkeypatch.setattr(ray_backend, "MAX_TRIES", 2)
     counter = folder / "deaths"
-    net, images = integer_net(), integer_images(26)
+    net, images = integer_net(), integer_images(26, ties=False)
     dataset = KillsEveryWorker(images, at=13, counter=counter, times=2)
     with pytest.raises(ScanError) as caught:
         ray_scan(net, dataset, k=5, batch_size=4, workers=2)
@@ -374,7 +354,7 @@ def test_soak_random_workers_killed_through_a_long_scan(cluster, folder):
     is lost or counted twice."""
     log = folder / "loads"
     log.touch()
-    net, images = integer_net(), integer_images(2000, seed=1)
+    net, images = integer_net(), integer_images(2000, seed=1, ties=False)
     with RandomKiller(log, marks=[250, 600, 950, 1300, 1650], seed=7) as killer:
         distributed = ray_scan(net, LoggedSlowImages(images, log, delay=0.002), k=6, batch_size=50, workers=2)
     assert len(killer.killed) == 5  # five real SIGKILLs of Ray workers during the scan
