@@ -174,7 +174,7 @@ def main() -> None:
     if args.no_memory:
         return
     counts = (64, 320) if args.quick else (200, 2000)
-    print(f"peak memory of a scan, default model (fresh process each, after a warm-up scan)")
+    print("peak memory of a scan, default model (fresh process each, after a warm-up scan)")
     print(f"{'images':>7} {'RSS delta MiB':>14} {'tracemalloc MiB':>16} {'codes MiB':>10} {'img/s':>7}")
     for count in counts:
         m = memory(count)
@@ -217,9 +217,9 @@ class MergeTimer:
     """Wraps the driver's merge to record, per batch: when, how long, and the partial result's bytes."""
 
     def __init__(self):
-        from cnn_widgets.engine.scan import ray_backend
+        from cnn_widgets.engine.scan import ray_driver
 
-        self.module, self.original, self.rows = ray_backend, ray_backend.merge_parts, []
+        self.module, self.original, self.rows = ray_driver, ray_driver.merge_parts, []
 
     def __enter__(self):
         def timed(result, parts):

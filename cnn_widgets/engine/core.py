@@ -92,13 +92,6 @@ class NetworkBase:
         self.last_rule: tuple[str, tuple[str, ...]] = ("gradient", ())  # set by each session
         self._activation_cache: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
         self.cache_size = 4
-        #: The scan this network made last, complete or not, from its first batch on: a scan whose
-        #: return value was lost (an exception, a failed save) resumes with ``resume=net.last_scan``.
-        self.last_scan = None
-
-    def __getstate__(self) -> dict:
-        # a copy of the network (a Ray worker's, a deepcopy) does not carry the driver's last scan
-        return {**self.__dict__, "last_scan": None}
 
     # ------------------------------------------------------------------ basics
     def __repr__(self) -> str:

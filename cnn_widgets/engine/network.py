@@ -27,6 +27,13 @@ __all__ = ["Network"]
 class Network(NetworkBase):
     __doc__ = NetworkBase.__doc__.replace("(no explanation methods)", "with saliency, occlusion, contributions and scans", 1)
 
+    #: The scan this network ran last, complete or not, from its first batch on: a scan whose result
+    #: was lost (an exception, a failed save) continues with ``net.scan(images, resume=net.last_scan)``.
+    last_scan: Scan | None = None
+
+    def __getstate__(self) -> dict:  # a copy (a Ray worker's, a deepcopy) does not carry the last scan
+        return {**self.__dict__, "last_scan": None}
+
     def saliency(self, image: ImageLike, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
         """Attribution map for ``target`` w.r.t. the preprocessed input; see :func:`.saliency.saliency`."""
         return saliency(self, image, target, method, **options)

@@ -164,10 +164,10 @@ def test_results_returned_newest_first_still_cover_every_image(cluster, monkeypa
 
 
 def test_interrupt_and_resume_on_ray_equal_one_local_scan(cluster, tmp_path, monkeypatch):
-    from cnn_widgets.engine.scan import ray_backend
+    from cnn_widgets.engine.scan import ray_driver
 
     net = small_cnn()
-    merge, calls = ray_backend.merge_parts, {"n": 0}
+    merge, calls = ray_driver.merge_parts, {"n": 0}
 
     def interrupted_merge(result, parts):
         calls["n"] += 1
@@ -175,10 +175,10 @@ def test_interrupt_and_resume_on_ray_equal_one_local_scan(cluster, tmp_path, mon
             raise KeyboardInterrupt  # Ctrl-C on the driver while batches are in flight
         return merge(result, parts)
 
-    monkeypatch.setattr(ray_backend, "merge_parts", interrupted_merge)
+    monkeypatch.setattr(ray_driver, "merge_parts", interrupted_merge)
     with pytest.warns(UserWarning, match="interrupted"):
         partial = ray_scan(net, Photos(), k=5, batch_size=4, workers=2, save_to=tmp_path / "p.pt")
-    monkeypatch.setattr(ray_backend, "merge_parts", merge)
+    monkeypatch.setattr(ray_driver, "merge_parts", merge)
     assert partial.interrupted and partial.count == 8  # two whole batches, in order
     resumed = ray_scan(net, Photos(), resume=tmp_path / "p.pt", workers=2)
     assert resumed.complete and not resumed.interrupted

@@ -28,7 +28,7 @@ import pytest
 from torch.utils.data import Dataset
 
 from cnn_widgets.engine.scan import Scan, ScanError, scan
-from cnn_widgets.engine.scan import ray_backend
+from cnn_widgets.engine.scan import ray_driver
 from scan_checks import assert_same_scan, integer_images, integer_net, ray_cluster
 
 ray = pytest.importorskip("ray")
@@ -295,7 +295,7 @@ def test_a_worker_killed_mid_batch_by_pid(cluster, folder):
 def test_workers_that_keep_dying_while_starting_stop_the_scan_with_the_reason(cluster, folder, monkeypatch):
     """Every worker process exits while it unpickles the images: after ``MAX_TRIES`` in a row (lowered
     to 2 here: each try starts a process that imports torch) the scan stops and says so."""
-    monkeypatch.setattr(ray_backend, "MAX_TRIES", 2)
+    monkeypatch.setattr(ray_driver, "MAX_TRIES", 2)
     log = folder / "starts"
     net, images = integer_net(), integer_images(12, ties=False)
     with pytest.raises(ScanError) as caught:
@@ -328,7 +328,7 @@ def test_a_batch_that_kills_every_worker_stops_with_a_partial_scan_that_resumes(
     here, as each death costs a new worker process): the scan stops with images 0..11 done, all of
     them (the batches before it finish, they are not thrown away), and resuming from ``error.scan``
     gives the uninterrupted local scan."""
-    monkeypatch.setattr(ray_backend, "MAX_TRIES", 2)
+    monkeypatch.setattr(ray_driver, "MAX_TRIES", 2)
     counter = folder / "deaths"
     net, images = integer_net(), integer_images(26, ties=False)
     dataset = KillsEveryWorker(images, at=13, counter=counter, times=2)

@@ -1,6 +1,7 @@
 """Incremental occlusion (Krypton, Nakandala, Kumar & Papakonstantinou, SIGMOD 2019).
 
-``graph``: the model as a labelled ``torch.fx`` graph; ``regions``: patch arithmetic (growth
+``tracer``: the model's ``torch.fx`` graph, traced without disturbing other threads; ``graph``:
+that graph with each op labelled; ``regions``: patch arithmetic (growth
 through kernels and strides, windows read from cached maps, pastes); ``executor``: one batch of
 occluded copies recomputed only where the patches reach.
 """

@@ -34,6 +34,8 @@ The parts, each importing only the ones listed before it:
 * :mod:`.top_images` -- receptive-field crops and reconstructions of a unit's top images;
 * :mod:`.embedding` -- PCA and t-SNE of the codes;
 * :mod:`.result` -- the :class:`Scan` and its queries;
+* :mod:`.batch` -- one batch's forward pass folded into every layer's state;
+* :mod:`.ray_backend` and :mod:`.ray_driver` -- the same pass on Ray workers (``backend="ray"``);
 * :mod:`.run` -- the entry point :func:`scan`.
 """
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..errors import CnnWidgetsError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .result import Scan
 
 __all__ = ["ScanError", "ScanSaveWarning"]
 
@@ -26,7 +21,7 @@ class ScanError(CnnWidgetsError):
         far: ``net.scan(images, resume=error.scan)`` continues it. ``None`` otherwise.
     """
 
-    scan: "Scan | None" = None
+    scan = None  # the partial Scan, set by the scan that gave up
 
 
 class ScanSaveWarning(UserWarning):

@@ -107,7 +107,7 @@ def scan(
     progress = check_bool("progress", progress)
     backend = check_choice("backend", backend, ("local", "ray"))
     if backend == "ray":
-        from . import ray_backend  # the only module that imports ray, lazily
+        from . import ray_backend, ray_driver  # the only modules that use ray (imported lazily, in ray_backend)
 
         workers, resources = ray_backend.check_ray_options(workers, resources)
         ray_backend.import_ray()
@@ -149,7 +149,7 @@ def scan(
     try:
         position = start
         if backend == "ray":  # the driver only merges; the model here is never run
-            ray_backend.ray_pass(result, source, start, batch_size, num_workers, bar, workers, resources)
+            ray_driver.ray_pass(result, source, start, batch_size, num_workers, bar, workers, resources)
         else:
             changed_later: set[str] = set()  # layers whose output a later in-place operation changes
             with inference_state(net.model), torch.no_grad():
