@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
 from ..engine.errors import OptionError
-
-BUNDLE = Path(__file__).resolve().parent.parent / "static" / "explorer.js"
-
-
-def _bundle() -> str:
-    if not BUNDLE.is_file():
-        raise FileNotFoundError(f"the renderer bundle {BUNDLE} is missing (build it: cd js && npm run build)")
-    return BUNDLE.read_text(encoding="utf-8")
+from ..widgets.bundle import bundle_text as _bundle
 
 
 def export_html(source, path: str | Path, *, title: str | None = None, execute: str = "auto", timeout: int = 900) -> dict:

@@ -8,7 +8,6 @@ trait, read off the traits below and the engine's registries.
 
 from __future__ import annotations
 
-import pathlib
 
 import torch
 import traitlets
@@ -36,10 +35,10 @@ from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
+from .bundle import widget_esm
 from .layout_mode import LayoutMode
 from .progress import PanelProgress
 
-BUNDLE = pathlib.Path(__file__).resolve().parent.parent / "static" / "explorer.js"
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
@@ -67,7 +66,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     ``"unit"`` (the selected ``layer[channel]``) or a class index.
     """
 
-    _esm = BUNDLE
+    _esm = widget_esm()  # the bundle's text (a path would keep every Explorer alive: see bundle.py)
 
     # ---------------------------------------------------------------- settings (front end <-> kernel)
     image_name = Choice({**{name: name for name in SAMPLE_IMAGES}, CUSTOM_IMAGE: "your image"}, "cat",

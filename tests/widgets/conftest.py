@@ -5,6 +5,20 @@ from torch import nn
 import cnn_widgets as cw
 
 
+@pytest.fixture(autouse=True)
+def close_new_widgets():
+    """Close the widgets a test made: an open widget stays in ipywidgets' registry (and its Explorer,
+    images and caches in memory) for the life of the process."""
+    from ipywidgets.widgets import widget
+
+    before = set(widget._instances)
+    yield
+    for key in [k for k in list(widget._instances) if k not in before]:
+        made = widget._instances.get(key)
+        if made is not None:
+            made.close()
+
+
 @pytest.fixture(scope="session")
 def net():
     return cw.load_default()
