@@ -297,8 +297,8 @@ _RELEASE: list = []
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item, nextitem):
-    here = Path(__file__).parent
-    if nextitem is None or here not in Path(nextitem.path).parents:
+    # nextitem None: the session ends, and its own teardown has already closed them
+    if nextitem is not None and Path(__file__).parent not in Path(nextitem.path).parents:
         while _RELEASE:
             _RELEASE.pop()()
 
