@@ -272,8 +272,12 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
 
     @observe("layer")
     def _layer_changed(self, change):
-        if self.net is not None and self.channel >= self.net.layer(change["new"]).channels:
-            self.channel = 0
+        if self.net is not None:
+            self.channel = self._channel_on(change["new"], self.channel)
+
+    def _channel_on(self, layer: str, channel: int) -> int:
+        """``channel`` on ``layer``, or 0 where the layer has fewer channels (the rule a new layer follows)."""
+        return channel if channel < self.net.layer(layer).channels else 0
 
     @observe("window", "stride")
     def _keep_stride_within_window(self, change):
@@ -383,7 +387,10 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
     def resolved_target(self):
         """The engine target of saliency, occlusion and the tree: a class index or a ``cw.Unit``."""
         if self.target == "unit":
-            return Unit(self.layer, self.channel)
+            # read on a worker thread, the pair may be a new layer and the old channel, for the moment
+            # before the layer's observer resets it: the unit is then the one that reset gives
+            layer = self.layer
+            return Unit(layer, self._channel_on(layer, self.channel))
         if self.target == "top":
             return self.net.top_class(self.image)
         if self.target == ATLAS_TARGET:
