@@ -179,13 +179,10 @@ def _done_text(result: Scan) -> str:
 
 def _attach_partial(exc: Exception, result: Scan) -> None:
     """Give the error that stopped a pass the partial scan (``error.scan``) and say what is done."""
-    if isinstance(exc, ScanError):
+    try:  # ScanError documents it; another package's error takes it where it can
         exc.scan = result
-    else:
-        try:  # another package's error: the attribute and the note where it takes them
-            exc.scan = result
-        except AttributeError:
-            pass
+    except AttributeError:
+        pass
     if hasattr(exc, "add_note"):  # Python 3.11+
         exc.add_note(f"the scan stopped with {result.count} of {result.total} images covered ({_done_text(result)}); "
                      "continue with net.scan(images, resume=error.scan) (or resume=net.last_scan)")
