@@ -25,13 +25,17 @@ from .errors import OptionError
 from .hooks import inference_state
 from .incremental.heat import OcclusionResult, first_pass_estimate, heat_error, heat_map, neighbour_spread
 from .occlusion_runs import Evaluator, run_windows
-from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Target
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit
 
-__all__ = ["FILLS", "METHODS", "OcclusionResult", "first_pass_stride", "occlusion", "occlusion_fill", "window_positions"]
+__all__ = ["FILLS", "MAX_TABLE", "METHODS", "OcclusionResult", "first_pass", "first_pass_stride", "occlusion", "occlusion_fill",
+           "window_positions"]
 
 FILLS = ("zero", "mean", "blur")
 # incremental until it does not pay | recompute what the window changes (Krypton) | the whole network per copy
 METHODS = ("auto", "incremental", "full")
+#: ``table=True`` keeps every class's (or channel's) drops only up to this many numbers (64 MiB of
+#: float32); beyond it ``OcclusionResult.table`` is ``None``.
+MAX_TABLE = 2**24
 
 
 def occlusion_fill(x: torch.Tensor, fill: str, window: int) -> torch.Tensor:
@@ -74,9 +78,41 @@ def window_positions(size: tuple[int, int], window: int, stride: int) -> tuple[l
     return [[k * stride for k in range(-(-(n - window) // stride) + 1)] for n in size]  # type: ignore[return-value]
 
 
+def first_pass(size: tuple[int, int], window: int, stride: int) -> tuple[list[int], list[int]]:
+    """Top and left corners of an exact run's first pass: as few of :func:`window_positions`' corners
+    as still cover every pixel, so the map is whole after them and then refines in place.
+
+    Along each side, from the first corner, the next one kept is the farthest that leaves no gap
+    (at most ``window`` after the last kept), and the last corner is always kept. With ``stride``
+    about half the window this keeps every other corner: a quarter of the windows.
+    """
+    tops, lefts = (_covering(starts, window) for starts in window_positions(size, window, stride))
+    return tops, lefts
+
+
+def _covering(starts: list[int], window: int) -> list[int]:
+    kept = [starts[0]]
+    for before, start in zip(starts, starts[1:]):
+        if start > kept[-1] + window:  # ``start`` would leave a gap: the one before it is the farthest that does not
+            kept.append(before)
+    if kept[-1] != starts[-1]:
+        kept.append(starts[-1])
+    return kept
+
+
 def first_pass_stride(window: int, stride: int) -> int:
     """Drill-down's first-pass stride: twice ``stride``, at most ``window`` (so every pixel is covered)."""
     return min(window, 2 * stride)
+
+
+def _columns(net, resolved) -> int:
+    """How many targets of the same kind there are: classes, or the channels of the unit's layer."""
+    return net.layer(resolved.layer).channels if isinstance(resolved, Unit) else net.num_classes
+
+
+def _column(values: torch.Tensor, column: int | None) -> torch.Tensor:
+    """The target's drops from a batch's ``[rows, C]`` table (or its ``[rows]`` drops as they are)."""
+    return values if values.dim() == 1 else values[:, column]
 
 
 def _check(window, stride, size) -> tuple[int, int]:
@@ -113,6 +149,7 @@ def occlusion(
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     result: bool = False,
     compare: bool = False,
+    table: bool = False,
     method: str | None = None,
 ) -> torch.Tensor | OcclusionResult:
     """Drop of the target when a ``window x window`` square (all channels) is replaced by ``fill``.
@@ -174,11 +211,20 @@ def occlusion(
     callback
         ``callback(done, total, heat)`` after every batch: windows done, windows in all, and the
         ``[H, W]`` heat map of the windows done so far (NaN where none is yet). Raise to stop.
+        An exact run computes its :func:`first_pass` first (``OcclusionResult.first_pass``
+        windows, in batches of their own), so from then on every pixel has a value: the mean
+        drop of the windows done over it, which refines in place to the exact map.
     result
         Return an :class:`OcclusionResult` (heat map, grid, method, work, error) instead of a tensor.
     compare
         With ``approx`` or ``drill_down``: also run the exact method and put the error in
         ``OcclusionResult.error``.
+    table
+        Also keep the drops of every class (a class target) or of every channel of the unit's
+        layer, with the same quantity, position or reduce, from the very same passes:
+        ``OcclusionResult.table`` ``[nh, nw, C]``, whose column ``c`` is the grid of that class or
+        channel (``None`` with ``drill_down``, which picks windows by the target's own values, or
+        above :data:`MAX_TABLE` numbers).
 
     Returns
     -------
@@ -196,6 +242,7 @@ def occlusion(
     check_choice("execution", execution, METHODS)
     check_int("batch_size", batch_size)
     grid, result, compare = check_bool("grid", grid), check_bool("result", result), check_bool("compare", compare)
+    table = check_bool("table", table)
     if progress is not None:
         check_bool("progress", progress)
     if approx is not None:
@@ -210,6 +257,7 @@ def occlusion(
     resolved = net._resolve_target(target) if target is not None else TOP_CLASS
     tops, lefts = window_positions(size, window, stride)
     corners = [(t, l) for t in tops for l in lefts]
+    nh, nw = len(tops), len(lefts)
     coarse_stride = first_pass_stride(window, stride)
     coarse = None
     if drill_down is not None and coarse_stride > stride:
@@ -221,20 +269,25 @@ def occlusion(
         shared = {fine_index[c]: j for j, c in enumerate(coarse_corners) if c in fine_index}
         keep = min(math.ceil(drill_down * len(corners)), len(corners) - len(shared))
     total = len(corners) if coarse is None else len(coarse_corners) + keep
+    # an exact run: its first pass (every pixel covered), then the other windows, row by row
+    firsts = first_pass(size, window, stride) if coarse is None else ([], [])
+    first_set = {(t, l) for t in firsts[0] for l in firsts[1]}
+    stages = [[i for i, c in enumerate(corners) if c in first_set], [i for i, c in enumerate(corners) if c not in first_set]]
+    columns = _columns(net, resolved) if table and drill_down is None and not isinstance(resolved, Direction) else 0
+    keep_table = 0 < columns and len(corners) * columns <= MAX_TABLE
     show = total > 64 if progress is None else progress
     bar = None
     if show:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc="occlusion", unit="window", leave=False)
-    nh, nw = len(tops), len(lefts)
     try:
         # eval mode + frozen parameters; no rectifier rules (no backward pass), so native in-place
         # ReLUs run at full speed -- a unit's output is captured as the pass stops right after it
         with inference_state(net.model), torch.no_grad():
-            evaluate = Evaluator(net, x, resolved, quantity, execution, approx, occlusion_fill(x, fill, window), window)
+            evaluate = Evaluator(net, x, resolved, quantity, execution, approx, occlusion_fill(x, fill, window), window,
+                                 table=keep_table)
             drops = torch.full((nh * nw,), float("nan"), dtype=x.dtype, device=x.device)
-            todo = list(range(len(corners)))
             offset = 0
             if coarse is not None:
                 shape = (len(coarse[0]), len(coarse[1]))
@@ -254,17 +307,23 @@ def occlusion(
                     at = torch.tensor(list(shared), dtype=torch.long)
                     drops[at] = values[torch.tensor(list(shared.values()), dtype=torch.long)].to(drops.dtype)
                     rank[at] = -math.inf
-                todo = sorted(rank.topk(keep).indices.tolist())
+                stages = [sorted(rank.topk(keep).indices.tolist())]
                 offset = len(coarse_corners)
+            rows = torch.full((nh * nw, columns), float("nan"), dtype=x.dtype, device=x.device) if keep_table else None
+            for todo in stages:
 
-            def fine_batch(done, values):
-                if callback is not None:
-                    partial = drops.clone()
-                    partial[todo[: len(values)]] = values
-                    callback(offset + done, total, heat_map(partial.view(nh, nw), window, stride, size))
+                def fine_batch(done, values, todo=todo, offset=offset):
+                    if callback is not None:
+                        partial = drops.clone()
+                        partial[todo[: len(values)]] = _column(values, evaluate.column)
+                        callback(offset + done, total, heat_map(partial.view(nh, nw), window, stride, size))
 
-            values = run_windows(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
-            drops[todo] = values.to(drops.dtype)
+                values = run_windows(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
+                if todo:
+                    drops[todo] = _column(values, evaluate.column).to(drops.dtype)
+                    if rows is not None:
+                        rows[todo] = values.to(rows.dtype)
+                offset += len(todo)
             error = {}
             approximate = evaluate.runner is not None and approx is not None or coarse is not None
             if compare and approximate:
@@ -278,6 +337,7 @@ def occlusion(
     grid_values = drops.view(nh, nw).detach()
     heat = heat_map(grid_values, window, stride, size).detach()  # count >= 1 everywhere: stride <= window
     if result:
-        return OcclusionResult(heat, grid_values, evaluate.method,
-                               evaluate.reason, not approximate, evaluate.work, evaluate.runs, error)
+        return OcclusionResult(heat, grid_values, evaluate.method, evaluate.reason, not approximate, evaluate.work,
+                               evaluate.runs, error, first_pass=len(stages[0]) if coarse is None else 0,
+                               table=None if rows is None else rows.view(nh, nw, columns).detach())
     return grid_values if grid else heat

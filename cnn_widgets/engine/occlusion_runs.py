@@ -13,7 +13,7 @@ from .errors import NonFiniteError
 from .incremental import IncrementalRunner, Patch, plan_for
 from .incremental.regions import read_window
 from .structure import select_logits
-from .targets import TOP_CLASS, ClassTarget, Unit, scalar
+from .targets import TOP_CLASS, ClassTarget, Unit, scalar, scalar_table
 
 __all__ = ["FULL_WORK", "Evaluator", "run_windows"]
 
@@ -31,12 +31,14 @@ class Evaluator:
     """The target's value for the clean image and for batches of occluded copies.
 
     Runs incrementally when the model traces with torch.fx (Krypton), else (or when asked) the whole
-    network per copy; ``reason`` says why it fell back.
+    network per copy; ``reason`` says why it fell back. With ``table`` each call returns the drops
+    of every class (a class target) or every channel of the unit's layer, ``[rows, C]``, whose
+    column :attr:`column` is the target's (:func:`~.targets.scalar_table`): the same passes.
     """
 
-    def __init__(self, net, x, resolved, quantity, method, approx, fill_image, window):
+    def __init__(self, net, x, resolved, quantity, method, approx, fill_image, window, table: bool = False):
         self.net, self.x, self.resolved, self.quantity = net, x, resolved, quantity
-        self.fill_image, self.window = fill_image, window
+        self.fill_image, self.window, self.table, self.column = fill_image, window, table, None
         self.unit = isinstance(resolved, Unit)
         self.runner, self.reason, self.full_windows, self.runs = None, None, 0, 0
         if method in ("auto", "incremental"):
@@ -84,17 +86,21 @@ class Evaluator:
         checked = logits if logits is not None else out
         if not bool(torch.isfinite(checked).all()):
             raise NonFiniteError(f"{self.net.name} produced NaN or infinite values for an occluded copy; check the weights")
-        if self.resolved is TOP_CLASS:
-            index = int(logits[0].argmax())
-            self.resolved = ClassTarget(index, self.net.label(index))
-        return scalar(self.resolved, logits, outputs, self.quantity)
+        return self._scalar(logits, outputs)
 
     def _full_batch(self, batch):
         layers = [self.resolved.layer] if self.unit else []
         logits, outputs = self.net._forward(batch, layers=layers, stop_early=self.unit)
+        return self._scalar(logits, outputs)
+
+    def _scalar(self, logits, outputs):
+        """The target's value per row (the first call, the clean image's, resolves the top class), or the table."""
         if self.resolved is TOP_CLASS:
             index = int(logits[0].argmax())
             self.resolved = ClassTarget(index, self.net.label(index))
+        if self.table:
+            values, self.column = scalar_table(self.resolved, logits, outputs, self.quantity)
+            return values
         return scalar(self.resolved, logits, outputs, self.quantity)
 
     def __call__(self, corners: list[tuple[int, int]]) -> torch.Tensor:

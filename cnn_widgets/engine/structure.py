@@ -105,10 +105,15 @@ def state_key(net) -> tuple:
     computes, and a background computation holding the model in eval mode must not make a cell's
     call miss its cache.
     """
-    model = net.model
+    return (*model_key(net.model), repr(net.output))
+
+
+def model_key(model: nn.Module) -> tuple:
+    """:func:`state_key` without the output selector: what a bare model computes now (its modules,
+    parameters, buffers and forward hooks)."""
     tensors = (*model.parameters(), *model.buffers())
     hooks = tuple((tuple(m._forward_hooks), tuple(m._forward_pre_hooks)) for m in model.modules())
-    return (modules_key(model), tuple((t.data_ptr(), tensor_version(t)) for t in tensors), hooks, repr(net.output))
+    return (modules_key(model), tuple((t.data_ptr(), tensor_version(t)) for t in tensors), hooks)
 
 
 def learn_structure(model: nn.Module, example: torch.Tensor, output: OutputSelector, model_name: str) -> Structure:

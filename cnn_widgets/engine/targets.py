@@ -196,8 +196,34 @@ def scalar(
         return out[:, target.position[0], target.position[1]]
     if out.dim() == 1:
         return out
-    flat = out.flatten(1)
-    return flat.amax(dim=1) if target.reduce == "max" else flat.sum(dim=1)
+    return _reduce(out.flatten(1), target.reduce)
+
+
+def _reduce(values: torch.Tensor, reduce: str) -> torch.Tensor:
+    """A unit's map (flattened in its last dimension) as one number: THE rule of ``Unit.reduce``."""
+    return values.amax(dim=-1) if reduce == "max" else values.sum(dim=-1)
+
+
+def scalar_table(
+    target: Unit | ClassTarget,
+    logits: torch.Tensor,
+    outputs: dict[str, torch.Tensor],
+    quantity: str = "logit",
+) -> tuple[torch.Tensor, int]:
+    """:func:`scalar` of every target of the same kind at once, ``[rows, C]``, and the column of ``target``.
+
+    A class target: every class's logit or probability. A unit: every channel of its layer, with
+    its position or reduce. Column ``c`` equals ``scalar`` of the target with that class or channel.
+    """
+    if isinstance(target, ClassTarget):
+        check_choice("quantity", quantity, QUANTITIES)
+        return (logits.softmax(dim=1) if quantity == "probability" else logits), target.index
+    out = outputs[target.layer]
+    if target.position is not None:
+        return out[:, :, target.position[0], target.position[1]], target.channel
+    if out.dim() == 2:
+        return out, target.channel
+    return _reduce(out.flatten(2), target.reduce), target.channel
 
 
 def check_unit(unit: Unit, info) -> Unit:

@@ -8,7 +8,7 @@ its work (occlusion: after each batch of windows). That call
   newer request for the panel came in;
 * hands the model to whoever waits for it (a layer click computes between two batches);
 * shows the fraction done in the ``progress`` trait and the partial result (``partial()``'s
-  traits), at most ``PUSHES_PER_S`` times a second.
+  traits), at most ``PUSHES_PER_S`` times a second (or the panel's own ``pushes_per_s``).
 
 Every computation of a background panel ends in one of four states, shown in ``progress`` and by the
 status line: ``done``, ``cancelled``, ``error`` (one line) or superseded by the next one; so no
@@ -35,7 +35,7 @@ from ..engine.hooks import inference_state
 from .runner import LONG_LANE, Cancelled
 from .serialization import Array
 
-PUSHES_PER_S = 8.0  # partial results and progress sent per second at most while a panel runs
+PUSHES_PER_S = 8.0  # partial results and progress sent per second at most while a panel runs (unless it sets its own)
 
 
 class ProgressInfo(TypedDict, total=False):
@@ -79,17 +79,25 @@ class PanelProgress(traitlets.HasTraits):
         self.on_msg(self._on_progress_message)
 
     # ------------------------------------------------------------ what panels call
-    def report_progress(self, done: int, total: int, partial: Callable[[], dict] | None = None, unit: str = "") -> None:
-        """Called by a panel's ``compute`` between two pieces of work; raises ``Cancelled`` to stop it."""
+    def report_progress(self, done: int, total: int, partial: Callable[[], dict] | None = None, unit: str = "",
+                        urgent: bool = False) -> None:
+        """Called by a panel's ``compute`` between two pieces of work; raises ``Cancelled`` to stop it.
+
+        ``urgent``: show this partial result now, even sooner than ``PUSHES_PER_S`` allows (a first
+        complete picture)."""
         task = getattr(self._local, "task", None)
         if task is None:
             return
         task.done, task.total, task.unit, task.partial = int(done), int(total), unit, partial
         self._check(task)
-        if done < total and time.perf_counter() - task.last_push >= 1.0 / PUSHES_PER_S:
+        if done < total and (urgent or time.perf_counter() - task.last_push >= 1.0 / self._pushes_per_s(task)):
             self._push_partial(task)
         self.model_turns.between_steps()
         self._check(task)  # a Cancel or a newer request may have come while others used the model
+
+    def _pushes_per_s(self, task: Task) -> float:
+        """The panel's own cap (``Panel.pushes_per_s``: the Visualise run's frames) or ``PUSHES_PER_S``."""
+        return getattr(self.panels[task.name], "pushes_per_s", None) or PUSHES_PER_S
 
     def _push_partial(self, task: Task) -> None:
         task.last_push, task.reported, task.shown = time.perf_counter(), True, task.done

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { progressFraction, progressText } from "../src/progress.js";
-import { greyPending, occlusionCaption } from "../src/panels/occlusion.js";
+import { greyPending, occlusionCaption, occlusionStage } from "../src/panels/occlusion.js";
 import { vizState } from "../src/panels/visualize.js";
 
 test("fraction and text of a running computation, unknown totals are indeterminate", () => {
@@ -32,6 +32,20 @@ test("the caption says how much of the map is there", () => {
   assert.match(occlusionCaption(info, { state: "cancelled" }), /^cancelled, partial map: 20 of 81 windows/);
   assert.match(occlusionCaption({ ...info, done: 81 }, { state: "done" }), /red = the score falls, largest 0\.500$/);
   assert.equal(occlusionCaption({}, {}), "");
+});
+
+test("coarse to fine: the caption and the stage say which map is shown", () => {
+  const info = { target: "class tabby", window: 48, stride: 24, fill: "mean", extent: 0.5, done: 25, total: 81, mode: "exact" };
+  assert.equal(occlusionStage({ ...info, stage: "first" }, null), "first");
+  assert.match(occlusionCaption({ ...info, stage: "first" }, { state: "running" }), /^coarse, refining: 25 of 81 windows \(every pixel/);
+  assert.match(occlusionCaption({ ...info, stage: "refining", done: 50 }, { state: "cancelled" }), /^cancelled, coarse map/);
+  assert.match(occlusionCaption({ ...info, stage: "exact", done: 81 }, {}), /^exact: drop of class tabby when a 48px square/);
+  assert.match(occlusionCaption({ ...info, stage: "exact", done: 81, cached: true }, {}), /^exact \(computed before\): /);
+  assert.match(occlusionCaption({ ...info, stage: "approximate", mode: "fast" }, {}), /^approximate: .*fast: approximate/);
+  // an info without a stage (an older kernel) is read from done / total
+  assert.equal(occlusionStage({ ...info, done: 20 }, null), "partial");
+  assert.equal(occlusionStage({ ...info, done: 81 }, null), "exact");
+  assert.equal(occlusionStage({}, null), "");
 });
 
 test("a visualisation run's state is the runner's progress entry of the visualize job", () => {

@@ -20,8 +20,7 @@ from cnn_widgets.engine.occlusion import window_positions
 from cnn_widgets.widgets import runner as scheduler
 from cnn_widgets.widgets.panels.occlusion import batch_size, occlusion_display
 
-WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: 4 batches of 13
-STEP = batch_size(49)
+WINDOW, STRIDE = 56, 28  # 7 x 7 = 49 windows on the 224 px input: the first pass (16), then batches of 16
 
 
 def front_end_update(widget, **state):
@@ -72,14 +71,29 @@ def spy_occlusion(monkeypatch, net, on_batch=None):
     return seen
 
 
-def coverage(size, done, window=WINDOW, stride=STRIDE):
-    """(every window over the pixel is done, some window over it is done) after the first ``done``
-    windows in row-major order, from window_positions alone."""
+#: The first pass of a 56 / 28 map on 224 px: every other corner of 0, 28, ..., 168 along each side, and the
+#: last one (a gap between two kept windows would be wider than the window): 4 x 4 = 16 of the 49 windows.
+FIRST_SIDE = [0, 56, 112, 168]
+FIRST = len(FIRST_SIDE) ** 2
+STEP = batch_size(49, FIRST)
+
+
+def engine_order(size, window=WINDOW, stride=STRIDE):
+    """The corners in the order the engine runs them: the first pass row by row, then the others row by row."""
     tops, lefts = window_positions(size, window, stride)
-    todo, finished = np.zeros(size, int), np.zeros(size, int)
-    for i, (t, l) in enumerate((t, l) for t in tops for l in lefts):
-        (finished if i < done else todo)[t:t + window, l:l + window] += 1
-    return todo == 0, finished > 0
+    corners = [(t, l) for t in tops for l in lefts]
+    first = [c for c in corners if c[0] in FIRST_SIDE and c[1] in FIRST_SIDE]
+    return first + [c for c in corners if c not in first]
+
+
+def mean_of_done(grid, corners, done, size, window=WINDOW, stride=STRIDE):
+    """Loop reference of a partial map: each pixel's mean drop over the done windows covering it (NaN: none)."""
+    total, count = np.zeros(size), np.zeros(size)
+    for t, l in corners[:done]:
+        total[t:t + window, l:l + window] += float(grid[t // stride, l // stride])
+        count[t:t + window, l:l + window] += 1
+    with np.errstate(invalid="ignore"):
+        return torch.from_numpy(np.where(count > 0, total / np.maximum(count, 1), np.nan))
 
 
 @pytest.fixture()
@@ -106,15 +120,16 @@ def test_partial_maps_arrive_in_batch_order_and_the_last_equals_net_occlusion(ex
     assert explorer.runner.wait(120)
 
     windows = 49
-    step = batch_size(windows)
-    assert [s[0] for s in seen] == list(range(step, windows, step)) + [windows]
+    step = batch_size(windows, FIRST)
+    assert step == FIRST  # the first pass is one batch: its map is the first picture
+    assert [s[0] for s in seen] == [FIRST] + list(range(FIRST + step, windows, step)) + [windows]
     assert {s[3] for s in seen} == {"cnn_widgets-panels"}  # off the kernel's thread
     assert all(t is threading.main_thread() for t in threads)  # ... but set on it
-    # every partial map was shown, in batch order, then the whole one
-    assert [i["done"] for i in infos] == list(range(step, windows, step)) + [windows]
+    # the first picture covers every pixel, then refines in place, then the exact map; never a grey pixel
+    assert [i["done"] for i in infos] == [s[0] for s in seen]
+    assert [i["stage"] for i in infos] == ["first"] + ["refining"] * (len(seen) - 2) + ["exact"]
     assert all(i["total"] == windows for i in infos) and infos[-1]["method"] == "incremental"
-    assert pending_sums[-1] is None and all(p > 0 for p in pending_sums[:-1])
-    assert pending_sums[:-1] == sorted(pending_sums[:-1], reverse=True)  # the map fills in
+    assert set(pending_sums) <= {None} and explorer.occlusion_pending is None
     # progress: fractions never go back, end at 1, then "done"
     running = [p for p in progress if p.get("state") == "running"]
     fractions = [p["done"] / p["total"] for p in running if p["total"]]
@@ -126,20 +141,22 @@ def test_partial_maps_arrive_in_batch_order_and_the_last_equals_net_occlusion(ex
     # the incremental engine's exactness; a partial or shifted map differs by far more)
     target = net.top_class(explorer.image)
     direct = net.occlusion(explorer.image, target, window=WINDOW, stride=STRIDE, fill="mean")
+    grid = net.occlusion(explorer.image, target, window=WINDOW, stride=STRIDE, fill="mean", grid=True)
     shown = explorer.panels["occlusion"].heat
     tolerance = 5e-5 * float(direct.abs().max())
     torch.testing.assert_close(shown, direct, rtol=0, atol=tolerance)
     expected, extent = occlusion_display(direct)
     assert np.abs(explorer.occlusion.astype(int) - expected.astype(int)).max() <= 1
     assert explorer.occlusion_info["extent"] == pytest.approx(extent, rel=1e-5)
-    # each partial map already holds the final values where all the windows over a pixel are done
+    # each picture on the way is the mean, at every pixel, of the windows done so far (a loop over
+    # them, in the engine's order): whole from the first one on
     size = tuple(direct.shape)
-    for done, total, heat, _ in seen[:-1]:
-        complete, touched = coverage(size, done)
-        assert complete.any() and not complete.all()
-        complete = torch.from_numpy(complete)
-        torch.testing.assert_close(heat[complete], direct[complete], rtol=0, atol=tolerance)
-        assert torch.equal(torch.isnan(heat), torch.from_numpy(~touched))  # NaN exactly where no window was yet
+    order = engine_order(size)
+    for done, total, heat, _ in seen:
+        reference = mean_of_done(grid.double().numpy(), order, done, size).to(heat.dtype)
+        assert not torch.isnan(reference).any()
+        torch.testing.assert_close(heat, reference, rtol=0, atol=tolerance)
+    assert not torch.allclose(seen[0][2], direct, rtol=0, atol=100 * tolerance)  # the first picture is coarse
 
 
 def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(explorer, net, monkeypatch):
@@ -169,9 +186,9 @@ def test_cancel_mid_way_ends_the_busy_state_and_leaves_everything_else_alone(exp
                                               "message": f"cancelled after {2 * STEP} of 49 windows", "unit": "windows"}
     assert explorer.status == "idle" and explorer.error == "" and explorer.result_seq == explorer.request_seq == 1
     assert not explorer.runner.pending and not explorer.runner.busy
-    # what was drawn stays, marked as partial
-    assert explorer.occlusion_info["done"] == 2 * STEP and explorer.occlusion_pending is not None  # as the message says
-    assert explorer.occlusion_pending.any()
+    # what was drawn stays: the coarse map of the windows done (every pixel covered), as the message says
+    assert explorer.occlusion_info["done"] == 2 * STEP and explorer.occlusion_info["stage"] == "refining"
+    assert explorer.occlusion_pending is None
     assert_untouched(net.model, before_model)
     after_state = {k: v for k, v in explorer.get_state().items() if k in before_state}
     assert after_state.keys() == before_state.keys()

@@ -23,7 +23,7 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 
-from ..structure import modules_key
+from ..structure import model_key, modules_key
 from .graph import Op, Plan, attribute, build_plan, trace
 from .regions import Patch, grow, materialize, read_window, span
 
@@ -31,6 +31,7 @@ __all__ = ["CLEAN", "IncrementalRunner", "plan_for"]
 
 CLEAN = object()  # a node whose value is the same for every occluded row
 _PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(modules, leaves, shape): plan}
+_CLEAN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (plan, input, model_key, clean values)
 
 
 def _load(value, env: dict):
@@ -80,7 +81,22 @@ def plan_for(model, x: torch.Tensor, leaves: frozenset[str]) -> tuple[Plan, dict
         shapes = {n: tuple(v.shape) for n, v in _clean_pass(rough, x).items() if isinstance(v, torch.Tensor)}
         plan = build_plan(model, graph, shapes, leaves)  # the clean values are this plan's (folded norms)
         cache[key] = plan
-    return plan, _clean_pass(plan, x)
+    return plan, _clean_values(plan, model, x)
+
+
+def _clean_values(plan: Plan, model, x: torch.Tensor) -> dict:
+    """The clean pass of ``x`` through ``plan``, kept for the next run on the same image (another window,
+    stride, fill or target): one per model, for the very same input values, plan and model state."""
+    state = model_key(model)
+    kept = _CLEAN.get(model)
+    if kept is not None:
+        kept_plan, kept_x, kept_state, env = kept
+        if kept_plan is plan and kept_state == state and kept_x.shape == x.shape and kept_x.dtype == x.dtype \
+                and kept_x.device == x.device and bool(torch.equal(kept_x, x)):
+            return env
+    env = _clean_pass(plan, x)
+    _CLEAN[model] = (plan, x.detach().clone(), state, env)
+    return env
 
 
 class IncrementalRunner:

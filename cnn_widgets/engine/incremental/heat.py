@@ -36,6 +36,12 @@ class OcclusionResult:
     error
         With ``compare=True`` on an approximate run: ``{"max_abs", "relative", "correlation"}`` of
         the heat map against the exact one (relative: max abs error over max abs exact value).
+    first_pass
+        Windows of an exact run's first pass (:func:`~cnn_widgets.engine.occlusion.first_pass`),
+        computed before the others; after them the map covers every pixel (0 for a drill-down).
+    table
+        With ``table=True``: ``[nh, nw, C]``, the drops of every class (or every channel of the
+        unit's layer) from the same passes; ``None`` otherwise.
     """
 
     heat: torch.Tensor
@@ -46,6 +52,8 @@ class OcclusionResult:
     work: float = 1.0
     windows: int = 0
     error: dict = field(default_factory=dict)
+    first_pass: int = 0
+    table: torch.Tensor | None = None
 
 
 def heat_map(grid: torch.Tensor, window: int, stride: int, size: tuple[int, int]) -> torch.Tensor:

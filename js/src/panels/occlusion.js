@@ -1,6 +1,7 @@
 // The occlusion map over the image (Zeiler & Fergus): how the target's score changes when a square is hidden.
-// While the kernel computes it, the map fills in batch by batch: the pixels no window has reached
-// yet (`occlusion_pending`) are drawn as a greyed image, and a progress bar with Cancel sits above.
+// Coarse to fine: the kernel's first pass already covers every pixel, then the map refines in place
+// to the exact one (`data-stage` and the caption say which is shown). Pixels no window has reached
+// yet (`occlusion_pending`) are drawn as a greyed image; a progress bar with Cancel sits above.
 import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { blendHeat } from "../pixels.js";
@@ -25,19 +26,34 @@ export function greyPending(rgba, H, W, pending, ph, pw) {
   return rgba;
 }
 
+/** What the map on screen is: "" (none), "partial" (grey pixels), "first" / "refining" (every pixel has a
+ * value; more windows come), "exact", "approximate" (the fast mode's map). From the kernel's
+ * `stage` (panels/occlusion.py STAGES); an older kernel's info is read from done / total. */
+export function occlusionStage(info, pending) {
+  if (!info || !info.target) return "";
+  if (info.stage) return info.stage;
+  if (pending || (info.total && info.done < info.total)) return "partial";
+  return info.mode === "fast" ? "approximate" : "exact";
+}
+
 /** The caption: what the map shows, and how much of it is there. */
 export function occlusionCaption(info, progress) {
   if (info && info.note) return info.note; // nothing to compute for this target, and why (not an error)
   if (!info || !info.target) return "";
-  const partial = info.total && info.done < info.total;
+  const stage = occlusionStage(info, null);
   const fast = info.mode === "fast";
   const what = `drop of ${info.target} when a ${info.window}px square is filled with ${info.fill} (stride ${info.stride})`
     + (fast ? "; fast: approximate, the windows not run are estimated from their neighbours" : "");
-  if (partial) {
-    const cancelled = progress && progress.state === "cancelled";
+  const cancelled = progress && progress.state === "cancelled";
+  if (stage === "partial") {
     return `${cancelled ? "cancelled, partial map" : "computing"}: ${info.done} of ${info.total} windows; grey = not computed yet. ${what}`;
   }
-  return `${what}; red = the score falls, largest ${fmt(info.extent)}`;
+  if (stage === "first" || stage === "refining") {
+    const state = cancelled ? "cancelled, coarse map" : `coarse, refining: ${info.done} of ${info.total} windows`;
+    return `${state} (every pixel averages the windows done over it). ${what}`;
+  }
+  const kind = stage === "approximate" ? "approximate" : `exact${info.cached ? " (computed before)" : ""}`;
+  return `${kind}: ${what}; red = the score falls, largest ${fmt(info.extent)}`;
 }
 
 function mount(model) {
@@ -67,6 +83,7 @@ function mount(model) {
     canvas.dataset.done = String(info.done ?? "");
     canvas.dataset.total = String(info.total ?? "");
     canvas.dataset.partial = String(!!pending);
+    canvas.dataset.stage = heat ? occlusionStage(info, pending) : "";
     caption.textContent = occlusionCaption(info, progress.info());
   }
   const off = listen(model, ["occlusion", "occlusion_info", "occlusion_pending", "image_data"], draw);
