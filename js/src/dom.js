@@ -39,6 +39,21 @@ export function listen(model, names, callback) {
   return () => { for (const e of events) model.off(e, callback); };
 }
 
+/**
+ * Like listen, but callback() runs once for all the changes of one update: a message from the kernel
+ * sets its traits together and fires one change event per trait (a Visualise frame: viz_frame,
+ * viz_curve, viz_info and progress), so a view drawing on each would draw four times per frame. The
+ * call is queued as a microtask after the first event; none runs after the unsubscribe.
+ */
+export function listenBatched(model, names, callback) {
+  let queued = false, closed = false;
+  const run = () => { queued = false; if (!closed) callback(); };
+  const off = listen(model, names, () => {
+    if (!queued) { queued = true; queueMicrotask(run); }
+  });
+  return () => { closed = true; off(); };
+}
+
 export function fmt(x) {
   if (!Number.isFinite(x)) return String(x);
   const a = Math.abs(x);

@@ -167,3 +167,49 @@ def test_a_picture_optimised_at_its_own_size_is_measured_at_that_size():
     ours = net.activations(viz.input, ["2"])["2"][5].mean().item()
     noise = net.activations(torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0)), ["2"])["2"][5].mean().item()
     assert ours > noise + 0.1
+
+
+def test_show_start_shows_the_starting_picture_before_the_model_runs_and_changes_nothing_else(monkeypatch):
+    from cnn_widgets.engine.pictures import pixels_to_uint8
+    from cnn_widgets.engine.visualize import ImageParam
+
+    net = small_net()
+    net.layers  # the structure at the input size is known: what follows runs the model only for the ascent
+    events = []
+    forward = net.model.forward
+    monkeypatch.setattr(net.model, "forward", lambda x: (events.append("model"), forward(x))[1])
+    seen = []
+
+    def callback(step, frame, value):
+        events.append(f"frame {step}")
+        seen.append((step, frame.copy(), value))
+
+    # 48 px is not the input size: whether the model runs there is found out after the first frame
+    kw = dict(steps=6, size=48, every=2, progress=False, seed=1)
+    shown = net.visualize(cw.Unit("2", 5), callback=callback, show_start=True, **kw)
+    assert events[0] == "frame 0" and events[1] == "model"
+    assert [s for s, _, _ in seen] == [0, 2, 4, 6] and np.isnan(seen[0][2])
+    start = ImageParam(1, 48, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        np.testing.assert_array_equal(seen[0][1], pixels_to_uint8(start()[0]))
+    plain = net.visualize(cw.Unit("2", 5), callback=lambda *a: None, **kw)  # the same run without it
+    np.testing.assert_array_equal(np.asarray(shown.image), np.asarray(plain.image))
+    np.testing.assert_array_equal(shown.frames, plain.frames)  # frame 0 is shown, not kept
+    assert shown.objective == plain.objective and len(shown.frames) == 3
+    assert torch.equal(shown.input, plain.input) and shown.input.shape == (3, 48, 48)
+
+    stopped = net.visualize(cw.Unit("2", 5), callback=lambda *a: False, show_start=True, **kw)
+    assert stopped.interrupted and stopped.objective == [] and len(stopped.frames) == 0
+    np.testing.assert_array_equal(np.asarray(stopped.image), seen[0][1])
+
+    cat = cw.sample_image("cat")
+    firsts = []
+    net.visualize(0, steps=1, start=cat, progress=False, show_start=True,
+                  callback=lambda step, frame, value: firsts.append(frame) if step == 0 else None)
+    assert np.abs(firsts[0].astype(int) - net.display_image(cat).astype(int)).max() <= 2  # the start image
+
+    dreams = []
+    dream = net.dream(cat, "2", octaves=2, steps=2, progress=False, show_start=True,
+                      callback=lambda step, frame, value: dreams.append((step, frame)))
+    assert [s for s, _ in dreams] == [0, 1, 2] and len(dream.frames) == 2
+    assert np.abs(dreams[0][1].astype(int) - net.display_image(cat).astype(int)).max() <= 1  # the image itself

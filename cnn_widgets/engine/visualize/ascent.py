@@ -33,12 +33,14 @@ FrameCallback = Callable[[int, np.ndarray, float], "bool | None"]  # (step, fram
 @dataclass
 class Ascent:
     """What :func:`ascend` reached: pixels ``[n, 3, size, size]`` in ``[0, 1]``, the objective (mean over
-    the batch) after each step, uint8 frames of the first picture, and whether it was stopped early."""
+    the batch) after each step, uint8 frames of the first picture, whether it was stopped early, and
+    whether the model ran at the picture's own size (``native``)."""
 
     pixels: torch.Tensor
     curve: list[float]
     frames: list[np.ndarray]
     interrupted: bool
+    native: bool = True
 
 
 def runs_at(net, size: int) -> bool:
@@ -72,20 +74,23 @@ def forward_value(net, objective: Objective, x: torch.Tensor):
 
 def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generator: torch.Generator,
            chain: list[Transform], lr: float = 0.05, param: str = "fourier", decorrelate: bool = True,
-           start: torch.Tensor | None = None, native: bool = True, exact: bool = True, negative: bool = False,
+           start: torch.Tensor | None = None, native: bool | None = True, exact: bool = True, negative: bool = False,
            reduce: str = "mean", diversity_weight: float = 0.0, l2: float = 0.0, tv: float = 0.0, every: int = 0,
-           callback: FrameCallback | None = None, bar=None) -> Ascent:
+           callback: FrameCallback | None = None, show_start: bool = False, bar=None) -> Ascent:
     """Adam on ``n`` pictures of ``size`` pixels for ``steps`` steps (options checked by the callers).
 
     The loss is ``-(sum or mean over the batch of the objective)`` (``reduce``; ``sum`` gives every
     picture exactly its own objective's gradient), ``negative`` flips it, plus Lucid's diversity
     term and L2 / total-variation penalties. The initial noise and every transform are drawn from
     ``generator`` in a fixed order, so a seed gives the same pictures. The model input is
-    :func:`model_input` of the transformed pixels (``native``: the model runs at ``size``;
-    ``exact``: resized back to exactly that). Every ``every`` steps (and at the last) a frame of the
-    first picture is kept and ``callback(step, frame, objective)`` called; ``False`` stops. Ctrl-C
-    stops too; either way the pictures reached are returned with ``interrupted`` set. The model runs
-    in eval mode with frozen parameters (restored after).
+    :func:`model_input` of the transformed pixels (``native``: the model runs at ``size``; ``None``:
+    find that out with :func:`runs_at`, after the starting frame; ``exact``: resized back to exactly
+    that). Every ``every`` steps (and at the last) a frame of the first picture is kept and
+    ``callback(step, frame, objective)`` called; ``False`` stops. ``show_start`` first calls
+    ``callback(0, frame, nan)`` with the starting picture, before any use of the model (a viewer
+    shows it at once; nothing is measured yet, and it is not kept in ``frames``). Ctrl-C stops too;
+    either way the pictures reached are returned with ``interrupted`` set. The model runs in eval
+    mode with frozen parameters (restored after).
     """
     image = ImageParam(n, size, param, decorrelate, start=start, generator=generator).to(net.device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
@@ -94,6 +99,13 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
     frames: list[np.ndarray] = []
     interrupted = False
     try:
+        if show_start and callback is not None:
+            with torch.no_grad():
+                interrupted = callback(0, pixels_to_uint8(image()[0]), float("nan")) is False
+        if native is None:
+            native = runs_at(net, size)  # the model's first pass at this size: after the starting frame
+        if interrupted:
+            steps = 0  # stopped at the start: no step
         with inference_state(net.model), torch.enable_grad():
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
@@ -121,6 +133,8 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
                         break
     except KeyboardInterrupt:
         interrupted = True
+    if native is None:  # (interrupted before it was known)
+        native = runs_at(net, size)
     with torch.no_grad():
         final = image().detach().float()
-    return Ascent(final, curve, frames, interrupted)
+    return Ascent(final, curve, frames, interrupted, native)

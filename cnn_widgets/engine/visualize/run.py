@@ -85,6 +85,7 @@ def visualize(
     param: str = "fourier", decorrelate: bool = True, transforms: str = "standard", start: ImageLike | None = None,
     seed: int = 0, every: int = 16, progress: bool = True, negative: bool = False, n: int = 1,
     diversity_weight: float = 0.0, l2: float = 0.0, tv: float = 0.0, callback: FrameCallback | None = None,
+    show_start: bool = False,
 ) -> Visualization:
     """Optimise an image so that ``target`` is as large as possible (or as small: ``negative``).
 
@@ -117,6 +118,10 @@ def visualize(
         Weights of an L2 penalty on ``pixels - 0.5`` and of total variation (Mahendran & Vedaldi 2015).
     callback
         Called as ``callback(step, frame, objective)`` with every kept frame; returning ``False`` stops.
+    show_start
+        First call ``callback(0, frame, nan)`` with the starting picture (noise, or ``start``) before
+        the model runs at all, so a viewer shows something at once (the Explorer's Visualise tab).
+        The frame is not kept in :attr:`Visualization.frames`; the run is the same with or without it.
     """
     objective = _objective(net, target)
     steps, every, n = check_int("steps", steps), check_int("every", every), check_int("n", n)
@@ -124,6 +129,7 @@ def visualize(
     check_choice("param", param, PARAMS)
     check_choice("transforms", transforms, TRANSFORM_SETS)
     decorrelate, negative, progress = check_bool("decorrelate", decorrelate), check_bool("negative", negative), check_bool("progress", progress)
+    show_start = check_bool("show_start", show_start)
     diversity_weight, l2, tv = (check_float(name, v, low=0) for name, v in (("diversity_weight", diversity_weight), ("l2", l2), ("tv", tv)))
     seed = check_int("seed", seed, low=0)
     if start is not None:
@@ -132,7 +138,8 @@ def visualize(
     if diversity_weight and objective_layer(objective) is None:
         raise OptionError("diversity_weight needs a unit, layer or direction target (a class has no layer to compare)")
     generator = torch.Generator().manual_seed(seed)
-    native = size == net.input_size[0] == net.input_size[1] or runs_at(net, size)
+    # None: the ascent finds out whether the model runs at `size` (a first pass there) after the starting frame
+    native = True if size == net.input_size[0] == net.input_size[1] else None
     x0 = start_pixels(net, start, size) if start is not None else None
     # a neuron at a position indexes the map at `size`; any other objective takes the picture as it comes
     exact = isinstance(objective, Unit) and objective.position is not None
@@ -140,13 +147,14 @@ def visualize(
     try:
         reached = ascend(net, objective, n, size, steps, generator=generator, chain=transform_set(transforms, size), lr=lr,
                          param=param, decorrelate=decorrelate, start=x0, native=native, exact=exact, negative=negative,
-                         diversity_weight=diversity_weight, l2=l2, tv=tv, every=every, callback=callback, bar=bar)
+                         diversity_weight=diversity_weight, l2=l2, tv=tv, every=every, callback=callback,
+                         show_start=show_start, bar=bar)
     finally:
         if bar is not None:
             bar.close()
     settings = dict(steps=steps, size=size, lr=lr, param=param, decorrelate=decorrelate, transforms=transforms,
                     seed=seed, negative=negative, n=n, start=start is not None)
-    return _result(net, reached.pixels, reached.curve, reached.frames, reached.interrupted, settings, size, native)
+    return _result(net, reached.pixels, reached.curve, reached.frames, reached.interrupted, settings, size, reached.native)
 
 
 def _result(net, final: torch.Tensor, curve, frames, interrupted, settings, size: int, native: bool) -> Visualization:
@@ -169,20 +177,23 @@ def _bar(total: int, desc: str, show: bool):
 def dream(
     net: NetworkBase, image: ImageLike, layer: str | Unit, octaves: int = 4, octave_scale: float = 1.4,
     steps: int = 10, lr: float = 0.02, jitter: int = 32, seed: int = 0, progress: bool = True,
-    callback: FrameCallback | None = None,
+    callback: FrameCallback | None = None, show_start: bool = False,
 ) -> Visualization:
     """DeepDream (Mordvintsev, Olah & Tyka 2015): amplify what ``layer`` sees in ``image``.
 
     Gradient ascent of the layer's mean square (or a unit's mean) on the image itself, octave by
     octave from ``octave_scale ** (octaves - 1)`` times smaller up to full size, each step with a
     random shift of up to ``jitter`` pixels and a gradient normalised by its mean magnitude; the
-    detail found at one octave is carried up to the next.
+    detail found at one octave is carried up to the next. ``callback(octave, frame, objective)`` is
+    called after each octave (``False`` stops); ``show_start`` first calls ``callback(0, image, nan)``
+    with the image itself, before the model runs.
     """
     objective = LayerTarget(net.layer(layer).name) if isinstance(layer, str) else net._resolve_target(layer)
     octaves, steps, seed = check_int("octaves", octaves), check_int("steps", steps), check_int("seed", seed, low=0)
     jitter = check_int("jitter", jitter, low=0)
     lr = check_float("lr", lr, low=0, open_low=True)
     octave_scale = check_float("octave_scale", octave_scale, low=1)
+    show_start = check_bool("show_start", show_start)
     generator = torch.Generator().manual_seed(seed)
     h, w = net.prepare(image).shape[-2:]  # the image as the model sees it
     base = start_pixels(net, image, h).to(net.device)
@@ -193,6 +204,8 @@ def dream(
     curve, frames, interrupted = [], [], False
     bar = _bar(octaves * steps, "dream", progress)
     try:
+        if show_start and callback is not None and callback(0, pixels_to_uint8(base[0]), float("nan")) is False:
+            sizes, interrupted = [], True  # stopped at the start: no octave
         with inference_state(net.model), torch.enable_grad():
             for octave, hw in enumerate(sizes):
                 octave_base = F.interpolate(base, size=hw, mode="bilinear", align_corners=False)

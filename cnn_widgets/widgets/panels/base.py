@@ -28,6 +28,7 @@ class Panel:
 
     name: ClassVar[str]  # the key of the panel in the table, ``timings`` and ``working``
     label: ClassVar[str]  # what the status line says while it is computed ("computing <label>…")
+    pushes_per_s: ClassVar[float | None] = None  # partial results shown a second at most; None: progress.PUSHES_PER_S
 
     @staticmethod
     def options() -> dict[str, list[list[str]]]:

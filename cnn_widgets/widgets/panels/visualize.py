@@ -2,21 +2,26 @@
 DeepDream of the image at the selected layer, run on the Explorer's runner and streamed.
 
 Started by ``recompute("visualize")`` (the tab's Start button), stopped by ``cancel("visualize")``
-(Stop: the frame reached stays shown). Each step reports progress with the frame reached as the
-partial result, so the run takes turns with the slow panels for the model and is never shown
-stale (a newer request drops it). Finished runs are cached per (target, settings): going back to
-one is instant (:meth:`VisualizePanel.cached`); the key holds the model's state, so a changed model
-never shows an old run.
+(Stop: the frame reached stays shown). The starting picture is shown at once (step 0, before the
+model runs), then each step reports progress with the frame reached as the partial result, up to
+``VisualizePanel.pushes_per_s`` frames a second (an animation, unlike the other panels' partial
+maps), so the run takes turns with the slow panels for the model and is never shown stale (a
+newer request drops it). Finished runs are cached per (target, settings): going back to one is
+instant (:meth:`VisualizePanel.cached`); the key holds the model's state, so a changed model never
+shows an old run.
 """
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypedDict
 
 import numpy as np
+import torch
 
 from ...engine.structure import state_key
 from .base import Panel
@@ -54,7 +59,8 @@ def visualization_request(explorer) -> Request:
         layer, per_octave = w.layer, max(1, steps // OCTAVES)
         key = ("dream", state_key(net), layer, per_octave, lr, jitter, w.viz_image_serial)
         return Request(key, lambda cb: net.dream(image, layer, octaves=OCTAVES, steps=per_octave, lr=lr, jitter=jitter,
-                                                 progress=False, callback=cb), OCTAVES, f"DeepDream of layer {layer}")
+                                                 progress=False, callback=cb, show_start=True),
+                       OCTAVES, f"DeepDream of layer {layer}")
     if w.viz_direction is not None:
         target, text = w.viz_direction
         target_key = (text, target.vector.numpy().tobytes())
@@ -66,16 +72,49 @@ def visualization_request(explorer) -> Request:
     key = ("visualize", state_key(net), target_key, steps, lr, size, jitter, param, start is not None and w.viz_image_serial)
     return Request(key, lambda cb: net.visualize(
         target, steps=steps, size=size, lr=lr, param=param, transforms="standard" if jitter else "none",
-        start=start, every=1, progress=False, callback=cb), steps, text)
+        start=start, every=1, progress=False, callback=cb, show_start=True), steps, text)
 
 
 def _traits(frame, curve, info: VisualizeInfo) -> dict:
     return {"viz_frame": frame, "viz_curve": np.asarray(curve, np.float32), "viz_info": info}
 
 
+def usable_cpus() -> int:
+    """The cores this process may run on (its affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def ascent_threads() -> Iterator[int]:
+    """Run the block with every usable core but one as torch's intra-op threads (never more than now).
+
+    The core left over is the kernel's thread, which sends the frames, and the front end that draws
+    them. On a 2-core machine this is one thread: measured by ``benchmarks/bench_visualize_stream.py``,
+    one thread makes as many steps a second as two when the machine is otherwise idle, and far more
+    under any other load (two threads wait at every operation for the one that was preempted). The
+    setting is the calling thread's own (OpenMP), restored at the end; threads that torch first
+    starts meanwhile take it too.
+    """
+    before = torch.get_num_threads()
+    wanted = max(1, min(before, usable_cpus() - 1))
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if wanted != before:
+            torch.set_num_threads(before)
+
+
 class VisualizePanel(Panel):
     name = "visualize"
     label = "visualisation"
+    #: Frames a second at most while a run goes on: an animation (the lecture goal is >= 10 shown a
+    #: second), where the other panels' partial maps keep progress.PUSHES_PER_S. A 128-pixel frame is 48 KiB.
+    pushes_per_s = 20.0
 
     def __init__(self):
         self.cache: OrderedDict[tuple, dict] = OrderedDict()  # key -> the finished run's traits
@@ -97,14 +136,16 @@ class VisualizePanel(Panel):
         reached = [0]
 
         def callback(step, frame, objective):
-            curve.append(float(objective))
+            if step:  # step 0 is the starting picture: nothing measured yet
+                curve.append(float(objective))
             reached[0] = step
             shown = list(curve)  # the run goes on appending to its own list
             explorer.report_progress(step, request.steps, lambda: _traits(
                 frame, shown, {"step": step, "steps": request.steps, "cached": False, "target": request.text}), unit="steps")
             return True
 
-        result = request.call(callback)
+        with ascent_threads():
+            result = request.call(callback)
         frame = np.ascontiguousarray(np.asarray(result.image.convert("RGB")), dtype=np.uint8)
         info: VisualizeInfo = {"step": reached[0], "steps": request.steps, "interrupted": bool(result.interrupted),
                                "cached": False, "target": request.text}

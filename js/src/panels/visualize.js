@@ -4,7 +4,7 @@
 // {type: "cancel", ...}, and its state is progress.visualize (the kernel never sends a stale frame).
 import { decodeArray } from "../buffers.js";
 import { commit } from "../actions.js";
-import { h, listen, paint, fmt } from "../dom.js";
+import { h, listenBatched, paint, fmt } from "../dom.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { curvePoints, rgbToRgba } from "../curve.js";
 import { progressBar } from "../progress.js";
@@ -54,6 +54,7 @@ function mount(model) {
     ctx.stroke();
   }
 
+  let painted; // the viz_frame value on the canvas: a message that leaves it alone does not repaint it
   function draw() {
     const info = model.get("viz_info") || {};
     const state = vizState(model);
@@ -65,11 +66,16 @@ function mount(model) {
     const dream = model.get("viz_mode") === "dream";
     param.el.parentElement.hidden = start.el.parentElement.hidden = dream;
     sliders[2].el.hidden = dream; // DeepDream keeps the image's size
-    const frame = decodeArray(model.get("viz_frame"));
+    const value = model.get("viz_frame");
+    const frame = value === painted ? null : decodeArray(value);
     if (frame) {
       const [H, W] = frame.shape;
       paint(canvas, rgbToRgba(frame.array, H, W), W, H);
-    } else if (!isRunning) paint(canvas, new Uint8ClampedArray(0), 0, 0);
+      painted = value;
+    } else if (value == null && painted !== null && !isRunning) {
+      paint(canvas, new Uint8ClampedArray(0), 0, 0);
+      painted = null;
+    }
     const curveData = decodeArray(model.get("viz_curve"));
     const values = curveData ? Array.from(curveData.array) : [];
     drawCurve(values, dream ? values.length : info.steps);
@@ -81,7 +87,8 @@ function mount(model) {
         (isRunning ? "…" : info.cached ? " (from the cache)" : stopped ? " (stopped)" : "")
       : "press Start to optimise an image for the explain target (or DeepDream the image at the selected layer)";
   }
-  const off = listen(model, ["viz_frame", "viz_curve", "viz_info", "progress", "viz_mode"], draw);
+  // one draw per message from the kernel (a frame changes four traits at once)
+  const off = listenBatched(model, ["viz_frame", "viz_curve", "viz_info", "progress", "viz_mode"], draw);
   draw();
   return { el, cleanup() { off(); for (const part of [mode, param, start, ...sliders]) part.cleanup(); } };
 }
