@@ -44,6 +44,7 @@ import torch
 
 from .structure import state_key
 from .targets import Unit, scalar
+from .threads import set_own_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import NetworkBase
@@ -163,7 +164,7 @@ _POOL: list = [None, 0]  # the executor and its size
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # per thread (OpenMP): the caller keeps its own thread count
+    set_own_threads(1)  # this pool thread only: every other thread, and new ones, keep their count
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

@@ -23,6 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -32,6 +33,7 @@ from traitlets import Dict
 from ..engine import CnnWidgetsError
 from ..engine.checks import check_choice
 from ..engine.hooks import inference_state
+from .cores import one_core_free
 from .runner import LONG_LANE, Cancelled
 from .serialization import Array
 
@@ -123,7 +125,8 @@ class PanelProgress(traitlets.HasTraits):
         self._local.task = task
         try:
             # the model's flags have one owner for the whole job (shared with any job overlapping it)
-            with self.model_turns.kernel(), inference_state(self.net.model):
+            # a background job leaves a core to the kernel's thread and the front end (cores.py)
+            with self.model_turns.kernel(), inference_state(self.net.model), one_core_free() if background else nullcontext():
                 self._check(task)  # cancelled or superseded while it waited for the model
                 result = self.panels[name].compute(self)
             if task.cancelled.is_set():  # a panel without progress calls: Cancel takes effect at its end

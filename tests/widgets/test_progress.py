@@ -355,3 +355,38 @@ def test_one_name_and_one_error_type_per_panel(explorer, tmp_path):
             call("fmap")  # the old Python name of the feature maps panel
     explorer.recompute("feature_maps")
     assert "feature_maps" in explorer.timings
+
+
+def test_background_panels_leave_a_core_free_and_other_threads_keep_their_count(explorer, net, monkeypatch):
+    """The slow panels run on every usable core but one (cores.py); the kernel's thread and a user's
+    thread running beside them keep their own intra-op thread count throughout."""
+    from cnn_widgets.widgets import cores
+
+    monkeypatch.setattr(cores, "usable_cpus", lambda: 2)
+    as_in_a_kernel(explorer)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    counts, stop = [], threading.Event()
+    user_counts = []
+
+    def user():  # the user's own thread, running its own model meanwhile
+        torch.set_num_threads(2)
+        layer = torch.nn.Conv2d(3, 4, 3)
+        while not stop.is_set():
+            with torch.no_grad():
+                layer(torch.randn(1, 3, 16, 16))
+            user_counts.append(torch.get_num_threads())
+
+    mine = threading.Thread(target=user)
+    mine.start()
+    try:
+        spy_occlusion(monkeypatch, net, on_batch=lambda done, total: counts.append(torch.get_num_threads()))
+        front_end_update(explorer, window=56, stride=28)
+        explorer.runner.wait()
+        assert counts and set(counts) == {1}  # on the worker: one core left
+        assert torch.get_num_threads() == 2  # the kernel's thread
+    finally:
+        stop.set()
+        mine.join()
+        torch.set_num_threads(before)
+    assert user_counts and set(user_counts) == {2}

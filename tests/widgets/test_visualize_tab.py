@@ -142,11 +142,11 @@ def test_the_run_uses_every_core_but_one(explorer, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        monkeypatch.setattr("cnn_widgets.widgets.panels.visualize.usable_cpus", lambda: 2)
+        monkeypatch.setattr("cnn_widgets.widgets.cores.usable_cpus", lambda: 2)
         explorer.start_visualization(wait=True)
         assert set(seen) == {1} and torch.get_num_threads() == 2  # one core left to the kernel and the browser
         seen.clear()
-        monkeypatch.setattr("cnn_widgets.widgets.panels.visualize.usable_cpus", lambda: 8)
+        monkeypatch.setattr("cnn_widgets.widgets.cores.usable_cpus", lambda: 8)
         explorer.channel = 4
         explorer.start_visualization(wait=True)
         assert set(seen) == {2}  # never more than torch was set to

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..hooks import StopForward, on_outputs, tensor_version
+from ..threads import set_own_threads
 from .errors import ScanError
 from .state import flatten, fold, fold_statistics, map_width, needs_positions, row_statistics
 
@@ -25,7 +26,7 @@ _POOL: list = [None, 0]
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # per thread (OpenMP): the caller keeps its own count
+    set_own_threads(1)  # this pool thread only: every other thread, and new ones, keep their count
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:

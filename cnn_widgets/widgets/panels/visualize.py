@@ -13,15 +13,12 @@ shows an old run.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypedDict
 
 import numpy as np
-import torch
 
 from ...engine.structure import state_key
 from .base import Panel
@@ -79,36 +76,6 @@ def _traits(frame, curve, info: VisualizeInfo) -> dict:
     return {"viz_frame": frame, "viz_curve": np.asarray(curve, np.float32), "viz_info": info}
 
 
-def usable_cpus() -> int:
-    """The cores this process may run on (its affinity where the platform tells it)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-@contextmanager
-def ascent_threads() -> Iterator[int]:
-    """Run the block with every usable core but one as torch's intra-op threads (never more than now).
-
-    The core left over is the kernel's thread, which sends the frames, and the front end that draws
-    them. On a 2-core machine this is one thread: measured by ``benchmarks/bench_visualize_stream.py``,
-    one thread makes as many steps a second as two when the machine is otherwise idle, and far more
-    under any other load (two threads wait at every operation for the one that was preempted). The
-    setting is the calling thread's own (OpenMP), restored at the end; threads that torch first
-    starts meanwhile take it too.
-    """
-    before = torch.get_num_threads()
-    wanted = max(1, min(before, usable_cpus() - 1))
-    if wanted != before:
-        torch.set_num_threads(wanted)
-    try:
-        yield wanted
-    finally:
-        if wanted != before:
-            torch.set_num_threads(before)
-
-
 class VisualizePanel(Panel):
     name = "visualize"
     label = "visualisation"
@@ -144,8 +111,7 @@ class VisualizePanel(Panel):
                 frame, shown, {"step": step, "steps": request.steps, "cached": False, "target": request.text}), unit="steps")
             return True
 
-        with ascent_threads():
-            result = request.call(callback)
+        result = request.call(callback)  # on every core but one, as every background job (cores.py)
         frame = np.ascontiguousarray(np.asarray(result.image.convert("RGB")), dtype=np.uint8)
         info: VisualizeInfo = {"step": reached[0], "steps": request.steps, "interrupted": bool(result.interrupted),
                                "cached": False, "target": request.text}
