@@ -802,6 +802,9 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[],
                         help=f"interactions to run (repeatable or comma-separated): {', '.join(ORDER)}")
     parser.add_argument("--verbose", action="store_true", help="print every action's raw result")
+    parser.add_argument("--background-threads", type=int, default=None,
+                        help="intra-op threads of the Explorer's background jobs (default: every core but one, "
+                             "cnn_widgets/widgets/cores.py); to compare settings side by side")
     args = parser.parse_args()
     repeats = 2 if args.quick else args.repeats
     only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
@@ -835,6 +838,10 @@ def main() -> int:
                 b = Bench(nb)
                 b.page.evaluate(WATCHER_JS)
                 b.settle(FIRST_RENDER_TIMEOUT_S)
+                if args.background_threads is not None:  # cores.one_core_free leaves usable_cpus() - 1
+                    b.kernel(f"from cnn_widgets.widgets import cores as _cores\n"
+                             f"_cores.usable_cpus = lambda: {args.background_threads + 1}")
+                    print(f"background jobs: {args.background_threads} intra-op thread(s) (--background-threads)")
                 b.take_timings()
                 kernel = b.kernel_json(
                     "dict(threads=torch.get_num_threads(), interop=torch.get_num_interop_threads(), torch=torch.__version__,"

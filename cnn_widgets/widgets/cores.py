@@ -4,11 +4,10 @@ The core left over is the kernel's thread (which sends the results), the front e
 and the user's own code. Measured on this 2-core machine: ``benchmarks/bench_visualize_stream.py``
 (the Visualise run: one thread makes as many steps a second as two when the machine is otherwise
 idle, and far more under any other load, as two OpenMP threads wait at every operation for the one
-that was preempted) and ``benchmarks/bench_interactions.py`` (the slow panels in JupyterLab, where
-the browser and the server take CPU while the kernel computes: with one thread instead of two,
-occlusion of the cat at window 48 took 1.43 s instead of 2.28 s after an image change, 1.86 s
-instead of 2.57 s after a stride change, and a saliency map 0.14 s instead of 0.27 s; kernel
-timings, medians of 3, load 1.3-2.0).
+that was preempted); for the slow panels it neither helps nor hurts: ``benchmarks/
+bench_interactions.py --background-threads 1`` and ``2`` run alternately (1, 2, 1, 2; JupyterLab,
+load 1.2-2.3) gave the occlusion panel 1.56 / 1.45 / 1.66 / 1.45 s after a window change and
+2.34 / 2.14 / 2.18 / 2.15 s after a stride change (kernel medians of 3).
 """
 
 from __future__ import annotations
