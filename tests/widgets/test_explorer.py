@@ -302,3 +302,14 @@ def test_a_sample_passed_by_value_is_named_as_the_sample(tiny):
     explorer = cw.Explorer(tiny, window=112, stride=112)
     explorer.image = cw.sample_image("rocket")
     assert explorer.image_name == "rocket"
+
+
+def test_captions_name_a_class_of_a_model_without_labels_once():
+    from cnn_widgets.widgets.panels.base import target_text
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    net = cw.Network(model, input_size=(16, 16))
+    assert target_text(net, 2) == "class 2"  # not "class class 2"
+    net.labels = ["cat", "dog", "class 7"]
+    assert target_text(net, 0) == "class cat" and target_text(net, 2) == "class class 7"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,7 +57,9 @@ def target_text(net, target) -> str:
     """How captions name a resolved target: ``unit layer[channel]`` or ``class <label>``."""
     if isinstance(target, Unit):
         return f"unit {target}"
-    return f"class {net.label(target)}"
+    label = net.label(target)
+    # a model without labels names its classes "class 3" already (structure.class_names)
+    return label if label == f"class {operator.index(target)}" else f"class {label}"
 
 
 def signed_bytes(values: torch.Tensor, extent: float) -> np.ndarray:
