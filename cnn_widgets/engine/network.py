@@ -17,6 +17,7 @@ from .core import NetworkBase
 from .images import ImageLike
 from .occlusion import occlusion
 from .saliency import saliency
+from .sanity import SanityCheck, sanity_check
 from .scan import Scan, scan
 from .targets import Target, Unit
 from .visualize import Visualization, dream, visualize
@@ -37,6 +38,12 @@ class Network(NetworkBase):
     def saliency(self, image: ImageLike, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
         """Attribution map for ``target`` w.r.t. the preprocessed input; see :func:`.saliency.saliency`."""
         return saliency(self, image, target, method, **options)
+
+    def sanity_check(self, image: ImageLike, target: Target = None, methods: Sequence[str] | None = None,
+                     cascade: bool = True, stages: Sequence[str] | None = None, seed: int = 0, **options) -> SanityCheck:
+        """Model-parameter randomisation test of saliency methods; see :func:`.sanity.sanity_check`."""
+        return sanity_check(self, image, target, methods=methods, cascade=cascade, stages=stages, seed=seed,
+                            **check_keywords(sanity_check, options, 3))
 
     def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16,
                   fill: str = "mean", **options) -> torch.Tensor:
