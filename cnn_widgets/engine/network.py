@@ -16,6 +16,7 @@ from .contributions import Contribution, ContributionNode, contribution_tree, co
 from .core import NetworkBase
 from .images import ImageLike
 from .occlusion import occlusion
+from .faithfulness import Faithfulness, faithfulness
 from .saliency import saliency
 from .sanity import SanityCheck, sanity_check
 from .scan import Scan, scan
@@ -44,6 +45,12 @@ class Network(NetworkBase):
         """Model-parameter randomisation test of saliency methods; see :func:`.sanity.sanity_check`."""
         return sanity_check(self, image, target, methods=methods, cascade=cascade, stages=stages, seed=seed,
                             **check_keywords(sanity_check, options, 3))
+
+    def faithfulness(self, image: ImageLike, target: Target = None, methods: Sequence[str] | None = None,
+                     metric: str = "deletion", steps: int = 32, baseline: str = "blur", **options) -> Faithfulness:
+        """Deletion / insertion curves and their AUC (RISE); see :func:`.faithfulness.faithfulness`."""
+        return faithfulness(self, image, target, methods=methods, metric=metric, steps=steps, baseline=baseline,
+                            **check_keywords(faithfulness, options, 3))
 
     def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16,
                   fill: str = "mean", **options) -> torch.Tensor:

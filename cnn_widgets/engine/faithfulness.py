@@ -1,0 +1,161 @@
+"""Deletion and insertion curves of saliency maps (Petsiuk, Das & Saenko, "RISE", BMVC 2018).
+
+A faithful map ranks first the pixels the model's score depends on most. *Deletion* replaces the
+image's pixels by a baseline, most important first, and records the target's score after each
+step: a faithful map makes it fall fast (a small area under the curve). *Insertion* starts from the
+baseline and puts the image's pixels back in the same order: the score should rise fast (a large
+area). A pixel's importance is its map's absolute value summed over the input's channels (a
+Grad-CAM map as it is); ties keep the image's raster order. Every step's image goes through the
+model in batches (``steps + 1`` images per method, ``ceil((steps + 1) / batch_size)`` passes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .checks import check_bool, check_choice, check_int
+from .errors import OptionError
+from .hooks import inference_state
+from .images import ImageLike
+from .occlusion import FILLS, occlusion_fill
+from .saliency import METHODS, saliency
+from .sanity import SINGLE_PASS
+from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, scalar
+
+__all__ = ["BLUR_SIGMA", "CURVES", "Faithfulness", "faithfulness"]
+
+CURVES = ("deletion", "insertion")
+#: The blur baseline's Gaussian sigma in input pixels (RISE's insertion baseline: sigma 5, 224 px).
+BLUR_SIGMA = 5.0
+
+
+@dataclass
+class Faithfulness:
+    """What :func:`faithfulness` measured.
+
+    Attributes
+    ----------
+    fractions
+        ``[steps + 1]``: the share of pixels removed (deletion) or put back (insertion) at each point.
+    curves
+        ``curves[method]``: ``[steps + 1]`` scores of the target (a probability for a class target
+        by default, so in [0, 1]).
+    auc
+        ``auc[method]``: the trapezoidal area under the curve over ``fractions`` (lower is better for
+        deletion, higher for insertion).
+    """
+
+    metric: str
+    baseline: str
+    methods: list[str]
+    fractions: torch.Tensor
+    curves: dict[str, torch.Tensor]
+    auc: dict[str, float]
+    target: object = None
+    quantity: str = "probability"
+
+    def table(self) -> str:
+        """One line per method with its AUC, best first."""
+        better_low = self.metric == "deletion"
+        ranked = sorted(self.methods, key=lambda m: self.auc[m], reverse=not better_low)
+        width = max(len(m) for m in self.methods)
+        head = f"{self.metric} AUC ({'lower' if better_low else 'higher'} is better), baseline {self.baseline}"
+        return "\n".join([head, *(f"{m:<{width}}  {self.auc[m]:.4f}" for m in ranked)])
+
+    def figure(self):
+        """A matplotlib figure of the curves, with each method's AUC in the legend."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.5, 3.2))
+        for method in self.methods:
+            ax.plot(self.fractions.numpy(), self.curves[method].numpy(), label=f"{method} ({self.auc[method]:.3f})")
+        ax.set_xlabel(f"share of pixels {'removed' if self.metric == 'deletion' else 'inserted'}")
+        ax.set_ylabel(self.quantity)
+        ax.set_title(f"{self.metric} (baseline: {self.baseline})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+
+def importance_order(attribution: torch.Tensor) -> torch.Tensor:
+    """Pixel indices ``[H * W]``, most important first: ``|attribution|`` summed over channels
+    (a ``[H, W]`` map as it is), ties in raster order."""
+    values = attribution.detach().abs().sum(dim=0) if attribution.dim() == 3 else attribution.detach()
+    return torch.sort(values.flatten().double(), descending=True, stable=True).indices
+
+
+def faithfulness(
+    net, image: ImageLike, target: Target = None, methods: Sequence[str] | None = None, metric: str = "deletion",
+    steps: int = 32, baseline: str = "blur", quantity: str = "probability", batch_size: int = 16,
+) -> Faithfulness:
+    """Deletion or insertion curves (RISE, Petsiuk et al. 2018) of saliency ``methods`` on ``image``.
+
+    Parameters
+    ----------
+    target
+        As for ``net.saliency``; ``None`` is the top class (of the image), kept for every step.
+    methods
+        Names from the saliency registry (default: those of one backward pass,
+        :data:`~.sanity.SINGLE_PASS`).
+    metric
+        ``"deletion"`` or ``"insertion"`` (:data:`CURVES`).
+    steps
+        Points of the curve after the first: step ``i`` has ``round(i * H * W / steps)`` pixels
+        removed or inserted.
+    baseline
+        What a removed pixel becomes, one of ``zero``, ``mean``, ``blur`` (the occlusion fills;
+        ``blur`` with sigma :data:`BLUR_SIGMA`).
+    quantity
+        ``"probability"`` (default) or ``"logit"`` for a class target; a unit's value as it is.
+    """
+    methods = list(SINGLE_PASS if methods is None else methods)
+    if not methods:
+        raise OptionError("methods is empty; name saliency methods, e.g. ['gradient', 'guided_backprop']")
+    for method in methods:
+        check_choice("method", method, METHODS)
+    check_choice("metric", metric, CURVES)
+    check_choice("baseline", baseline, FILLS)
+    check_choice("quantity", quantity, QUANTITIES)
+    steps, batch_size = check_int("steps", steps), check_int("batch_size", batch_size)
+    if isinstance(target, Direction):
+        raise OptionError("faithfulness explains a class or a unit; a direction target has no score to delete from")
+    x = net.prepare(image)
+    resolved = net._resolve_target(target) if target is not None else TOP_CLASS
+    if resolved is TOP_CLASS:
+        index = int(net.logits(x).argmax())
+        resolved = ClassTarget(index, net.label(index))
+    explained = resolved if isinstance(resolved, Unit) else resolved.index
+    h, w = x.shape[-2:]
+    counts = [round(i * h * w / steps) for i in range(steps + 1)]
+    fractions = torch.tensor([c / (h * w) for c in counts], dtype=torch.float64)
+    with torch.no_grad():
+        base = occlusion_fill(x, baseline, window=round(4 * BLUR_SIGMA))
+    curves, auc = {}, {}
+    for method in methods:
+        order = importance_order(saliency(net, x, explained, method=method)).to(x.device)
+        curve = _curve(net, x, base, order, counts, resolved, quantity, metric == "insertion", batch_size)
+        curves[method] = curve
+        auc[method] = float(torch.trapezoid(curve.double(), fractions))
+    return Faithfulness(metric, baseline, methods, fractions, curves, auc, resolved,
+                        quantity if isinstance(resolved, ClassTarget) else "unit value")
+
+
+def _curve(net, x, base, order, counts, resolved, quantity, insert: bool, batch_size: int) -> torch.Tensor:
+    """The target's score at each step, ``batch_size`` step images per forward pass."""
+    h, w = x.shape[-2:]
+    rank = torch.empty(h * w, dtype=torch.long, device=x.device)
+    rank[order] = torch.arange(h * w, device=x.device)  # rank[p]: the step position of pixel p
+    rank = rank.view(1, 1, h, w)
+    layers = [resolved.layer] if isinstance(resolved, Unit) else []
+    values = []
+    with inference_state(net.model), torch.no_grad():
+        for start in range(0, len(counts), batch_size):
+            chunk = torch.tensor(counts[start:start + batch_size], device=x.device).view(-1, 1, 1, 1)
+            changed = rank < chunk  # [b, 1, H, W]: the pixels removed (or inserted) at each step
+            batch = torch.where(changed, x, base) if insert else torch.where(changed, base, x)
+            logits, outputs = net._forward(batch, layers=layers, stop_early=bool(layers))
+            values.append(scalar(resolved, logits, outputs, quantity).detach().float().cpu())
+    return torch.cat(values)

@@ -1,0 +1,132 @@
+"""net.faithfulness: deletion and insertion curves (RISE) against loop references and a closed form."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import cnn_widgets as cw
+from cnn_widgets.engine.errors import OptionError
+from cnn_widgets.engine.hooks import hook_count
+from cnn_widgets.engine.targets import Direction
+
+SIZE = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def linear_net():
+    torch.manual_seed(0)
+    identity = nn.Conv2d(3, 3, 1, bias=False)  # (the engine explores CNNs: a convolution that changes nothing)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(3).view(3, 3, 1, 1))
+    model = nn.Sequential(identity, nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 3)).double().eval()
+    return cw.Network(model, preprocess=lambda img: torch.zeros(3, SIZE, SIZE, dtype=torch.float64))
+
+
+def conv_net():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).double().eval()
+    return cw.Network(model, preprocess=lambda img: torch.zeros(3, SIZE, SIZE, dtype=torch.float64))
+
+
+def image(seed=2):
+    return torch.randn(3, SIZE, SIZE, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+
+
+def order_of(values: np.ndarray) -> np.ndarray:
+    """Most important first, ties in raster order (numpy's stable sort of the negated values)."""
+    return np.argsort(-values.ravel(), kind="stable")
+
+
+def test_deletion_of_a_linear_model_follows_the_closed_form():
+    """logit_c(x) = w_c . x + b_c: deleting pixel set S to a zero baseline leaves b_c + sum over the
+    kept pixels of w_c x; input x gradient's importance of a pixel is sum_channels |w_c x|."""
+    net, x = linear_net(), image()
+    target = 1
+    result = net.faithfulness(x, target, methods=["input_x_gradient"], steps=9, baseline="zero", quantity="logit")
+    w = net.model[2].weight.detach()[target].view(3, SIZE, SIZE).numpy()
+    b = float(net.model[2].bias.detach()[target])
+    terms = (w * x.numpy())  # [3, H, W]
+    order = order_of(np.abs(terms).sum(0))
+    pixels = SIZE * SIZE
+    expected = []
+    for i in range(10):
+        gone = order[: round(i * pixels / 9)]
+        kept = np.ones(pixels, bool)
+        kept[gone] = False
+        expected.append(b + terms.reshape(3, -1)[:, kept].sum())
+    np.testing.assert_allclose(result.curves["input_x_gradient"].double().numpy(), expected, rtol=1e-5, atol=1e-5)
+    fractions = np.array([round(i * pixels / 9) / pixels for i in range(10)])
+    np.testing.assert_allclose(result.fractions.numpy(), fractions)
+    assert result.auc["input_x_gradient"] == pytest.approx(np.trapezoid(expected, fractions), rel=1e-5)
+    assert expected[-1] == pytest.approx(b)  # everything deleted: the bias alone
+
+
+@pytest.mark.parametrize("metric, baseline", [("insertion", "mean"), ("deletion", "blur"), ("insertion", "zero")])
+def test_curves_equal_a_loop_over_steps_on_a_convnet(metric, baseline):
+    net, x = conv_net(), image(3)
+    result = net.faithfulness(x, None, methods=["gradient", "grad_cam"], metric=metric, steps=7, baseline=baseline,
+                              batch_size=3)
+    top = int(net.model(x[None]).argmax())
+    assert result.target.index == top
+    base = cw.engine.occlusion.occlusion_fill(x[None], baseline, window=20)[0]
+    for method in ("gradient", "grad_cam"):
+        attribution = net.saliency(x, top, method=method)
+        values = attribution.abs().sum(0) if attribution.dim() == 3 else attribution
+        order = order_of(values.numpy())
+        expected = []
+        for i in range(8):
+            chosen = np.zeros(SIZE * SIZE, bool)
+            chosen[order[: round(i * SIZE * SIZE / 7)]] = True
+            mask = torch.from_numpy(chosen.reshape(SIZE, SIZE))
+            step = torch.where(mask, x, base) if metric == "insertion" else torch.where(mask, base, x)
+            with torch.no_grad():
+                expected.append(float(net.model(step[None]).softmax(1)[0, top]))
+        np.testing.assert_allclose(result.curves[method].double().numpy(), expected, rtol=1e-5, atol=1e-6)
+        assert 0 <= result.auc[method] <= 1
+
+
+def test_batches_do_not_change_the_curve_and_a_unit_target_works():
+    net, x = conv_net(), image(4)
+    a = net.faithfulness(x, cw.Unit("2", 1), methods=["guided_backprop"], steps=5, batch_size=1)
+    b = net.faithfulness(x, cw.Unit("2", 1), methods=["guided_backprop"], steps=5, batch_size=16)
+    torch.testing.assert_close(a.curves["guided_backprop"], b.curves["guided_backprop"])
+    assert a.quantity == "unit value"
+    order = order_of(net.saliency(x, cw.Unit("2", 1), method="guided_backprop").abs().sum(0).numpy())
+    base = cw.engine.occlusion.occlusion_fill(x[None], "blur", window=20)[0]
+    mask = torch.zeros(SIZE * SIZE, dtype=torch.bool)
+    mask[torch.from_numpy(order[: round(2 * SIZE * SIZE / 5)].copy())] = True
+    with torch.no_grad():
+        unit = net.model[:3](torch.where(mask.view(SIZE, SIZE), base, x)[None])[0, 1].sum()
+    assert float(a.curves["guided_backprop"][2]) == pytest.approx(float(unit), rel=1e-5)
+    assert "deletion AUC" in a.table()
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"metric": "delete"}, "metric"), ({"steps": 0}, "steps"), ({"baseline": "noise"}, "baseline"),
+    ({"methods": ["lrp"]}, "method"), ({"methods": []}, "empty"), ({"quantity": "odds"}, "quantity"),
+    ({"batch_size": 0}, "batch_size"), ({"step": 3}, "did you mean 'steps'"),
+])
+def test_bad_options_raise_option_error_and_change_nothing(options, match):
+    net = conv_net()
+    state = {k: v.clone() for k, v in net.model.state_dict().items()}
+    with pytest.raises(OptionError, match=match):
+        net.faithfulness(image(), **options)
+    assert all(torch.equal(state[k], v) for k, v in net.model.state_dict().items())
+    assert hook_count(net.model) == 0 and not net.model.training
+
+
+def test_a_direction_target_is_refused():
+    net = conv_net()
+    with pytest.raises(OptionError, match="direction"):
+        net.faithfulness(image(), Direction("2", torch.ones(4, dtype=torch.float64)), methods=["gradient"])
