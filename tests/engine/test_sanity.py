@@ -205,3 +205,25 @@ def test_guided_backprop_survives_a_random_classifier_where_the_gradient_does_no
                               stages=default_stages(net.model)[:1], progress=False)
     guided, gradient = result.similarity("guided_backprop")[1], result.similarity("gradient")[1]
     assert guided > gradient + 0.3, (guided, gradient)
+
+
+def test_data_randomisation_with_the_digits_cnn_trained_on_shuffled_labels():
+    """The paper's second test: a model trained on permuted labels can only memorise (test accuracy
+    near chance), so a method that explains the model gives it different maps."""
+    from cnn_widgets.engine.sanity import similarity as similar
+
+    trained, shuffled = cw.digits_cnn(), cw.digits_cnn(shuffled_labels=True)
+    assert shuffled is not trained and shuffled is cw.digits_cnn(shuffled_labels=True)  # cached apart
+    assert trained.test_accuracy > 0.9 and shuffled.test_accuracy < 0.3
+    assert shuffled.labels == trained.labels and "shuffled" in shuffled.name
+    digits = cw.datasets.digits().test
+    scores = []
+    for i in range(5):
+        digit, label = digits[i]
+        a = trained.saliency(digit, int(label), method="gradient").sum(0)
+        b = shuffled.saliency(digit, int(label), method="gradient").sum(0)
+        assert b.abs().sum() > 0  # a live network (at the normal learning rate every ReLU died: all zero)
+        scores.append(similar(a, b, "spearman_abs"))
+    assert np.mean(scores) < 0.8, scores
+    with pytest.raises(OptionError, match="shuffled_labels"):
+        cw.digits_cnn(shuffled_labels="yes")
