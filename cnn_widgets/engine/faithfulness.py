@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .checks import check_bool, check_choice, check_int
+from .checks import check_choice, check_int
 from .errors import OptionError
 from .hooks import inference_state
 from .images import ImageLike
