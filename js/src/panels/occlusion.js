@@ -46,11 +46,11 @@ export function occlusionCaption(info, progress) {
     + (fast ? "; fast: approximate, the windows not run are estimated from their neighbours" : "");
   const cancelled = progress && progress.state === "cancelled";
   if (stage === "partial") {
-    return `${cancelled ? "cancelled, partial map" : "computing"}: ${info.done} of ${info.total} windows; grey = not computed yet. ${what}`;
+    return `${cancelled ? "cancelled, partial map" : "computing"}: ${info.done} of ${info.total} windows; grey = not computed yet; ${what}`;
   }
   if (stage === "first" || stage === "refining") {
     const state = cancelled ? "cancelled, coarse map" : `coarse, refining: ${info.done} of ${info.total} windows`;
-    return `${state} (every pixel averages the windows done over it). ${what}`;
+    return `${state} (every pixel averages the windows done over it); ${what}`;
   }
   const kind = stage === "approximate" ? "approximate" : `exact${info.cached ? " (computed before)" : ""}`;
   return `${kind}: ${what}; red = the score falls, largest ${fmt(info.extent)}`;
