@@ -125,8 +125,10 @@ class PanelProgress(traitlets.HasTraits):
         self._local.task = task
         try:
             # the model's flags have one owner for the whole job (shared with any job overlapping it)
-            # a background job leaves a core to the kernel's thread and the front end (cores.py)
-            with self.model_turns.kernel(), inference_state(self.net.model), one_core_free() if background else nullcontext():
+            # a background job on a worker leaves a core to the kernel's thread and the front end (cores.py);
+            # computed on the calling thread (a cell, a script: nobody to leave it to) it keeps every core
+            on_worker = background and threading.current_thread() is not threading.main_thread()
+            with self.model_turns.kernel(), inference_state(self.net.model), one_core_free() if on_worker else nullcontext():
                 self._check(task)  # cancelled or superseded while it waited for the model
                 result = self.panels[name].compute(self)
             if task.cancelled.is_set():  # a panel without progress calls: Cancel takes effect at its end

@@ -134,7 +134,7 @@ def test_the_first_frame_is_the_starting_picture_before_the_ascent_runs_the_mode
     assert np.abs(frame.astype(int) - explorer.net.display_image(explorer.image).astype(int)).max() <= 2
 
 
-def test_the_run_uses_every_core_but_one(explorer, monkeypatch):
+def test_the_run_uses_every_core_but_one_on_a_worker(explorer, monkeypatch):
     seen = []
     visualize = explorer.net.visualize
     monkeypatch.setattr(explorer.net, "visualize", lambda *a, callback, **k: visualize(
@@ -143,14 +143,22 @@ def test_the_run_uses_every_core_but_one(explorer, monkeypatch):
     torch.set_num_threads(2)
     try:
         monkeypatch.setattr("cnn_widgets.widgets.cores.usable_cpus", lambda: 2)
+        explorer.start_visualization(wait=True)  # outside a kernel: on this thread, every core
+        assert set(seen) == {2}
+        seen.clear()
+        explorer.runner.threaded = True  # as in a kernel: on the runner's worker
+        explorer.channel = 5  # (a new target: no cached run)
         explorer.start_visualization(wait=True)
+        assert explorer.runner.wait(60)
         assert set(seen) == {1} and torch.get_num_threads() == 2  # one core left to the kernel and the browser
         seen.clear()
         monkeypatch.setattr("cnn_widgets.widgets.cores.usable_cpus", lambda: 8)
         explorer.channel = 4
         explorer.start_visualization(wait=True)
+        assert explorer.runner.wait(60)
         assert set(seen) == {2}  # never more than torch was set to
     finally:
+        explorer.runner.threaded = None
         torch.set_num_threads(before)
 
 
