@@ -36,6 +36,7 @@ import time
 import torch
 
 import cnn_widgets as cw
+from cnn_widgets.widgets import cores
 from cnn_widgets.widgets.panels import visualize as viz_panel
 
 
@@ -63,14 +64,14 @@ def engine_rate(net, target, size: int, steps: int, threads: int) -> tuple[float
 def as_before(explorer):
     """The Visualise job as it was: PUSHES_PER_S partial results, torch's threads, no starting frame."""
     visualize = explorer.net.visualize
-    saved = viz_panel.VisualizePanel.pushes_per_s, viz_panel.ascent_threads
+    saved = viz_panel.VisualizePanel.pushes_per_s, cores.usable_cpus
     viz_panel.VisualizePanel.pushes_per_s = None
-    viz_panel.ascent_threads = contextlib.nullcontext
+    cores.usable_cpus = lambda: 1 << 16  # cores.one_core_free then keeps torch's own count
     explorer.net.visualize = lambda *a, show_start=False, **k: visualize(*a, **k)
     try:
         yield
     finally:
-        viz_panel.VisualizePanel.pushes_per_s, viz_panel.ascent_threads = saved
+        viz_panel.VisualizePanel.pushes_per_s, cores.usable_cpus = saved
         del explorer.net.visualize
 
 
@@ -139,8 +140,8 @@ def main() -> None:
     image = cw.sample_image("cat")
     target = net.top_class(image)
     print(f"EfficientNet-Lite0, {args.size} px, class {net.label(target)!r} (the Explorer's default target), "
-          f"{args.steps} steps; torch threads {torch.get_num_threads()}, usable cores {viz_panel.usable_cpus()}; "
-          f"the job runs with {viz_panel.usable_cpus() - 1 or 1}\n")
+          f"{args.steps} steps; torch threads {torch.get_num_threads()}, usable cores {cores.usable_cpus()}; "
+          f"the job runs with {cores.usable_cpus() - 1 or 1}\n")
 
     engine_rate(net, target, args.size, 2, 1)  # warm-up
     rates = {1: [], 2: []}
