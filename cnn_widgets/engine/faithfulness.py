@@ -21,9 +21,9 @@ from .errors import OptionError
 from .hooks import inference_state
 from .images import ImageLike
 from .occlusion import FILLS, occlusion_fill
-from .saliency import METHODS, saliency
-from .sanity import SINGLE_PASS
-from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, scalar
+from .saliency import saliency
+from .sanity import check_methods, fixed_target
+from .targets import QUANTITIES, ClassTarget, Direction, Target, Unit, scalar
 
 __all__ = ["BLUR_SIGMA", "CURVES", "Faithfulness", "faithfulness"]
 
@@ -111,11 +111,7 @@ def faithfulness(
     quantity
         ``"probability"`` (default) or ``"logit"`` for a class target; a unit's value as it is.
     """
-    methods = list(SINGLE_PASS if methods is None else methods)
-    if not methods:
-        raise OptionError("methods is empty; name saliency methods, e.g. ['gradient', 'guided_backprop']")
-    for method in methods:
-        check_choice("method", method, METHODS)
+    methods = check_methods(methods)
     check_choice("metric", metric, CURVES)
     check_choice("baseline", baseline, FILLS)
     check_choice("quantity", quantity, QUANTITIES)
@@ -123,10 +119,7 @@ def faithfulness(
     if isinstance(target, Direction):
         raise OptionError("faithfulness explains a class or a unit; a direction target has no score to delete from")
     x = net.prepare(image)
-    resolved = net._resolve_target(target) if target is not None else TOP_CLASS
-    if resolved is TOP_CLASS:
-        index = int(net.logits(x).argmax())
-        resolved = ClassTarget(index, net.label(index))
+    resolved = fixed_target(net, x, target)
     explained = resolved if isinstance(resolved, Unit) else resolved.index
     h, w = x.shape[-2:]
     counts = [round(i * h * w / steps) for i in range(steps + 1)]

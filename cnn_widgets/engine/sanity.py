@@ -24,12 +24,12 @@ from torch import nn
 
 from .checks import check_bool, check_choice, check_int
 from .errors import OptionError
-from .hooks import inference_state
 from .images import ImageLike
 from .saliency import METHODS, saliency
-from .targets import TOP_CLASS, ClassTarget, Target
+from .targets import ClassTarget, Target, Unit
 
-__all__ = ["METRICS", "SINGLE_PASS", "SanityCheck", "default_stages", "randomized_copy", "sanity_check", "similarity"]
+__all__ = ["METRICS", "SINGLE_PASS", "SanityCheck", "check_methods", "default_stages", "fixed_target", "randomized_copy",
+           "sanity_check", "similarity"]
 
 #: Similarity of a map to the original model's (the paper's Section 4): Spearman rank correlation
 #: of the absolute maps (``spearman_abs``) and of the signed maps (``spearman``), the structural
@@ -162,6 +162,22 @@ def randomized_copy(model: nn.Module, stages: Sequence[str], seed: int = 0) -> n
     return clone
 
 
+def check_methods(methods: Sequence[str] | None) -> list[str]:
+    """``methods`` (default :data:`SINGLE_PASS`) as a list of saliency-registry names, or an ``OptionError``."""
+    methods = list(SINGLE_PASS if methods is None else methods)
+    if not methods:
+        raise OptionError("methods is empty; name saliency methods, e.g. ['gradient', 'guided_backprop']")
+    for method in methods:
+        check_choice("method", method, METHODS)
+    return methods
+
+
+def fixed_target(net, x: torch.Tensor, target: Target) -> Unit | ClassTarget:
+    """``target`` resolved once, ``None`` as the top class of ``x`` now: what every randomised model
+    or perturbed copy is then asked about."""
+    return net._resolve_target(net.top_class(x) if target is None else target)
+
+
 def _check_stages(model: nn.Module, stages) -> list[str]:
     if stages is None:
         stages = default_stages(model)
@@ -204,19 +220,12 @@ def sanity_check(
     The model is never changed: each randomised model is a deep copy (its memory for the
     duration of one stage). Ctrl-C keeps the stages computed (``interrupted``).
     """
-    methods = list(SINGLE_PASS if methods is None else methods)
-    if not methods:
-        raise OptionError("methods is empty; name saliency methods, e.g. ['gradient', 'guided_backprop']")
-    for method in methods:
-        check_choice("method", method, METHODS)
+    methods = check_methods(methods)
     cascade = check_bool("cascade", cascade)
     seed = check_int("seed", seed, low=0)
     names = _check_stages(net.model, stages)
     x = net.prepare(image)
-    resolved = net._resolve_target(target) if target is not None else TOP_CLASS
-    if resolved is TOP_CLASS:  # the original model's class, for every stage
-        index = int(net.logits(x).argmax())
-        resolved = ClassTarget(index, net.label(index))
+    resolved = fixed_target(net, x, target)  # the original model's class, for every stage
     explained = resolved if not isinstance(resolved, ClassTarget) else resolved.index
     show = (len(names) > 4) if progress is None else check_bool("progress", progress)
     bar = None
@@ -255,8 +264,7 @@ def sanity_check(
                 _randomize(model.get_submodule(name), seed + i)
             other = type(net)(model, preprocess=net.preprocess, labels=getattr(net, "_labels", None), name=net.name,
                               output=net.output)
-            with inference_state(model):
-                run(other, name)
+            run(other, name)
             del other
             if not cascade:
                 del model

@@ -99,7 +99,7 @@ class PanelProgress(traitlets.HasTraits):
 
     def _pushes_per_s(self, task: Task) -> float:
         """The panel's own cap (``Panel.pushes_per_s``: the Visualise run's frames) or ``PUSHES_PER_S``."""
-        return getattr(self.panels[task.name], "pushes_per_s", None) or PUSHES_PER_S
+        return self.panels[task.name].pushes_per_s or PUSHES_PER_S
 
     def _push_partial(self, task: Task) -> None:
         task.last_push, task.reported, task.shown = time.perf_counter(), True, task.done
