@@ -14,12 +14,7 @@ from cnn_widgets.engine.occlusion import first_pass, window_positions
 from test_incremental_occlusion import Geometry, image, network
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/engine/conftest.py
 
 
 def fewest_covering(starts: list[int], window: int, n: int) -> int:

@@ -16,12 +16,7 @@ from cnn_widgets.engine.hooks import hook_count
 from cnn_widgets.engine.sanity import default_stages, randomized_copy, similarity
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/engine/conftest.py
 
 
 class Small(nn.Module):

@@ -16,13 +16,10 @@ import torch
 
 import cnn_widgets as cw
 from cnn_widgets.widgets.panels.occlusion import occlusion_display
+from test_progress import as_in_a_kernel, front_end_update
 
 WINDOW, STRIDE = 112, 56  # 3 x 3 windows on the 224 px input: quick
 LAYER = "blocks.4.2"
-
-
-def front_end_update(widget, **state):
-    widget._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
 
 
 def count_engine_runs(monkeypatch, net, on_batch=None):
@@ -114,10 +111,7 @@ def test_a_kept_map_never_outlives_its_weights_or_its_image(net, monkeypatch):
 
 
 def test_a_superseded_request_never_draws(net, monkeypatch):
-    explorer = cw.Explorer(net, window=WINDOW, stride=STRIDE)
-    explorer.runner.threaded = True  # as in a kernel: the slow panels run on the worker
-    explorer.runner.defer = True
-    explorer.runner.call_later = lambda delay, callback: callback()
+    explorer = as_in_a_kernel(cw.Explorer(net, window=WINDOW, stride=STRIDE))  # the slow panels run on the worker
     in_first_batch, newer_sent = threading.Event(), threading.Event()
 
     def on_batch(window):
@@ -148,7 +142,7 @@ def test_a_superseded_request_never_draws(net, monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_on_a_gpu_the_panel_shows_what_the_cpu_computes():
     cpu = cw.load_default()
-    gpu = cw.Network(cw.load_default().model.cuda(), name="default on cuda")
+    gpu = cw.Network(cw.load_default(fresh=True).model.cuda(), name="default on cuda")  # (not the shared one's model)
     explorer = cw.Explorer(gpu, window=WINDOW, stride=STRIDE)
     target = cpu.top_class(explorer.image)
     expected = fresh(cpu, explorer.image, target)
