@@ -40,6 +40,10 @@ METRICS = ("spearman_abs", "spearman", "ssim", "hog")
 #: integrated gradients cost tens of passes per stage; name them to include them).
 SINGLE_PASS = ("gradient", "deconvnet", "guided_backprop", "input_x_gradient", "grad_cam")
 ORIGINAL = "original"
+#: The verdict's rule (:meth:`SanityCheck.verdict`): a method *fails* when its map, with the top half
+#: of the stages randomised (cascading), is still this similar (``spearman_abs``) to the original's.
+#: The paper gives no threshold; at 0.5 the maps share most of their rank order.
+SIMILAR = 0.5
 
 
 @dataclass
@@ -71,6 +75,7 @@ class SanityCheck:
     cascade: bool = True
     seed: int = 0
     interrupted: bool = False
+    planned: int = 0  # the randomised stages asked for (``stages`` has them once all are computed)
 
     def similarity(self, method: str, metric: str = "spearman_abs") -> list[float]:
         """One number per stage: how similar ``method``'s map on that stage is to the original's
@@ -79,6 +84,25 @@ class SanityCheck:
         check_choice("metric", metric, METRICS)
         kind = self.signed[method] if metric == "spearman" else self.maps[method]
         return [similarity(kind[0], kind[i], metric) for i in range(len(self.stages))]
+
+    def half_stage(self) -> int | None:
+        """The index of the stage with the top half of the stages randomised (cascading), or None
+        (independent stages, or not computed yet)."""
+        index = (self.planned + 1) // 2 if self.planned else None
+        return index if self.cascade and index is not None and index < len(self.stages) else None
+
+    def verdict(self, method: str) -> dict | None:
+        """Whether ``method``'s map follows the model: ``{"similarity", "stage", "fails", "text"}`` at the
+        :meth:`half_stage` (``fails``: still at least :data:`SIMILAR` alike), or None before it."""
+        check_choice("method", method, self.methods)
+        index = self.half_stage()
+        if index is None:
+            return None
+        value = self.similarity(method)[index]
+        fails = value >= SIMILAR
+        text = (f"changes little when the top half of the network is randomised: {value:.2f}" if fails
+                else f"changes when the top half of the network is randomised: {value:.2f}")
+        return {"similarity": value, "stage": self.stages[index], "fails": fails, "text": text}
 
     def table(self, metric: str = "spearman_abs") -> str:
         """A plain-text table: one row per method, one column per stage."""
@@ -240,7 +264,7 @@ def sanity_check(
     def result() -> SanityCheck:
         maps = {m: torch.stack([s.abs() for s in signed[m]]) if signed[m] else torch.zeros(0) for m in methods}
         flat = {m: torch.stack(signed[m]) if signed[m] else torch.zeros(0) for m in methods}
-        return SanityCheck(list(done_stages), methods, maps, flat, resolved, cascade, seed, interrupted)
+        return SanityCheck(list(done_stages), methods, maps, flat, resolved, cascade, seed, interrupted, len(names))
 
     def run(on, stage: str) -> None:
         for method in methods:

@@ -33,6 +33,7 @@ from .image_messages import CUSTOM_IMAGE, ImageMessages
 from . import sizes
 from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
+from .trust_tab import TrustTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
 from .bundle import widget_esm
@@ -42,12 +43,12 @@ from .progress import PanelProgress
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
-        "visualize": "Visualise", "atlas": "Atlas"}
+        "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust"}
 SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is attached
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -332,19 +333,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, PanelProgress, FigureMixin
             self.result_seq = self.request_seq  # nothing to compute for this request
 
     def _stale_tree_path(self, steps) -> bool:
-        """Whether ``steps`` were built on another tree than the one rooted now: each step of a path is one
-        layer below the one before it, starting below the root (the selected unit's layer, or the logit
-        layer for a class), as the engine's contribution tree goes."""
-        if not steps or self.net is None:
-            return False
-        if self.target == ATLAS_TARGET:
-            return True  # no tree for a direction
-        below = self.layer if self.target == "unit" else self.net.logit_layer
-        for step in steps:
-            below = self.net.layer_below(below) if below is not None else None
-            if below is None or not isinstance(step, (list, tuple)) or len(step) != 2 or str(step[0]) != below:
-                return True
-        return False
+        return validation.stale_tree_path(self.net, self.target, self.layer, steps, atlas=ATLAS_TARGET)
 
     def _set_image(self, image, name: str | None = None) -> None:
         if isinstance(image, str) and image in SAMPLE_IMAGES:

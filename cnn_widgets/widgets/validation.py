@@ -109,3 +109,20 @@ def check_tree_path(net: Network | None, steps) -> list[list]:
                 raise TraitError(f"tree_path step {step!r} is not a unit of this network")
         path.append([layer, channel])
     return path
+
+
+def stale_tree_path(net: Network | None, target, layer: str, steps, atlas: str) -> bool:
+    """Whether ``steps`` were built on another tree than the one rooted now: each step of a path is one
+    layer below the one before it, starting below the root (the selected unit's layer, or the logit
+    layer for a class), as the engine's contribution tree goes (``atlas``: the target value of a
+    direction, which has no tree)."""
+    if not steps or net is None:
+        return False
+    if target == atlas:
+        return True
+    below = layer if target == "unit" else net.logit_layer
+    for step in steps:
+        below = net.layer_below(below) if below is not None else None
+        if below is None or not isinstance(step, (list, tuple)) or len(step) != 2 or str(step[0]) != below:
+            return True
+    return False

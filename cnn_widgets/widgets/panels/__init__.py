@@ -25,6 +25,7 @@ from .saliency import SaliencyPanel
 from .scan_layer import ScanLayerPanel
 from .top_images import TopImagesPanel
 from .tree import TreePanel
+from .trust import TrustPanel
 from .visualize import VisualizePanel
 
 __all__ = ["PANELS", "Panel", "Row", "lanes", "on_demand", "panels_recomputed_by", "triggers"]
@@ -67,6 +68,7 @@ PANELS: tuple[Row, ...] = (
         when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
     Row(VisualizePanel, on=(), lane=LONG_LANE),
     Row(AtlasPanel, on=(), lane=LONG_LANE),
+    Row(TrustPanel, on=(), lane=LONG_LANE),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import operator
 
 from typing import Any, ClassVar
@@ -11,6 +12,7 @@ import torch
 
 from ...engine import Unit
 from ...engine.scan.model import scan_stand_in
+from ...engine.structure import state_key
 
 
 class Panel:
@@ -84,3 +86,9 @@ def scan_problem(explorer, layer: str) -> str | None:
     if scan.count == 0:
         return "the scan covers no image yet"
     return None
+
+
+def model_tag(net) -> str:
+    """A short name of what ``net``'s model computes now (``structure.state_key``): a sanity verdict
+    and a saliency map belong together only when their tags are equal."""
+    return hashlib.sha1(repr(state_key(net)).encode()).hexdigest()[:12]

@@ -14,7 +14,7 @@ import torch
 from ...engine.pictures import magnitude_map, to_uint8
 from ...engine.saliency import METHODS
 from ...engine.targets import Direction
-from .base import Panel, target_text
+from .base import Panel, model_tag, target_text
 
 #: ``rgb`` maps show ``max_c |a_c|`` clipped at this percentile: a few extreme pixels would
 #: otherwise wash the map out (Simonyan et al. 2014, sec. 3.1, take the same channel maximum).
@@ -27,6 +27,7 @@ class SaliencyInfo(TypedDict):
     method: str  # a key of METHODS
     output: str  # that method's output kind: "rgb" ([3, H, W] attribution) or "map" ([H, W])
     target: str  # what is explained, in words ("class tabby", "unit layer[channel]", "atlas cell (r, c) of layer")
+    model: str  # base.model_tag of the model: the caption shows trust_verdicts[method] when its model is the same
 
 
 def method_options() -> list[list[str]]:
@@ -62,5 +63,5 @@ class SaliencyPanel(Panel):
         attribution = explorer.net.saliency(explorer.image, target, method=method)
         output = METHODS[method].output
         text = str(target) if isinstance(target, Direction) else target_text(explorer.net, target)  # "atlas cell (r, c) of <layer>"
-        info: SaliencyInfo = {"method": method, "output": output, "target": text}
+        info: SaliencyInfo = {"method": method, "output": output, "target": text, "model": model_tag(explorer.net)}
         return {"saliency": saliency_display(attribution, output), "saliency_info": info}

@@ -7,6 +7,12 @@ import { labelOf } from "../choices.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { imageOf, legend } from "../picture.js";
 
+/** The Trust tab's verdict on the shown map's method, when it was computed on the same model (else null). */
+export function sanityVerdict(model, info) {
+  const verdict = (model.get("trust_verdicts") || {})[info.method];
+  return verdict && info.model && verdict.model === info.model ? verdict : null;
+}
+
 function mount(model) {
   const canvas = h("canvas", { class: "cnnw-saliency", width: 1, height: 1, "data-version": "0" });
   const method = choiceSelect(model, "method");
@@ -22,9 +28,13 @@ function mount(model) {
     const [hh, hw] = heat ? heat.shape : [0, 0];
     paint(canvas, blendHeat(image.pixels, image.H, image.W, heat && heat.array, hh, hw, lut("inferno"), alpha, (v) => Math.sqrt(v / 255)), image.W, image.H);
     const info = model.get("saliency_info") || {};
+    const verdict = sanityVerdict(model, info);
     caption.textContent = info.target ? `${labelOf(model, "method", info.method)} for ${info.target}` : "";
+    caption.dataset.sanity = verdict ? (verdict.fails ? "fails" : "passes") : "";
+    if (verdict) caption.append(h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: `sanity check (Trust tab) on this model, ${labelOf(model, "image_name", verdict.image)} image`,
+      text: verdict.fails ? ` — ⚠ ${verdict.text}` : ` — sanity check passed: ${verdict.text}` }));
   }
-  const off = listen(model, ["saliency", "saliency_info", "image_data", "opacity"], () => draw());
+  const off = listen(model, ["saliency", "saliency_info", "image_data", "opacity", "trust_verdicts"], () => draw());
   draw();
   return { el, cleanup() { off(); method.cleanup(); opacity.cleanup(); } };
 }

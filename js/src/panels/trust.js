@@ -1,0 +1,166 @@
+// The Trust tab: can these pictures be believed? The sanity check's strip (each method's map, one
+// column per randomised stage, top-down: Adebayo et al.'s Figure 2 on this model), the similarity
+// of each map to the original beneath it, and the deletion / insertion curves with each method's
+// AUC. Computed in the kernel as a job of its runner (panels/trust.py): Run sends
+// {type: "recompute", panel: "trust"}, Stop {type: "cancel", ...}; its state is progress.trust.
+import { decodeArray } from "../buffers.js";
+import { commit } from "../actions.js";
+import { h, listenBatched, paint, fmt } from "../dom.js";
+import { labelOf, options } from "../choices.js";
+import { choiceSelect } from "../controls.js";
+import { lut } from "../colormaps.js";
+import { progressBar } from "../progress.js";
+import { drawChart, SERIES_COLOURS } from "../plot.js";
+import { isStatic } from "../static_model.js";
+
+const CELL = 66; // css pixels of a strip column (a 64-pixel map and its gap)
+const LABEL = 150; // css pixels of the method column
+
+/** The job's state: the runner's progress entry of the "trust" job. */
+function trustState(model) {
+  return (model.get("progress") || {}).trust || {};
+}
+
+/** RGBA pixels of n uint8 values from `offset`, through a colormap's lookup table. */
+function heatRgba(values, offset, n, table) {
+  const out = new Uint8ClampedArray(n * 4);
+  for (let i = 0; i < n; i++) {
+    const v = values[offset + i];
+    out[4 * i] = table[3 * v]; out[4 * i + 1] = table[3 * v + 1]; out[4 * i + 2] = table[3 * v + 2]; out[4 * i + 3] = 255;
+  }
+  return out;
+}
+
+function mount(model) {
+  const button = h("button", { type: "button", class: "cnnw-trust-run", text: "Run checks" });
+  const mode = choiceSelect(model, "trust_mode", { kernel: false, needsKernel: true, title: "randomise the stages cumulatively (the paper's cascade) or one at a time" });
+  const methodBox = h("span", { class: "cnnw-trust-methods" });
+  const progress = progressBar({ title: "stages and curves done" }); // Run / Stop above is the one button
+  const strip = h("div", { class: "cnnw-trust-strip" });
+  const similarity = h("canvas", { class: "cnnw-trust-similarity", width: 1, height: 120, "data-version": "0" });
+  const simNote = h("div", { class: "cnnw-caption" });
+  const charts = Object.fromEntries(["deletion", "insertion"].map((metric) => [metric, {
+    canvas: h("canvas", { class: `cnnw-trust-${metric}`, width: 230, height: 130, "data-version": "0" }),
+    legend: h("div", { class: "cnnw-trust-legend" }),
+  }]));
+  const caption = h("div", { class: "cnnw-caption cnnw-trust-caption" });
+  const el = h("div", { class: "cnnw-panel cnnw-trust" }, h("h3", { text: "Can I trust these pictures?" }),
+    h("div", { class: "cnnw-controls" }, button, h("label", {}, "randomise", mode.el), methodBox),
+    progress.el, caption, strip,
+    h("div", { class: "cnnw-trust-curves", style: "display:flex;gap:18px;flex-wrap:wrap;margin-top:10px" },
+      ...["deletion", "insertion"].map((metric) => h("div", {},
+        h("div", { class: "cnnw-legend-title", text: metric === "deletion"
+          ? "deletion: most important pixels removed first (lower AUC is better)"
+          : "insertion: most important pixels put back first (higher AUC is better)" }),
+        charts[metric].canvas, charts[metric].legend))));
+
+  const running = () => trustState(model).state === "running";
+  button.addEventListener("click", () => model.send({ type: running() ? "cancel" : "recompute", panel: "trust" }));
+
+  function drawMethods() {
+    const chosen = new Set(model.get("trust_methods") || []);
+    const live = !isStatic(model) && !running();
+    methodBox.replaceChildren(...options(model, "method").map(([name, text]) => {
+      const box = h("input", { type: "checkbox", value: name, "data-method": name });
+      box.checked = chosen.has(name);
+      box.disabled = !live;
+      box.addEventListener("change", () => {
+        const now = new Set(model.get("trust_methods") || []);
+        if (box.checked) now.add(name); else now.delete(name);
+        const ordered = options(model, "method").map(([n]) => n).filter((n) => now.has(n)); // registry order
+        if (ordered.length) commit(model, { trust_methods: ordered }, { kernel: false });
+        else box.checked = true; // at least one method
+      });
+      return h("label", { class: "cnnw-trust-method" }, box, text);
+    }));
+  }
+
+  function drawStrip(info, maps, colours) {
+    const planned = info.planned || [];
+    const methods = info.methods || [];
+    const verdicts = model.get("trust_verdicts") || {};
+    strip.style.cssText = `display:grid;grid-template-columns:${LABEL}px repeat(${planned.length}, ${CELL}px);align-items:center;margin-top:6px`;
+    const cells = [h("div", { class: "cnnw-trust-corner", text: info.mode === "independent" ? "randomised alone →" : "randomised down to →" })];
+    planned.forEach((stage, i) => cells.push(h("div", { class: "cnnw-trust-stage", title: stage, "data-half": String(i === info.half),
+      text: stage, style: `font-size:10px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;text-align:center;${i === info.half ? "font-weight:bold" : ""}` })));
+    const table = lut("inferno");
+    const [, done, T] = maps ? maps.shape : [0, 0, 0];
+    methods.forEach((method, r) => {
+      const verdict = verdicts[method] && verdicts[method].model === info.model ? verdicts[method] : null;
+      const badge = verdict ? h("span", { class: "cnnw-trust-verdict", "data-fails": String(verdict.fails), title: verdict.text,
+        text: verdict.fails ? ` ⚠ ${fmt(verdict.similarity)}` : ` ✓ ${fmt(verdict.similarity)}` }) : null;
+      cells.push(h("div", { class: "cnnw-trust-label", title: verdict ? verdict.text : "" },
+        h("span", { text: "■ ", style: `color:${colours[r % colours.length]}` }), labelOf(model, "method", method), badge));
+      planned.forEach((stage, c) => {
+        const canvas = h("canvas", { class: "cnnw-trust-map", width: 1, height: 1, "data-method": method, "data-stage": stage,
+          style: "width:62px;height:62px;background:#eee;image-rendering:auto" });
+        if (maps && c < done && r < maps.shape[0]) paint(canvas, heatRgba(maps.array, (r * done + c) * T * T, T * T, table), T, T);
+        cells.push(canvas);
+      });
+    });
+    // the similarity curve under the strip, each point under its stage's column
+    cells.push(h("div", { class: "cnnw-trust-label", style: "font-size:11px", text: "similarity to the original (Spearman, |map|)" }));
+    similarity.width = Math.max(1, planned.length * CELL);
+    similarity.style.cssText = `grid-column: 2 / span ${Math.max(1, planned.length)};width:${similarity.width}px;height:120px`;
+    cells.push(similarity);
+    strip.replaceChildren(...cells);
+    const range = { x0: -0.5, x1: planned.length - 0.5, y0: -1, y1: 1 };
+    drawChart(similarity, methods.map((m, i) => {
+      const ys = (info.similarity || {})[m] || [];
+      return { xs: ys.map((_, j) => j), ys, colour: colours[i % colours.length] };
+    }), range, { guides: [0, info.threshold ?? 0.5], marker: info.half >= 0 ? info.half : null, dots: true });
+    similarity.style.padding = "0";
+  }
+
+  function drawCurves(info, colours) {
+    for (const metric of ["deletion", "insertion"]) {
+      const data = info[metric] || {};
+      const { canvas, legend: key } = charts[metric];
+      const methods = Object.keys(data.curves || {});
+      const all = methods.flatMap((m) => data.curves[m]);
+      const probability = data.quantity === "probability";
+      const y0 = probability ? 0 : Math.min(0, ...all), y1 = probability ? 1 : Math.max(1e-9, ...all);
+      drawChart(canvas, methods.map((m) => ({ xs: data.fractions || [], ys: data.curves[m],
+        colour: colours[(info.methods || []).indexOf(m) % colours.length] })), { x0: 0, x1: 1, y0, y1 });
+      key.replaceChildren(...methods.map((m) => h("div", { "data-method": m, "data-auc": String(data.auc[m]),
+        style: "font-size:11px" }, h("span", { text: "■ ", style: `color:${colours[(info.methods || []).indexOf(m) % colours.length]}` }),
+        `${labelOf(model, "method", m)}: AUC ${fmt(data.auc[m])}`)));
+      canvas.title = `${data.quantity || "score"} of the target against the share of pixels ${metric === "deletion" ? "removed" : "put back"}`;
+    }
+  }
+
+  function draw() {
+    const state = trustState(model);
+    const isRunning = state.state === "running";
+    button.textContent = isRunning ? "Stop" : "Run checks";
+    button.dataset.running = String(isRunning);
+    button.disabled = isStatic(model);
+    mode.el.disabled = isRunning || isStatic(model);
+    drawMethods();
+    progress.update(state);
+    const info = model.get("trust_info") || {};
+    const maps = decodeArray(model.get("trust_maps"));
+    const stale = info.subject !== undefined && info.subject !== model.get("trust_subject");
+    el.dataset.stale = String(stale);
+    strip.style.opacity = stale ? "0.45" : "1";
+    if (!info.methods) {
+      strip.replaceChildren(); caption.textContent = "press Run checks: each method's map as the model is randomised top-down " +
+        "(a map that stays the same shows the image, not what the model learned), then deletion and insertion curves";
+      for (const { canvas, legend: key } of Object.values(charts)) { drawChart(canvas, [], { x0: 0, x1: 1, y0: 0, y1: 1 }); key.replaceChildren(); }
+      return;
+    }
+    const colours = SERIES_COLOURS;
+    drawStrip(info, maps, colours);
+    drawCurves(info, colours);
+    const half = info.half >= 0 ? (info.planned || [])[info.half] : null;
+    caption.textContent = stale ? "computed for another image or target: press Run checks to check this one"
+      : `${info.target}: ${info.stages.length} of ${(info.planned || []).length} stages` +
+        (half ? `; ⚠ marks a method whose map is still ≥ ${info.threshold} alike with the stages down to ${half} randomised` : "") +
+        (isRunning ? "…" : state.state === "cancelled" ? " (stopped)" : "");
+  }
+  const off = listenBatched(model, ["trust_info", "trust_maps", "trust_verdicts", "trust_methods", "trust_subject", "progress", "choices"], draw);
+  draw();
+  return { el, cleanup() { off(); mode.cleanup(); } };
+}
+
+export default { name: "trust", place: "tab", mount };
