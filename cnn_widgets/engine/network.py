@@ -17,6 +17,7 @@ from .core import NetworkBase
 from .images import ImageLike
 from .occlusion import occlusion
 from .faithfulness import Faithfulness, faithfulness
+from .probe import DEFAULT_KINDS, Probe, probe
 from .saliency import saliency
 from .sanity import SanityCheck, sanity_check
 from .scan import Scan, scan
@@ -51,6 +52,12 @@ class Network(NetworkBase):
         """Deletion / insertion curves and their AUC (RISE); see :func:`.faithfulness.faithfulness`."""
         return faithfulness(self, image, target, methods=methods, metric=metric, steps=steps, baseline=baseline,
                             **check_keywords(faithfulness, options, 3))
+
+    def probe(self, image: ImageLike, target: Target = None, kinds: Sequence[str] = DEFAULT_KINDS, grid: int = 3,
+              seed: int = 0, k: int = 5, **options) -> Probe:
+        """Top classes and the target's probability on shuffled, silhouette, grey and blurred copies of
+        ``image`` ("does it still say cat when the parts are shuffled?"); see :func:`.probe.probe`."""
+        return probe(self, image, target, kinds=kinds, grid=grid, seed=seed, k=k, **check_keywords(probe, options, 3))
 
     def occlusion(self, image: ImageLike, target: Target = None, window: int = 32, stride: int = 16,
                   fill: str = "mean", **options) -> torch.Tensor:
