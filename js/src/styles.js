@@ -144,6 +144,12 @@ export const CSS = `
 .cnnw-legend-block { margin-top: 4px; }
 .cnnw-legend-title { font-size: 12px; color: var(--cnnw-muted); }
 .cnnw-legend-block .cnnw-legend { margin-top: 1px; }
+.cnnw-sanity[data-fails="true"], .cnnw-trust-verdict[data-fails="true"] { color: var(--cnnw-err-fg); font-weight: 600; }
+.cnnw-sanity[data-fails="false"], .cnnw-trust-verdict[data-fails="false"] { color: var(--cnnw-ok-fg); }
+.cnnw-trust-method { margin-right: 10px; white-space: nowrap; font-size: 12px; }
+.cnnw-trust-methods { display: inline-flex; flex-wrap: wrap; gap: 2px 0; }
+.cnnw-trust-label { font-size: 12px; padding-right: 6px; }
+.cnnw-trust-axis { font-size: 11px; color: var(--cnnw-muted); }
 .cnnw-scan-message { color: var(--cnnw-busy-fg); background: var(--cnnw-busy-bg); border-radius: 6px; padding: 6px 8px; margin-bottom: 6px; overflow-wrap: anywhere; }
 .cnnw-scan-message:empty { display: none; }
 .cnnw-stale .cnnw-top-grids { opacity: 0.5; }

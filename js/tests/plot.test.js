@@ -16,3 +16,11 @@ test("a stage axis puts point i under the centre of column i", () => {
   assert.deepEqual(points.map(([x]) => x), [33, 99, 165, 231]);
   assert.deepEqual(points.map(([, y]) => y), [0, 60, 120, 60]);
 });
+
+test("the strip's columns shrink to fit the panel, within bounds", async () => {
+  globalThis.document ??= undefined; // (the module only touches the DOM when mounted)
+  const { cellWidth } = await import("../src/panels/trust.js");
+  assert.equal(cellWidth(2000, 13), 66); // room to spare: the largest column
+  assert.equal(cellWidth(150 + 13 * 50, 13), 50); // exactly 50 each
+  assert.equal(cellWidth(300, 13), 24); // too narrow: the smallest, and the strip scrolls
+});

@@ -5,7 +5,7 @@
 // {type: "recompute", panel: "trust"}, Stop {type: "cancel", ...}; its state is progress.trust.
 import { decodeArray } from "../buffers.js";
 import { commit } from "../actions.js";
-import { h, listenBatched, paint, fmt } from "../dom.js";
+import { h, listenBatched, onWidth, paint, fmt } from "../dom.js";
 import { labelOf, options } from "../choices.js";
 import { choiceSelect } from "../controls.js";
 import { lut } from "../colormaps.js";
@@ -13,8 +13,14 @@ import { progressBar } from "../progress.js";
 import { drawChart, SERIES_COLOURS } from "../plot.js";
 import { isStatic } from "../static_model.js";
 
-const CELL = 66; // css pixels of a strip column (a 64-pixel map and its gap)
+const CELL = 66; // css pixels of a strip column at most (a 64-pixel map and its gap)
+const MIN_CELL = 24; // ... and at least: below, the strip scrolls sideways
 const LABEL = 150; // css pixels of the method column
+
+/** The strip's column width for `stages` columns in `width` css pixels. */
+export function cellWidth(width, stages) {
+  return Math.max(MIN_CELL, Math.min(CELL, Math.floor((width - LABEL) / Math.max(1, stages))));
+}
 
 /** The job's state: the runner's progress entry of the "trust" job. */
 function trustState(model) {
@@ -42,18 +48,21 @@ function mount(model) {
   const charts = Object.fromEntries(["deletion", "insertion"].map((metric) => [metric, {
     canvas: h("canvas", { class: `cnnw-trust-${metric}`, width: 230, height: 130, "data-version": "0" }),
     legend: h("div", { class: "cnnw-trust-legend" }),
+    axis: h("div", { class: "cnnw-trust-axis" }),
   }]));
   const caption = h("div", { class: "cnnw-caption cnnw-trust-caption" });
   const el = h("div", { class: "cnnw-panel cnnw-trust" }, h("h3", { text: "Can I trust these pictures?" }),
     h("div", { class: "cnnw-controls" }, button, h("label", {}, "randomise", mode.el), methodBox),
     progress.el, caption, strip,
     h("div", { class: "cnnw-trust-curves", style: "display:flex;gap:18px;flex-wrap:wrap;margin-top:10px" },
-      ...["deletion", "insertion"].map((metric) => h("div", {},
+      ...["deletion", "insertion"].map((metric) => h("div", { style: "max-width:250px" },
         h("div", { class: "cnnw-legend-title", text: metric === "deletion"
           ? "deletion: most important pixels removed first (lower AUC is better)"
           : "insertion: most important pixels put back first (higher AUC is better)" }),
-        charts[metric].canvas, charts[metric].legend))));
+        charts[metric].canvas, charts[metric].axis, charts[metric].legend))));
 
+  let stripWidth = 900; // the panel's content width, measured once it is laid out
+  const offWidth = onWidth(el, (width) => { stripWidth = width - 16; draw(); });
   const running = () => trustState(model).state === "running";
   button.addEventListener("click", () => model.send({ type: running() ? "cancel" : "recompute", panel: "trust" }));
 
@@ -79,7 +88,8 @@ function mount(model) {
     const planned = info.planned || [];
     const methods = info.methods || [];
     const verdicts = model.get("trust_verdicts") || {};
-    strip.style.cssText = `display:grid;grid-template-columns:${LABEL}px repeat(${planned.length}, ${CELL}px);align-items:center;margin-top:6px`;
+    const cell = cellWidth(stripWidth, planned.length), side = cell - 4;
+    strip.style.cssText = `display:grid;grid-template-columns:${LABEL}px repeat(${planned.length}, ${cell}px);align-items:center;margin-top:6px;overflow-x:auto`;
     const cells = [h("div", { class: "cnnw-trust-corner", text: info.mode === "independent" ? "randomised alone →" : "randomised down to →" })];
     planned.forEach((stage, i) => cells.push(h("div", { class: "cnnw-trust-stage", title: stage, "data-half": String(i === info.half),
       text: stage, style: `font-size:10px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;text-align:center;${i === info.half ? "font-weight:bold" : ""}` })));
@@ -93,14 +103,15 @@ function mount(model) {
         h("span", { text: "■ ", style: `color:${colours[r % colours.length]}` }), labelOf(model, "method", method), badge));
       planned.forEach((stage, c) => {
         const canvas = h("canvas", { class: "cnnw-trust-map", width: 1, height: 1, "data-method": method, "data-stage": stage,
-          style: "width:62px;height:62px;background:#eee;image-rendering:auto" });
+          style: `width:${side}px;height:${side}px;background:#eee;image-rendering:auto` });
         if (maps && c < done && r < maps.shape[0]) paint(canvas, heatRgba(maps.array, (r * done + c) * T * T, T * T, table), T, T);
         cells.push(canvas);
       });
     });
     // the similarity curve under the strip, each point under its stage's column
-    cells.push(h("div", { class: "cnnw-trust-label", style: "font-size:11px", text: "similarity to the original (Spearman, |map|)" }));
-    similarity.width = Math.max(1, planned.length * CELL);
+    cells.push(h("div", { class: "cnnw-trust-label cnnw-trust-axis" }, "similarity to the original map (Spearman of |map|), from 1 at the top to −1; ",
+      `dashed: 0 and the ${info.threshold ?? 0.5} line, the vertical line the top-half stage`));
+    similarity.width = Math.max(1, planned.length * cell);
     similarity.style.cssText = `grid-column: 2 / span ${Math.max(1, planned.length)};width:${similarity.width}px;height:120px`;
     cells.push(similarity);
     strip.replaceChildren(...cells);
@@ -126,6 +137,7 @@ function mount(model) {
         style: "font-size:11px" }, h("span", { text: "■ ", style: `color:${colours[(info.methods || []).indexOf(m) % colours.length]}` }),
         `${labelOf(model, "method", m)}: AUC ${fmt(data.auc[m])}`)));
       canvas.title = `${data.quantity || "score"} of the target against the share of pixels ${metric === "deletion" ? "removed" : "put back"}`;
+      charts[metric].axis.textContent = methods.length ? `→ share of pixels ${metric === "deletion" ? "removed" : "put back"} (0 to 1); ↑ ${data.quantity} of ${info.target} (${fmt(y0)} to ${fmt(y1)})` : "";
     }
   }
 
@@ -160,7 +172,7 @@ function mount(model) {
   }
   const off = listenBatched(model, ["trust_info", "trust_maps", "trust_verdicts", "trust_methods", "trust_subject", "progress", "choices"], draw);
   draw();
-  return { el, cleanup() { off(); mode.cleanup(); } };
+  return { el, cleanup() { off(); offWidth(); mode.cleanup(); } };
 }
 
 export default { name: "trust", place: "tab", mount };
