@@ -125,3 +125,120 @@ def test_a_direction_target_is_refused():
     net = conv_net()
     with pytest.raises(OptionError, match="direction"):
         net.faithfulness(image(), Direction("2", torch.ones(4, dtype=torch.float64)), methods=["gradient"])
+
+
+# --------------------------------------------------------------------------------------------
+# ROAD: noisy linear imputation (Rong et al. 2022)
+# --------------------------------------------------------------------------------------------
+
+def dense_imputation(x: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """The paper's equations written out pixel by pixel and solved densely: each removed pixel is
+    the mean of its neighbours inside the image, edges weighted 1/6 and diagonals 1/12."""
+    c, h, w = x.shape
+    unknown = [(r, q) for r in range(h) for q in range(w) if removed[r, q]]
+    if len(unknown) == h * w:
+        return np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape).copy()
+    number = {p: i for i, p in enumerate(unknown)}
+    a, b = np.zeros((len(unknown), len(unknown))), np.zeros((len(unknown), c))
+    for i, (r, q) in enumerate(unknown):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                rr, qq = r + dy, q + dx
+                if (dy, dx) == (0, 0) or not (0 <= rr < h and 0 <= qq < w):
+                    continue
+                weight = 1 / 12 if dy and dx else 1 / 6
+                a[i, i] += weight
+                if removed[rr, qq]:
+                    a[i, number[(rr, qq)]] -= weight
+                else:
+                    b[i] += weight * x[:, rr, qq]
+    out = x.copy()
+    solution = np.linalg.solve(a, b)
+    for i, (r, q) in enumerate(unknown):
+        out[:, r, q] = solution[i]
+    return out
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5, 0.95, 1.0])
+def test_noisy_linear_imputation_solves_the_neighbour_equations(share):
+    from cnn_widgets.engine.road import noisy_linear_imputation
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 7, 6))
+    removed = np.zeros(42, bool)
+    removed[rng.permutation(42)[: round(share * 42)]] = True
+    removed = removed.reshape(7, 6)
+    removed[0, 0] = removed[6, 3] = True  # a corner and an edge pixel: weights renormalised inside
+    ours = noisy_linear_imputation(torch.from_numpy(x), torch.from_numpy(removed), noise=0.0).numpy()
+    np.testing.assert_allclose(ours, dense_imputation(x, removed), rtol=0, atol=1e-12)
+    assert np.array_equal(ours[:, ~removed], x[:, ~removed])  # kept pixels bit for bit
+
+
+def test_imputation_noise_is_seeded_gaussian_on_removed_pixels_only():
+    from cnn_widgets.engine.road import noisy_linear_imputation
+
+    x = torch.randn(3, 48, 48, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    removed = torch.rand(48, 48, generator=torch.Generator().manual_seed(7)) < 0.5
+    clean = noisy_linear_imputation(x, removed, noise=0.0)
+    noisy = noisy_linear_imputation(x, removed, noise=0.01, generator=torch.Generator().manual_seed(3))
+    again = noisy_linear_imputation(x, removed, noise=0.01, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(noisy, again) and torch.equal(noisy[:, ~removed], x[:, ~removed])
+    drawn = (noisy - clean)[:, removed]
+    assert drawn.numel() > 3000
+    assert float(drawn.std()) == pytest.approx(0.01, rel=0.05) and abs(float(drawn.mean())) < 1e-3
+
+
+def removal_order(values: np.ndarray, least_first: bool) -> np.ndarray:
+    """Raster-order ties either way (a stable sort of the values or of their negation)."""
+    return np.argsort(values.ravel() if least_first else -values.ravel(), kind="stable")
+
+
+@pytest.mark.parametrize("metric", ["road", "road_lerf"])
+def test_road_curves_equal_a_loop_of_dense_imputations(metric):
+    net, x = conv_net(), image(8)
+    state = {k: v.clone() for k, v in net.model.state_dict().items()}
+    result = net.faithfulness(x, None, methods=["gradient", "grad_cam"], metric=metric, steps=6, noise=0.0,
+                              batch_size=4)
+    assert all(torch.equal(state[k], v) for k, v in net.model.state_dict().items())
+    assert hook_count(net.model) == 0 and not net.model.training
+    top = int(net.model(x[None]).argmax())
+    assert result.baseline == "noisy linear imputation" and result.target.index == top
+    for method in ("gradient", "grad_cam"):
+        attribution = net.saliency(x, top, method=method)
+        values = (attribution.abs().sum(0) if attribution.dim() == 3 else attribution).numpy()
+        order = removal_order(values, metric == "road_lerf")
+        expected = []
+        for i in range(7):
+            removed = np.zeros(SIZE * SIZE, bool)
+            removed[order[: round(i * SIZE * SIZE / 6)]] = True
+            step = torch.from_numpy(dense_imputation(x.numpy(), removed.reshape(SIZE, SIZE)))
+            with torch.no_grad():
+                expected.append(float(net.model(step[None]).softmax(1)[0, top]))
+        np.testing.assert_allclose(result.curves[method].double().numpy(), expected, rtol=1e-6, atol=1e-7)  # float32 curves
+    assert ("lower" in result.table()) == (metric == "road")
+
+
+def test_road_noise_is_reproducible_and_does_not_depend_on_batches():
+    net, x = conv_net(), image(9)
+    one = net.faithfulness(x, 0, methods=["gradient"], metric="road", steps=5, batch_size=1, seed=4)
+    many = net.faithfulness(x, 0, methods=["gradient"], metric="road", steps=5, batch_size=16, seed=4)
+    other = net.faithfulness(x, 0, methods=["gradient"], metric="road", steps=5, seed=5)
+    clean = net.faithfulness(x, 0, methods=["gradient"], metric="road", steps=5, noise=0.0)
+    torch.testing.assert_close(one.curves["gradient"], many.curves["gradient"], rtol=0, atol=0)
+    assert not torch.equal(one.curves["gradient"], other.curves["gradient"])
+    assert float(one.curves["gradient"][0]) == float(clean.curves["gradient"][0])  # nothing removed: no noise
+    # noise of 0.01 moves a probability of this smooth model only a little
+    torch.testing.assert_close(one.curves["gradient"], clean.curves["gradient"], rtol=0, atol=0.02)
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"metric": "road_morf"}, "did you mean 'road_lerf', 'road'"), ({"metric": "road", "noise": -0.1}, "noise"),
+    ({"metric": "road", "seed": -1}, "seed"), ({"metric": "road", "noise": float("nan")}, "noise"),
+])
+def test_bad_road_options_raise_option_error_and_change_nothing(options, match):
+    net = conv_net()
+    state = {k: v.clone() for k, v in net.model.state_dict().items()}
+    with pytest.raises(OptionError, match=match):
+        net.faithfulness(image(), methods=["gradient"], **options)
+    assert all(torch.equal(state[k], v) for k, v in net.model.state_dict().items())
+    assert hook_count(net.model) == 0 and not net.model.training
