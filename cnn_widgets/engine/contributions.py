@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageLike
 
 RULES = ("gradient", "guided")  # the backward pass of the scores: the true gradient or guided backprop
+PICTURES = "guided_backprop"  # the saliency method (saliency.METHODS) a node's picture is made with
 
 
 class _OfUnit:

@@ -22,7 +22,7 @@ from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
 from . import colormaps, validation
 from .options import Choice, FloatRange, IntRange, check_option, describe
-from .panels import PANELS, lanes, on_demand, panels_recomputed_by, triggers
+from .panels import PANELS, initial, lanes, panels_recomputed_by, triggers
 from .panels.feature_maps import SCALINGS
 from .panels.occlusion import OCCLUSION_MODES
 from .panels.scan_layer import scan_summary
@@ -34,6 +34,7 @@ from . import sizes
 from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from .trust_tab import TrustTab
+from .compare_tab import CompareTab
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
 from .bundle import widget_esm
@@ -43,12 +44,12 @@ from .progress import PanelProgress
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
-        "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust"}
+        "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust", "compare": "Compare"}
 SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is attached
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters
@@ -59,6 +60,9 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, PanelProgress, F
     image
         Anything ``cw.to_rgb_image`` accepts, or a sample name from ``cw.SAMPLE_IMAGES``.
         Default: the cat.
+    compare
+        A second network (``cw.Network`` or module) shown beside ``net`` on the same image in the
+        Compare tab (``compare_net``), which opens first.
 
     Every displayed setting is a synced trait (``layer``, ``channel``, ``target``, ``method``,
     ``opacity``, ``window``, ``stride``, ``fill``, ``occlusion_mode``, ``k``, ``depth``, ``scaling``, ``colormap``,
@@ -133,7 +137,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, PanelProgress, F
     image = traitlets.Any(allow_none=True)
     scan = traitlets.Any(allow_none=True)  # a cnn_widgets Scan (net.scan(...)) or None
 
-    def __init__(self, net: Network | torch.nn.Module | None = None, image=None, scan=None, **kwargs):
+    def __init__(self, net: Network | torch.nn.Module | None = None, image=None, scan=None, compare=None, **kwargs):
         self._errors: dict[str, str] = {}
         self._next_scan_index = -1
         self._image_source: str | None = None
@@ -156,16 +160,18 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, PanelProgress, F
             image = kwargs.pop("image_name", "cat")
         # settings checked against the network are set once it is there: a bad one is refused, not replaced
         per_net = {name: kwargs.pop(name) for name in NETWORK_SETTINGS if name in kwargs}
+        if compare is not None:
+            kwargs.setdefault("tab", "compare")  # what the second network is for
         super().__init__(**kwargs)
         self.net = net
         for name, value in per_net.items():
             setattr(self, name, value)
         self._set_image(image)
         self.scan = scan
+        self.compare_net = compare
         self._ready = True
         self.on_msg(self._on_custom_message)
-        first = [name for name in self.panels if name not in on_demand()]
-        self.runner.request(first, deferred=False, first_paint=True)  # in a kernel the slow panels follow
+        self.runner.request(initial(self), deferred=False, first_paint=True)  # in a kernel the slow panels follow
 
     def _choices(self) -> dict:
         options, ranges = describe(self)

@@ -24,11 +24,12 @@ import filters from "./panels/filters.js";
 import visualize from "./panels/visualize.js";
 import atlas from "./panels/atlas.js";
 import trust from "./panels/trust.js";
+import compare from "./panels/compare.js";
 
 // Every view, in page order. Each file exports {name, place, mount(model) -> {el, cleanup}};
 // place "top": the row under the bar; "main": full width under the layer strip; "tab": one page
 // below the feature maps, shown by the kernel's `tab` trait (whose menu names the tabs).
-const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas, trust];
+const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas, trust, compare];
 
 const ATLAS_TARGET = "atlas"; // the kernel's target value while an atlas cell's direction is explained (atlas_tab.py)
 

@@ -84,9 +84,13 @@ def test_the_recompute_table_names_real_traits_and_panels(tiny):
     explorer = cw.Explorer(tiny, window=112, stride=112)
     assert set(triggers()) <= set(explorer.trait_names())
     assert list(explorer.panels) == [row.panel.name for row in PANELS]
-    jobs = on_demand()  # started by the user only: the Visualise run and the Atlas build
-    assert jobs == ["visualize", "atlas"]
+    jobs = on_demand()  # started by the user only: the Visualise run, the Atlas build, the Trust checks
+    assert jobs == ["visualize", "atlas", "trust"]
+    # the Compare tab computes only while it is shown
+    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in [*jobs, "compare"]]
+    explorer.tab = "compare"
     assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in jobs]
+    explorer.tab = "tree"
     assert panels_recomputed_by("channel", explorer) == ["filters"]  # no scan, target "top"
     explorer.target = "unit"
     assert panels_recomputed_by("channel", explorer) == ["filters", "saliency", "tree", "occlusion"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..runner import LONG_LANE, PANEL_LANE
 from .atlas import AtlasPanel
+from .compare import ComparePanel
 from .base import Panel
 from .feature_maps import FeatureMapsPanel
 from .filters import FiltersPanel
@@ -28,12 +29,17 @@ from .tree import TreePanel
 from .trust import TrustPanel
 from .visualize import VisualizePanel
 
-__all__ = ["PANELS", "Panel", "Row", "lanes", "on_demand", "panels_recomputed_by", "triggers"]
+__all__ = ["PANELS", "Panel", "Row", "initial", "lanes", "on_demand", "panels_recomputed_by", "triggers"]
 
 
 def unit_targeted(explorer) -> bool:
     """The target is the selected unit, so the selection is part of what is explained."""
     return explorer.target == "unit"
+
+
+def compare_shown(explorer) -> bool:
+    """The Compare tab is shown (it computes nothing while hidden)."""
+    return explorer.tab == "compare"
 
 
 def scan_attached(explorer) -> bool:
@@ -66,6 +72,8 @@ PANELS: tuple[Row, ...] = (
         when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
     Row(OcclusionPanel, on=("net", "image", "target", "window", "stride", "fill", "occlusion_mode"),
         when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
+    Row(ComparePanel, on=(), when=((compare_shown, ("net", "image", "target", "method", "trust_methods", "layer", "channel",
+                                                   "compare_net", "tab")),), lane=PANEL_LANE),
     Row(VisualizePanel, on=(), lane=LONG_LANE),
     Row(AtlasPanel, on=(), lane=LONG_LANE),
     Row(TrustPanel, on=(), lane=LONG_LANE),
@@ -80,6 +88,12 @@ def lanes() -> dict[str, str]:
 def on_demand() -> list[str]:
     """The jobs only the user starts (no trait change recomputes them)."""
     return [row.panel.name for row in PANELS if not row.on and not row.when]
+
+
+def initial(explorer) -> list[str]:
+    """The panels a new Explorer computes: every one recomputed by a trait, or shown now (the Compare
+    tab only while it is the tab shown); not the jobs only the user starts."""
+    return [row.panel.name for row in PANELS if row.on or any(condition(explorer) for condition, _ in row.when)]
 
 
 def triggers() -> list[str]:

@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from ...engine import Unit
+from ...engine.contributions import PICTURES
 from ...engine.targets import Direction
 from ...engine.pictures import pixels_to_uint8
-from .base import DIRECTION_NOTE, Panel, target_text
+from .base import DIRECTION_NOTE, Panel, model_tag, target_text
 
 THUMBNAIL = 128  # node pictures (the energy crop) are sent at this size (square)
 FULL_THUMBNAIL = 112  # ... and the whole picture at this size, for the enlarged view with the crop box
@@ -46,6 +47,8 @@ class TreeInfo(TypedDict):
     rule: str  # backward rule of the scores ("gradient" | "guided")
     reduce: str  # how a unit's map becomes one number ("sum" | "max")
     pending: bool  # the scores of the last level are shown; its pictures are being computed
+    model: str  # base.model_tag: the pictures' method's Trust-tab verdict is shown when the tags match
+    pictures: str  # the saliency method of the node pictures (engine.contributions.PICTURES)
     note: str  # instead of all the above: why there is no tree for this target (not an error)
 
 
@@ -176,7 +179,8 @@ class TreePanel(Panel):
             stack.extend(level_pictures)
         info: TreeInfo = {"levels": levels, "path": [list(s) for s in explorer.tree_path],
                           "target": target_text(explorer.net, target), "rule": explorer.rule, "reduce": explorer.reduce,
-                          "pending": not pictures}
+                          "pending": not pictures, "model": model_tag(explorer.net),
+                          "pictures": PICTURES}
         return {
             "tree": info,
             "tree_pictures": np.stack([crop for crop, _ in stack]) if stack else None,

@@ -3,6 +3,7 @@ import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { blendHeat } from "../pixels.js";
 import { h, listen, paint } from "../dom.js";
+import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { imageOf, legend } from "../picture.js";
@@ -18,8 +19,10 @@ function mount(model) {
   const method = choiceSelect(model, "method");
   const opacity = rangeSlider(model, "opacity", { kernel: false, onInput: (alpha) => draw(alpha), title: "overlay opacity" });
   const caption = h("div", { class: "cnnw-caption" });
+  const compareButton = h("button", { type: "button", class: "cnnw-compare-open", text: "compare…", title: "every chosen method side by side, the image's probes and a second network (the Compare tab)" });
+  compareButton.addEventListener("click", () => commit(model, { tab: "compare" }));
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Saliency" }),
-    h("div", { class: "cnnw-controls" }, method.el, opacity.el), canvas, legend("inferno", "low", "high"), caption);
+    h("div", { class: "cnnw-controls" }, method.el, opacity.el, compareButton), canvas, legend("inferno", "low", "high"), caption);
 
   function draw(alpha = model.get("opacity")) {
     const image = imageOf(model);

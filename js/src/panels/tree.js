@@ -8,6 +8,7 @@ import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
 import { panelProgress } from "../progress.js";
+import { sanityVerdict } from "./saliency.js";
 
 const PREVIEW = 240; // CSS px of the enlarged whole picture
 
@@ -120,6 +121,11 @@ function mount(model) {
     const pictures = decodeArray(model.get("tree_pictures"));
     full = decodeArray(model.get("tree_full"));
     heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)} rule, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}${tree.pending ? " · drawing pictures…" : ""}` : "";
+    // the sanity verdict (Trust tab) on this model of the node pictures' method goes with them
+    const verdict = tree.target ? sanityVerdict(model, { method: tree.pictures, model: tree.model }) : null;
+    const method = labelOf(model, "method", tree.pictures);
+    if (verdict) heading.append(h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: `sanity check of ${method}, the node pictures' method (Trust tab)`,
+      text: verdict.fails ? ` · ⚠ pictures (${method}) ${verdict.text}` : ` · pictures (${method}) passed the sanity check (${fmt(verdict.similarity)})` }));
     body.dataset.pending = tree.pending ? "1" : "0";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;
@@ -150,7 +156,7 @@ function mount(model) {
     body.replaceChildren(root.el);
     body.dataset.version = String((Number(body.dataset.version) || 0) + 1);
   }
-  const off = listen(model, ["tree", "tree_pictures", "tree_full"], draw);
+  const off = listen(model, ["tree", "tree_pictures", "tree_full", "trust_verdicts"], draw);
   draw();
   return { el, cleanup: () => { off(); progress.cleanup(); } };
 }
