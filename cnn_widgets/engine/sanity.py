@@ -241,8 +241,9 @@ def sanity_check(
     callback
         ``callback(done, total, partial_result)`` after each stage (raise to stop).
 
-    The model is never changed: each randomised model is a deep copy (its memory for the
-    duration of one stage). Ctrl-C keeps the stages computed (``interrupted``).
+    The model is never changed: the stages are randomised on one deep copy (its memory for the
+    duration of the call; without ``cascade`` each stage is put back before the next), traced once.
+    Ctrl-C keeps the stages computed (``interrupted``).
     """
     methods = check_methods(methods)
     cascade = check_bool("cascade", cascade)
@@ -278,20 +279,20 @@ def sanity_check(
 
     try:
         run(net, ORIGINAL)
-        clone = copy.deepcopy(net.model) if cascade else None
+        # one copy, one network on it for every stage: its layers are traced once (a trace costs as much as a
+        # few passes) and its caches follow the weights (state_key: an in-place write moves a version counter)
+        clone = copy.deepcopy(net.model)
+        other = type(net)(clone, preprocess=net.preprocess, labels=getattr(net, "_labels", None), name=net.name,
+                          output=net.output)
         for i, name in enumerate(names):
-            if cascade:
-                _randomize(clone.get_submodule(name), seed + i)
-                model = clone
-            else:
-                model = copy.deepcopy(net.model)
-                _randomize(model.get_submodule(name), seed + i)
-            other = type(net)(model, preprocess=net.preprocess, labels=getattr(net, "_labels", None), name=net.name,
-                              output=net.output)
+            module = clone.get_submodule(name)
+            kept = None if cascade else {k: v.clone() for k, v in module.state_dict().items()}
+            _randomize(module, seed + i)
             run(other, name)
-            del other
-            if not cascade:
-                del model
+            if kept is not None:  # one stage at a time: put this one back before the next
+                with torch.no_grad():
+                    for key, value in module.state_dict().items():
+                        value.copy_(kept[key])
     except KeyboardInterrupt:
         interrupted = True
     finally:
