@@ -42,6 +42,7 @@ def test_the_lecture_notebooks_are_there():
         "01_why_is_this_a_cat.ipynb",
         "02_visualizing_what_convnets_learn.ipynb",
         "03_inside_a_digits_cnn.ipynb",
+        "05_can_we_trust_these_pictures.ipynb",
     ):
         assert expected in names, f"notebooks/{expected} is missing"
 
