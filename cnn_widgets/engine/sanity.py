@@ -99,9 +99,10 @@ class SanityCheck:
         if index is None:
             return None
         value = self.similarity(method)[index]
-        fails = value >= SIMILAR
+        fails = bool(value >= SIMILAR)  # (NaN: a flat map, nothing of the original left: it changed)
         text = (f"changes little when the top half of the network is randomised: {value:.2f}" if fails
-                else f"changes when the top half of the network is randomised: {value:.2f}")
+                else f"changes when the top half of the network is randomised: {value:.2f}" if value == value
+                else "its map goes flat when the top half of the network is randomised")
         return {"similarity": value, "stage": self.stages[index], "fails": fails, "text": text}
 
     def table(self, metric: str = "spearman_abs") -> str:

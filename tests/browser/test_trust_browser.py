@@ -49,7 +49,7 @@ def test_run_checks_draws_the_kernels_maps_curves_and_verdicts(open_notebook):
     page.wait_for_function(
         "() => { const b = document.querySelector('button.cnnw-trust-run');"
         " return b.dataset.running === 'false' && document.querySelectorAll('.cnnw-trust-verdict').length === 3"
-        " && document.querySelectorAll('.cnnw-trust-deletion + div + div [data-auc]').length === 3; }",
+        " && document.querySelectorAll('.cnnw-trust-legend[data-metric=deletion] [data-auc]').length === 3; }",
         timeout=120_000)
     info = nb.kernel_json("explorer.trust_info")
     maps = np.array(nb.kernel_json("explorer.trust_maps.tolist()"), np.uint8)
@@ -62,9 +62,9 @@ def test_run_checks_draws_the_kernels_maps_curves_and_verdicts(open_notebook):
             drawn = pixels(page, f'canvas.cnnw-trust-map[data-method="{method}"][data-stage="{stage}"]')
             np.testing.assert_array_equal(drawn[..., :3], table[maps[r, c]])
     for metric in ("deletion", "insertion"):
-        shown = page.evaluate(f"() => Array.from(document.querySelectorAll('.cnnw-trust-{metric} + div + div [data-auc]'),"
+        shown = page.evaluate(f"() => Array.from(document.querySelectorAll('.cnnw-trust-legend[data-metric={metric}] [data-auc]'),"
                               " (e) => [e.dataset.method, Number(e.dataset.auc)])")
-        assert dict(shown) == pytest.approx(info[metric]["auc"], abs=1e-12)
+        assert dict(shown) == pytest.approx(info["curves"][metric]["auc"], abs=1e-12)
     # the saliency caption now carries guided backprop's verdict on this model
     verdict = nb.kernel_json("explorer.trust_verdicts['guided_backprop']")
     caption = page.locator(".cnnw-sanity").first

@@ -222,3 +222,25 @@ def test_data_randomisation_with_the_digits_cnn_trained_on_shuffled_labels():
     assert np.mean(scores) < 0.8, scores
     with pytest.raises(OptionError, match="shuffled_labels"):
         cw.digits_cnn(shuffled_labels="yes")
+
+
+def test_the_verdict_reads_the_top_half_stage_and_a_flat_map_changed():
+    from cnn_widgets.engine.sanity import SIMILAR, SanityCheck
+
+    generator = torch.Generator().manual_seed(0)
+    original = torch.rand(8, 8, generator=generator)
+    # four randomised stages planned: the top half is stage 2 (two randomised); stage 1 is a copy of the original
+    maps = torch.stack([original, original, original * 0.5 + 1.0, torch.rand(8, 8, generator=generator), original])
+    flat = torch.stack([original, original, torch.zeros(8, 8), original, original])
+    check = SanityCheck(["original", "a", "b", "c", "d"], ["kept", "flat"], {"kept": maps, "flat": flat},
+                        {"kept": maps, "flat": flat}, planned=4)
+    assert check.half_stage() == 2
+    kept = check.verdict("kept")  # a monotone change of the original map: rank correlation 1
+    assert kept["fails"] and kept["similarity"] == pytest.approx(1.0) and kept["stage"] == "b" and SIMILAR <= 1.0
+    assert "changes little" in kept["text"] and "1.00" in kept["text"]
+    gone = check.verdict("flat")
+    assert not gone["fails"] and gone["similarity"] != gone["similarity"] and "flat" in gone["text"]
+    partial = SanityCheck(["original", "a"], ["kept"], {"kept": maps[:2]}, {"kept": maps[:2]}, planned=4)
+    assert partial.half_stage() is None and partial.verdict("kept") is None  # not computed yet
+    independent = SanityCheck(check.stages, ["kept"], {"kept": maps}, {"kept": maps}, cascade=False, planned=4)
+    assert independent.verdict("kept") is None  # "the top half" is a cascade's

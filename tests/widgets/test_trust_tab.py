@@ -53,9 +53,12 @@ def test_a_run_shows_every_stage_and_both_curves_of_the_engine_calls(digits, dig
     for metric in ("deletion", "insertion"):
         curves = digits.faithfulness(digit, target, methods=METHODS, metric=metric, steps=STEPS)
         for method in METHODS:
-            np.testing.assert_allclose(info[metric]["curves"][method], curves.curves[method].numpy(), atol=1e-6)
-            assert info[metric]["auc"][method] == pytest.approx(curves.auc[method], abs=1e-9)
-        assert info[metric]["quantity"] == "probability" and len(info[metric]["fractions"]) == STEPS + 1
+            np.testing.assert_allclose(info["curves"][metric]["curves"][method], curves.curves[method].numpy(), atol=1e-6)
+            assert info["curves"][metric]["auc"][method] == pytest.approx(curves.auc[method], abs=1e-9)
+        shown = info["curves"][metric]
+        assert shown["quantity"] == "probability" and len(shown["fractions"]) == STEPS + 1
+        assert shown["lower_is_better"] == (metric == "deletion")
+    assert list(info["curves"]) == ["deletion", "insertion"]  # ROAD (seconds per curve) stays a cell's call
     assert explorer.trust_maps.shape == (3, len(stages) + 1, THUMB, THUMB)
     assert_untouched(digits.model, before)
 

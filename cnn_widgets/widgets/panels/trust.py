@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...engine.faithfulness import CURVES, Faithfulness
+from ...engine.faithfulness import LOWER_IS_BETTER, Faithfulness
 from ...engine.pictures import to_uint8
 from ...engine.sanity import ORIGINAL, SIMILAR, SanityCheck, default_stages
 from ...engine.targets import Direction
@@ -29,9 +29,14 @@ THUMB = 64  # pixels of each map of the strip (the engine's maps are the input's
 STEPS = 24  # points of each deletion / insertion curve after the first (one batched pass per curve)
 METRIC = "spearman_abs"  # the similarity the strip's curve and the verdicts show
 MODES = {"cascade": "cascading, top-down", "independent": "one stage at a time"}
+#: The faithfulness curves the tab draws (``net.faithfulness`` metrics) and what each one's x axis
+#: counts: the cheap pair of one batched pass each (ROAD's imputations cost seconds per curve: a cell's call).
+SHOWN_CURVES = {"deletion": "most important pixels removed first", "insertion": "most important pixels put back first"}
 
 
 class Curves(TypedDict):
+    title: str  # what the curve does ("most important pixels removed first")
+    lower_is_better: bool  # of its AUC
     quantity: str  # "probability" (in [0, 1]), or "unit value" for a unit target
     fractions: list[float]
     curves: dict[str, list[float]]  # method -> the target's probability at each fraction
@@ -49,8 +54,7 @@ class TrustInfo(TypedDict, total=False):
     similarity: dict[str, list[float]]  # method -> one number per stage done
     half: int  # index of the stage with the top half randomised (-1: none)
     threshold: float  # sanity.SIMILAR: a method whose map at ``half`` is this similar fails
-    deletion: Curves
-    insertion: Curves
+    curves: dict[str, Curves]  # metric (SHOWN_CURVES) -> its curves so far
     target: str  # what is explained, in words
     subject: int  # the trust_subject it was computed for (the front end marks it stale when that moved on)
     model: str  # model_tag of the model it was computed on
@@ -69,9 +73,10 @@ def thumbnails(maps: torch.Tensor) -> np.ndarray:
     return to_uint8(small / scale.view(-1, 1, 1), 0.0, 1.0)
 
 
-def _curves(results: dict[str, Faithfulness]) -> Curves:
+def _curves(metric: str, results: dict[str, Faithfulness]) -> Curves:
     first = next(iter(results.values()), None)
-    return {"quantity": "probability" if first is None else first.quantity,
+    return {"title": SHOWN_CURVES[metric], "lower_is_better": metric in LOWER_IS_BETTER,
+            "quantity": "probability" if first is None else first.quantity,
             "fractions": [] if first is None else [float(f) for f in first.fractions],
             "curves": {m: [float(v) for v in r.curves[m]] for m, r in results.items()},
             "auc": {m: float(r.auc[m]) for m, r in results.items()}}
@@ -91,10 +96,10 @@ class TrustPanel(Panel):
         cascade = explorer.trust_mode == "cascade"
         stages = default_stages(net.model)
         stages_total = len(stages)
-        total = stages_total + 1 + len(CURVES) * len(methods)
+        total = stages_total + 1 + len(SHOWN_CURVES) * len(methods)
         info: TrustInfo = {"methods": methods, "stages": [], "planned": [ORIGINAL, *stages], "threshold": SIMILAR, "mode": explorer.trust_mode,
                            "metric": METRIC, "similarity": {}, "half": -1, "target": target_text(net, target),
-                           "subject": explorer.trust_subject, "model": tag, "deletion": _curves({}), "insertion": _curves({}),
+                           "subject": explorer.trust_subject, "model": tag, "curves": {m: _curves(m, {}) for m in SHOWN_CURVES},
                            "interrupted": False}
         verdicts = dict(explorer.trust_verdicts) if all(v.get("model") == tag for v in explorer.trust_verdicts.values()) else {}
         shown = {"maps": np.zeros((len(methods), 0, THUMB, THUMB), np.uint8)}
@@ -102,12 +107,15 @@ class TrustPanel(Panel):
         def sanity_traits(check: SanityCheck) -> dict:
             maps = np.stack([thumbnails(check.maps[m]) for m in methods]) if check.stages else shown["maps"]
             half = check.half_stage()
-            info.update(stages=list(check.stages), similarity={m: check.similarity(m, METRIC) for m in methods},
+            similarity = {m: [v if v == v else None for v in check.similarity(m, METRIC)] for m in methods}  # NaN: a flat map
+            info.update(stages=list(check.stages), similarity=similarity,
                         half=-1 if half is None else half)
             for m in methods:
                 verdict = check.verdict(m)
                 if verdict is not None:
-                    verdicts[m] = {**verdict, "model": tag, "image": explorer.image_name}
+                    value = verdict["similarity"]
+                    verdicts[m] = {**verdict, "similarity": value if value == value else None, "model": tag,
+                                   "image": explorer.image_name}
             shown["maps"] = maps
             return {"trust_maps": maps, "trust_info": dict(info), "trust_verdicts": dict(verdicts)}
 
@@ -119,12 +127,12 @@ class TrustPanel(Panel):
                                  progress=False, callback=on_stage)
         traits = sanity_traits(check)
         done = len(check.stages)
-        for metric in CURVES:
+        for metric in SHOWN_CURVES:
             results: dict[str, Faithfulness] = {}
             for method in methods:
                 results[method] = net.faithfulness(image, target, methods=[method], metric=metric, steps=STEPS,
                                                    batch_size=STEPS + 1)
-                info[metric] = _curves(results)
+                info["curves"] = {**info["curves"], metric: _curves(metric, results)}
                 done += 1
                 traits = {**traits, "trust_info": dict(info)}
                 explorer.report_progress(done, total, lambda traits=traits: traits, unit="steps")

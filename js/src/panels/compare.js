@@ -9,7 +9,7 @@ import { h, listenBatched, paint, fmt } from "../dom.js";
 import { labelOf } from "../choices.js";
 import { imageOf } from "../picture.js";
 import { rgbToRgba } from "../curve.js";
-import { sanityVerdict } from "./saliency.js";
+import { sanityVerdict, verdictValue } from "./saliency.js";
 
 const MAP = 168; // css pixels of a method's map
 const PROBE = 112; // css pixels of a probe
@@ -59,7 +59,7 @@ function mount(model) {
       const verdict = sanityVerdict(model, { method, model: info.model });
       const text = h("div", { class: "cnnw-caption", style: `max-width:${MAP}px` }, labelOf(model, "method", method),
         verdict ? h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: verdict.text,
-          text: verdict.fails ? ` ⚠ ${fmt(verdict.similarity)}` : ` ✓ ${fmt(verdict.similarity)}` }) : null);
+          text: verdict.fails ? ` ⚠ ${verdictValue(verdict)}` : ` ✓ ${verdictValue(verdict)}` }) : null);
       return h("figure", { style: "margin:0", "data-method": method },
         overlay(image, stack && i < stack.shape[0] ? slice(stack, i) : null, info.outputs[method], model.get("opacity"), MAP,
           { class: "cnnw-compare-map", "data-method": method }), text);

@@ -2,11 +2,16 @@
 import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { blendHeat } from "../pixels.js";
-import { h, listen, paint } from "../dom.js";
+import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { imageOf, legend } from "../picture.js";
+
+/** A verdict's similarity in a caption: "flat" when the randomised map has no variation (no rank correlation). */
+export function verdictValue(verdict) {
+  return verdict.similarity == null ? "flat" : fmt(verdict.similarity);
+}
 
 /** The Trust tab's verdict on the shown map's method, when it was computed on the same model (else null). */
 export function sanityVerdict(model, info) {

@@ -8,7 +8,7 @@ import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
 import { panelProgress } from "../progress.js";
-import { sanityVerdict } from "./saliency.js";
+import { sanityVerdict, verdictValue } from "./saliency.js";
 
 const PREVIEW = 240; // CSS px of the enlarged whole picture
 
@@ -125,7 +125,7 @@ function mount(model) {
     const verdict = tree.target ? sanityVerdict(model, { method: tree.pictures, model: tree.model }) : null;
     const method = labelOf(model, "method", tree.pictures);
     if (verdict) heading.append(h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: `sanity check of ${method}, the node pictures' method (Trust tab)`,
-      text: verdict.fails ? ` · ⚠ pictures (${method}) ${verdict.text}` : ` · pictures (${method}) passed the sanity check (${fmt(verdict.similarity)})` }));
+      text: verdict.fails ? ` · ⚠ pictures (${method}) ${verdict.text}` : ` · pictures (${method}) passed the sanity check (${verdictValue(verdict)})` }));
     body.dataset.pending = tree.pending ? "1" : "0";
     up.disabled = path.length === 0;
     rootButton.disabled = path.length === 0;

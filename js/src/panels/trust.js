@@ -12,6 +12,7 @@ import { lut } from "../colormaps.js";
 import { progressBar } from "../progress.js";
 import { drawChart, SERIES_COLOURS } from "../plot.js";
 import { isStatic } from "../static_model.js";
+import { verdictValue } from "./saliency.js";
 
 const CELL = 66; // css pixels of a strip column at most (a 64-pixel map and its gap)
 const MIN_CELL = 24; // ... and at least: below, the strip scrolls sideways
@@ -45,21 +46,21 @@ function mount(model) {
   const strip = h("div", { class: "cnnw-trust-strip" });
   const similarity = h("canvas", { class: "cnnw-trust-similarity", width: 1, height: 120, "data-version": "0" });
   const simNote = h("div", { class: "cnnw-caption" });
-  const charts = Object.fromEntries(["deletion", "insertion"].map((metric) => [metric, {
-    canvas: h("canvas", { class: `cnnw-trust-${metric}`, width: 230, height: 130, "data-version": "0" }),
-    legend: h("div", { class: "cnnw-trust-legend" }),
-    axis: h("div", { class: "cnnw-trust-axis" }),
-  }]));
+  const charts = {}; // metric -> {block, canvas, axis, legend}: one chart per curve the kernel sends
+  const curvesRow = h("div", { class: "cnnw-trust-curves", style: "display:flex;gap:18px;flex-wrap:wrap;margin-top:10px" });
+  function chartOf(metric) {
+    if (!charts[metric]) {
+      const title = h("div", { class: "cnnw-legend-title" });
+      const canvas = h("canvas", { class: `cnnw-trust-curve cnnw-trust-${metric}`, "data-metric": metric, width: 230, height: 130, "data-version": "0" });
+      const axis = h("div", { class: "cnnw-trust-axis" }), key = h("div", { class: "cnnw-trust-legend", "data-metric": metric });
+      charts[metric] = { block: h("div", { style: "max-width:250px" }, title, canvas, axis, key), title, canvas, axis, legend: key };
+    }
+    return charts[metric];
+  }
   const caption = h("div", { class: "cnnw-caption cnnw-trust-caption" });
   const el = h("div", { class: "cnnw-panel cnnw-trust" }, h("h3", { text: "Can I trust these pictures?" }),
     h("div", { class: "cnnw-controls" }, button, h("label", {}, "randomise", mode.el), methodBox),
-    progress.el, caption, strip,
-    h("div", { class: "cnnw-trust-curves", style: "display:flex;gap:18px;flex-wrap:wrap;margin-top:10px" },
-      ...["deletion", "insertion"].map((metric) => h("div", { style: "max-width:250px" },
-        h("div", { class: "cnnw-legend-title", text: metric === "deletion"
-          ? "deletion: most important pixels removed first (lower AUC is better)"
-          : "insertion: most important pixels put back first (higher AUC is better)" }),
-        charts[metric].canvas, charts[metric].axis, charts[metric].legend))));
+    progress.el, caption, strip, curvesRow);
 
   let stripWidth = 900; // the panel's content width, measured once it is laid out
   const offWidth = onWidth(el, (width) => { stripWidth = width - 16; draw(); });
@@ -98,7 +99,7 @@ function mount(model) {
     methods.forEach((method, r) => {
       const verdict = verdicts[method] && verdicts[method].model === info.model ? verdicts[method] : null;
       const badge = verdict ? h("span", { class: "cnnw-trust-verdict", "data-fails": String(verdict.fails), title: verdict.text,
-        text: verdict.fails ? ` ⚠ ${fmt(verdict.similarity)}` : ` ✓ ${fmt(verdict.similarity)}` }) : null;
+        text: verdict.fails ? ` ⚠ ${verdictValue(verdict)}` : ` ✓ ${verdictValue(verdict)}` }) : null;
       cells.push(h("div", { class: "cnnw-trust-label", title: verdict ? verdict.text : "" },
         h("span", { text: "■ ", style: `color:${colours[r % colours.length]}` }), labelOf(model, "method", method), badge));
       planned.forEach((stage, c) => {
@@ -124,20 +125,21 @@ function mount(model) {
   }
 
   function drawCurves(info, colours) {
-    for (const metric of ["deletion", "insertion"]) {
-      const data = info[metric] || {};
-      const { canvas, legend: key } = charts[metric];
+    const shown = Object.entries(info.curves || {});
+    curvesRow.replaceChildren(...shown.map(([metric]) => chartOf(metric).block));
+    for (const [metric, data] of shown) {
+      const { canvas, legend: key, title, axis } = chartOf(metric);
       const methods = Object.keys(data.curves || {});
       const all = methods.flatMap((m) => data.curves[m]);
       const probability = data.quantity === "probability";
       const y0 = probability ? 0 : Math.min(0, ...all), y1 = probability ? 1 : Math.max(1e-9, ...all);
-      drawChart(canvas, methods.map((m) => ({ xs: data.fractions || [], ys: data.curves[m],
-        colour: colours[(info.methods || []).indexOf(m) % colours.length] })), { x0: 0, x1: 1, y0, y1 });
-      key.replaceChildren(...methods.map((m) => h("div", { "data-method": m, "data-auc": String(data.auc[m]),
-        style: "font-size:11px" }, h("span", { text: "■ ", style: `color:${colours[(info.methods || []).indexOf(m) % colours.length]}` }),
-        `${labelOf(model, "method", m)}: AUC ${fmt(data.auc[m])}`)));
-      canvas.title = `${data.quantity || "score"} of the target against the share of pixels ${metric === "deletion" ? "removed" : "put back"}`;
-      charts[metric].axis.textContent = methods.length ? `→ share of pixels ${metric === "deletion" ? "removed" : "put back"} (0 to 1); ↑ ${data.quantity} of ${info.target} (${fmt(y0)} to ${fmt(y1)})` : "";
+      const colour = (m) => colours[(info.methods || []).indexOf(m) % colours.length];
+      title.textContent = `${metric}: ${data.title} (${data.lower_is_better ? "lower" : "higher"} AUC is better)`;
+      drawChart(canvas, methods.map((m) => ({ xs: data.fractions || [], ys: data.curves[m], colour: colour(m) })), { x0: 0, x1: 1, y0, y1 });
+      key.replaceChildren(...methods.map((m) => h("div", { "data-method": m, "data-auc": String(data.auc[m]), style: "font-size:11px" },
+        h("span", { text: "■ ", style: `color:${colour(m)}` }), `${labelOf(model, "method", m)}: AUC ${fmt(data.auc[m])}`)));
+      canvas.title = `${data.quantity || "score"} of the target against the share of pixels (${data.title})`;
+      axis.textContent = methods.length ? `→ share of pixels (0 to 1); ↑ ${data.quantity} of ${info.target} (${fmt(y0)} to ${fmt(y1)})` : "";
     }
   }
 
@@ -158,7 +160,7 @@ function mount(model) {
     if (!info.methods) {
       strip.replaceChildren(); caption.textContent = "press Run checks: each method's map as the model is randomised top-down " +
         "(a map that stays the same shows the image, not what the model learned), then deletion and insertion curves";
-      for (const { canvas, legend: key } of Object.values(charts)) { drawChart(canvas, [], { x0: 0, x1: 1, y0: 0, y1: 1 }); key.replaceChildren(); }
+      curvesRow.replaceChildren();
       return;
     }
     const colours = SERIES_COLOURS;
