@@ -163,3 +163,36 @@ def test_an_atlas_direction_target_is_an_error_in_the_tab_not_a_dead_widget(digi
     explorer.run_trust_checks(wait=True)
     assert explorer.progress["trust"]["state"] == "error"
     assert "class or a unit" in explorer.error
+
+
+def test_the_trust_and_compare_tabs_on_a_torchvision_model():
+    import torchvision
+    import torchvision.transforms as T
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    preprocess = T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)])
+    net = cw.Network(model, preprocess=preprocess, name="resnet18")
+    before = fingerprint(model)
+    explorer = cw.Explorer(net, "astronaut", tab="trust", trust_methods=["gradient", "grad_cam"], window=32, stride=32)
+    explorer.run_trust_checks(wait=True)
+    info = explorer.trust_info
+    assert explorer.error == "" and explorer.progress["trust"]["state"] == "done"
+    assert info["stages"] == ["original", *default_stages(model)] and info["stages"][1] == "fc"
+    photo = cw.sample_image("astronaut")
+    check = net.sanity_check(photo, net.top_class(photo), methods=["gradient"], progress=False)
+    np.testing.assert_allclose(info["similarity"]["gradient"], check.similarity("gradient"), atol=1e-6)
+    other = cw.Network(randomized_copy_of(model), preprocess=preprocess, name="resnet18, fc randomised")
+    explorer.compare_net = other
+    explorer.tab = "compare"
+    explorer.compute()
+    assert explorer.compare_info["other"]["name"] == "resnet18, fc randomised" and explorer.error == ""
+    # everything below fc is the same network: the same feature maps of the selected layer
+    np.testing.assert_array_equal(explorer.compare_fmaps, explorer.compare_other_fmaps)
+    assert_untouched(model, before)
+
+
+def randomized_copy_of(model):
+    from cnn_widgets.engine.sanity import randomized_copy
+
+    return randomized_copy(model, ["fc"])
