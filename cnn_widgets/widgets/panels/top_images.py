@@ -12,7 +12,7 @@ import numpy as np
 from ...engine import CnnWidgetsError, Unit
 from ...engine.saliency import METHODS
 from ...engine.scan import RECONSTRUCTIONS as SCAN_RECONSTRUCTIONS
-from .base import Panel, scan_problem
+from .base import Panel, model_tag, scan_problem
 
 #: Reconstructions offered beside the top patches (``Scan.top_images(method=...)``), labelled as
 #: the saliency method of the same rectifier rule.
@@ -52,6 +52,7 @@ class TopInfo(TypedDict, total=False):
     channel: int
     method: str  # the reconstruction (a key of RECONSTRUCTIONS)
     note: str  # what to keep in mind reading that reconstruction (RECONSTRUCTION_NOTES), or ""
+    model: str  # base.model_tag: the method's Trust-tab verdict is shown when the tags match
     items: list[TopItem]
     message: str  # why pictures are missing, or ""
 
@@ -112,7 +113,7 @@ class TopImagesPanel(Panel):
             return {"top_info": {}, **none}
         unit = Unit(explorer.layer, explorer.channel)
         base: TopInfo = {"unit": str(unit), "layer": unit.layer, "channel": unit.channel, "method": explorer.reconstruction,
-                         "note": RECONSTRUCTION_NOTES.get(explorer.reconstruction, "")}
+                         "note": RECONSTRUCTION_NOTES.get(explorer.reconstruction, ""), "model": model_tag(explorer.net)}
         problem = scan_problem(explorer, unit.layer)
         if problem:
             return {"top_info": {**base, "items": [], "message": problem}, **none}

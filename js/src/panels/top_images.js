@@ -1,6 +1,7 @@
 // The selected unit's top images over an attached scan (explorer.scan = net.scan(images)): the
 // receptive-field patches of its maxima beside their reconstructions (Zeiler & Fergus 2014, fig. 2).
 import { decodeArray } from "../buffers.js";
+import { sanityVerdict } from "./saliency.js";
 import { h, listen, paint, fmt, onWidth } from "../dom.js";
 import { openScanImage } from "../actions.js";
 import { labelOf, scanned, unitText } from "../choices.js";
@@ -89,14 +90,17 @@ function mount(model) {
     patches.replaceChildren(...items.map((item, rank) => figure("patch", rank, item, crops, layout, `#${item.index} · ${fmt(item.value)}`)));
     reconstructions.replaceChildren(...(recs ? items.map((item, rank) => figure("reconstruction", rank, item, recs, layout, `#${item.index}`)) : []));
     grids.hidden = items.length === 0;
+    const verdict = sanityVerdict(model, { method: info.method, model: info.model });
     caption.replaceChildren(...(items.length
       ? ["the unit's strongest images in the scan: the input patch its maximum sees, and in the reconstructions what in it drives the unit (grey = 0); value = the unit's maximum on that image · click one to open that image",
-        info.note && recs ? h("div", { class: "cnnw-top-note", text: info.note }) : null].filter(Boolean)
+        info.note && recs ? h("div", { class: "cnnw-top-note", text: info.note }) : null,
+        verdict && recs ? h("div", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: "sanity check (Trust tab) on this model",
+          text: `${labelOf(model, "reconstruction", info.method)} ${verdict.fails ? "⚠ " : "— sanity check passed: "}${verdict.text}` }) : null].filter(Boolean)
       : []));
     el.dataset.version = String((Number(el.dataset.version) || 0) + 1);
   }
 
-  const off = listen(model, ["top_info", "top_crops", "top_reconstructions", "scan_info"], draw);
+  const off = listen(model, ["top_info", "top_crops", "top_reconstructions", "scan_info", "trust_verdicts"], draw);
   const offUnit = listen(model, ["layer", "channel"], () => {
     const info = model.get("top_info") || {};
     el.classList.toggle("cnnw-stale", !!info.unit && info.unit !== unitText(model.get("layer"), model.get("channel")));
