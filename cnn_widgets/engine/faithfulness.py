@@ -18,12 +18,12 @@ A faithful map makes the MoRF curve fall fast (low AUC) and the LeRF curve stay 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .checks import check_choice, check_float, check_int
+from .checks import check_bool, check_choice, check_float, check_int
 from .errors import OptionError
 from .hooks import inference_state
 from .images import ImageLike
@@ -71,6 +71,7 @@ class Faithfulness:
     auc: dict[str, float]
     target: object = None
     quantity: str = "probability"
+    interrupted: bool = False  # Ctrl-C stopped it: ``methods`` are the ones whose curve is whole
 
     def table(self) -> str:
         """One line per method with its AUC, best first."""
@@ -105,7 +106,8 @@ def importance_order(attribution: torch.Tensor, least_first: bool = False) -> to
 def faithfulness(
     net, image: ImageLike, target: Target = None, methods: Sequence[str] | None = None, metric: str = "deletion",
     steps: int = 32, baseline: str = "blur", quantity: str = "probability", batch_size: int = 16,
-    noise: float = ROAD_NOISE, seed: int = 0,
+    noise: float = ROAD_NOISE, seed: int = 0, progress: bool | None = None,
+    callback: Callable[[int, int, "Faithfulness"], None] | None = None,
 ) -> Faithfulness:
     """Deletion or insertion curves (RISE, Petsiuk et al. 2018), or ROAD curves (Rong et al. 2022),
     of saliency ``methods`` on ``image``.
@@ -132,6 +134,10 @@ def faithfulness(
         ROAD only: the standard deviation of the noise added to imputed pixels (model-input units;
         the paper's 0.01) and the seed of its generator (each method's curve starts from ``seed``,
         so methods meet the same noise; the same call gives the same curves).
+    progress, callback
+        A progress bar over the methods (default: for ROAD, or more than two methods);
+        ``callback(done, total, partial_result)`` after each method (raise to stop). Ctrl-C keeps
+        the methods whose curve is whole (``interrupted``).
 
     ROAD solves one sparse system per step image (:func:`.road.noisy_linear_imputation`, all
     channels at once, scipy on the CPU); the step images then go through the model in batches. Its
@@ -157,23 +163,44 @@ def faithfulness(
     if not imputed:
         with torch.no_grad():
             base = occlusion_fill(x, baseline, window=round(4 * BLUR_SIGMA))
+    show = (imputed or len(methods) > 2) if progress is None else check_bool("progress", progress)
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(methods), desc=metric, unit="method", leave=False)
     curves, auc = {}, {}
-    for method in methods:
-        order = importance_order(saliency(net, x, explained, method=method), least_first=metric == "road_lerf")
-        rank = torch.empty(h * w, dtype=torch.long)
-        rank[order.cpu()] = torch.arange(h * w)  # rank[p]: the step position of pixel p
-        rank = rank.view(h, w)
-        if imputed:
-            generator = torch.Generator().manual_seed(seed)
-            images = road_images(x[0], rank, counts, noise, generator)
-            chunks = (torch.stack([next(images) for _ in counts[start:start + batch_size]])
-                      for start in range(0, len(counts), batch_size))
-        else:
-            chunks = _masked(x, base, rank.to(x.device), counts, metric == "insertion", batch_size)
-        curves[method] = _scores(net, chunks, resolved, quantity)
-        auc[method] = float(torch.trapezoid(curves[method].double(), fractions))
-    return Faithfulness(metric, "noisy linear imputation" if imputed else baseline, methods, fractions, curves, auc,
-                        resolved, quantity if isinstance(resolved, ClassTarget) else "unit value")
+
+    def result(interrupted: bool = False) -> Faithfulness:
+        return Faithfulness(metric, "noisy linear imputation" if imputed else baseline, list(curves), fractions,
+                            dict(curves), dict(auc), resolved, quantity if isinstance(resolved, ClassTarget) else "unit value",
+                            interrupted)
+
+    try:
+        for method in methods:
+            order = importance_order(saliency(net, x, explained, method=method), least_first=metric == "road_lerf")
+            rank = torch.empty(h * w, dtype=torch.long)
+            rank[order.cpu()] = torch.arange(h * w)  # rank[p]: the step position of pixel p
+            rank = rank.view(h, w)
+            if imputed:
+                generator = torch.Generator().manual_seed(seed)
+                images = road_images(x[0], rank, counts, noise, generator)
+                chunks = (torch.stack([next(images) for _ in counts[start:start + batch_size]])
+                          for start in range(0, len(counts), batch_size))
+            else:
+                chunks = _masked(x, base, rank.to(x.device), counts, metric == "insertion", batch_size)
+            curve = _scores(net, chunks, resolved, quantity)
+            curves[method], auc[method] = curve, float(torch.trapezoid(curve.double(), fractions))
+            if bar is not None:
+                bar.update(1)
+            if callback is not None:
+                callback(len(curves), len(methods), result())
+    except KeyboardInterrupt:
+        return result(interrupted=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    return result()
 
 
 def _masked(x, base, rank, counts, insert: bool, batch_size: int):

@@ -242,3 +242,22 @@ def test_bad_road_options_raise_option_error_and_change_nothing(options, match):
         net.faithfulness(image(), methods=["gradient"], **options)
     assert all(torch.equal(state[k], v) for k, v in net.model.state_dict().items())
     assert hook_count(net.model) == 0 and not net.model.training
+
+
+def test_ctrl_c_keeps_the_whole_curves_and_a_callback_sees_each_method():
+    net, x = conv_net(), image()
+    seen = []
+
+    def callback(done, total, partial):
+        seen.append((done, total, list(partial.methods)))
+        if done == 2:
+            raise KeyboardInterrupt
+
+    methods = ["gradient", "input_x_gradient", "guided_backprop"]
+    got = net.faithfulness(x, 0, methods=methods, steps=6, baseline="zero", callback=callback, progress=False)
+    assert seen == [(1, 3, ["gradient"]), (2, 3, ["gradient", "input_x_gradient"])]
+    assert got.interrupted and got.methods == ["gradient", "input_x_gradient"] and set(got.curves) == set(got.methods)
+    whole = net.faithfulness(x, 0, methods=methods[:2], steps=6, baseline="zero")
+    for method in got.methods:  # the curves kept are the whole ones
+        assert torch.equal(got.curves[method], whole.curves[method]) and got.auc[method] == whole.auc[method]
+    assert not whole.interrupted and hook_count(net.model) == 0

@@ -73,13 +73,12 @@ def thumbnails(maps: torch.Tensor) -> np.ndarray:
     return to_uint8(small / scale.view(-1, 1, 1), 0.0, 1.0)
 
 
-def _curves(metric: str, results: dict[str, Faithfulness]) -> Curves:
-    first = next(iter(results.values()), None)
+def _curves(metric: str, result: Faithfulness | None) -> Curves:
     return {"title": SHOWN_CURVES[metric], "lower_is_better": metric in LOWER_IS_BETTER,
-            "quantity": "probability" if first is None else first.quantity,
-            "fractions": [] if first is None else [float(f) for f in first.fractions],
-            "curves": {m: [float(v) for v in r.curves[m]] for m, r in results.items()},
-            "auc": {m: float(r.auc[m]) for m, r in results.items()}}
+            "quantity": "probability" if result is None else result.quantity,
+            "fractions": [] if result is None else [float(f) for f in result.fractions],
+            "curves": {} if result is None else {m: [float(v) for v in c] for m, c in result.curves.items()},
+            "auc": {} if result is None else {m: float(a) for m, a in result.auc.items()}}
 
 
 class TrustPanel(Panel):
@@ -99,7 +98,7 @@ class TrustPanel(Panel):
         total = stages_total + 1 + len(SHOWN_CURVES) * len(methods)
         info: TrustInfo = {"methods": methods, "stages": [], "planned": [ORIGINAL, *stages], "threshold": SIMILAR, "mode": explorer.trust_mode,
                            "metric": METRIC, "similarity": {}, "half": -1, "target": target_text(net, target),
-                           "subject": explorer.trust_subject, "model": tag, "curves": {m: _curves(m, {}) for m in SHOWN_CURVES},
+                           "subject": explorer.trust_subject, "model": tag, "curves": {m: _curves(m, None) for m in SHOWN_CURVES},
                            "interrupted": False}
         verdicts = dict(explorer.trust_verdicts) if all(v.get("model") == tag for v in explorer.trust_verdicts.values()) else {}
         shown = {"maps": np.zeros((len(methods), 0, THUMB, THUMB), np.uint8)}
@@ -128,12 +127,13 @@ class TrustPanel(Panel):
         traits = sanity_traits(check)
         done = len(check.stages)
         for metric in SHOWN_CURVES:
-            results: dict[str, Faithfulness] = {}
-            for method in methods:
-                results[method] = net.faithfulness(image, target, methods=[method], metric=metric, steps=STEPS,
-                                                   batch_size=STEPS + 1)
-                info["curves"] = {**info["curves"], metric: _curves(metric, results)}
+            def on_method(_done: int, _total: int, curves: Faithfulness, metric: str = metric) -> None:
+                nonlocal done, traits
+                info["curves"] = {**info["curves"], metric: _curves(metric, curves)}
                 done += 1
                 traits = {**traits, "trust_info": dict(info)}
                 explorer.report_progress(done, total, lambda traits=traits: traits, unit="steps")
+
+            net.faithfulness(image, target, methods=methods, metric=metric, steps=STEPS, batch_size=STEPS + 1,
+                             progress=False, callback=on_method)
         return traits
