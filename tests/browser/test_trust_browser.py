@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cnn_widgets.widgets.colormaps import lut
+from test_atlas_browser import PIXELS_JS  # (canvas pixels as base64)
 
 pytestmark = pytest.mark.browser
 
@@ -23,14 +24,7 @@ other = cw.Network(randomized_copy(net.model, ["fc", "conv2"]), preprocess=net.p
 explorer = cw.Explorer(net, digits_split("test")[3][0], tab="trust")
 explorer.compare_net = other""",
          "explorer"]
-PIXELS_JS = """
-(selector) => {
-  const c = document.querySelector(selector);
-  const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let s = '';
-  for (let i = 0; i < data.length; i += 8192) s += String.fromCharCode.apply(null, data.subarray(i, i + 8192));
-  return { w: c.width, h: c.height, b64: btoa(s) };
-}"""
+
 
 
 def pixels(page, selector):

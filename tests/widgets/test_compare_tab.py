@@ -12,16 +12,7 @@ import cnn_widgets as cw
 from cnn_widgets.engine.digits_dataset import digits_split
 from cnn_widgets.engine.sanity import randomized_copy
 from test_progress import assert_untouched, fingerprint, front_end_update
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return cw.digits_cnn()
-
-
-@pytest.fixture(scope="module")
-def digit():
-    return digits_split("test")[3][0]
+from test_trust_tab import digit, digits  # noqa: F401 (module fixtures: the digits CNN and a test digit)
 
 
 @pytest.fixture(scope="module")
