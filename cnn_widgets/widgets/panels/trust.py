@@ -58,7 +58,6 @@ class TrustInfo(TypedDict, total=False):
     target: str  # what is explained, in words
     subject: int  # the trust_subject it was computed for (the front end marks it stale when that moved on)
     model: str  # model_tag of the model it was computed on
-    interrupted: bool
 
 
 def thumbnails(maps: torch.Tensor) -> np.ndarray:
@@ -94,17 +93,15 @@ class TrustPanel(Panel):
         tag = model_tag(net)
         cascade = explorer.trust_mode == "cascade"
         stages = default_stages(net.model)
-        stages_total = len(stages)
-        total = stages_total + 1 + len(SHOWN_CURVES) * len(methods)
-        info: TrustInfo = {"methods": methods, "stages": [], "planned": [ORIGINAL, *stages], "threshold": SIMILAR, "mode": explorer.trust_mode,
-                           "metric": METRIC, "similarity": {}, "half": -1, "target": target_text(net, target),
-                           "subject": explorer.trust_subject, "model": tag, "curves": {m: _curves(m, None) for m in SHOWN_CURVES},
-                           "interrupted": False}
+        total = len(stages) + 1 + len(SHOWN_CURVES) * len(methods)
+        info: TrustInfo = {"methods": methods, "stages": [], "planned": [ORIGINAL, *stages], "threshold": SIMILAR,
+                           "mode": explorer.trust_mode, "metric": METRIC, "similarity": {}, "half": -1,
+                           "target": target_text(net, target), "subject": explorer.trust_subject, "model": tag,
+                           "curves": {m: _curves(m, None) for m in SHOWN_CURVES}}
         verdicts = dict(explorer.trust_verdicts) if all(v.get("model") == tag for v in explorer.trust_verdicts.values()) else {}
-        shown = {"maps": np.zeros((len(methods), 0, THUMB, THUMB), np.uint8)}
 
         def sanity_traits(check: SanityCheck) -> dict:
-            maps = np.stack([thumbnails(check.maps[m]) for m in methods]) if check.stages else shown["maps"]
+            maps = np.stack([thumbnails(check.maps[m]) for m in methods])  # (the original's stage is always done)
             half = check.half_stage()
             similarity = {m: [v if v == v else None for v in check.similarity(m, METRIC)] for m in methods}  # NaN: a flat map
             info.update(stages=list(check.stages), similarity=similarity,
@@ -115,7 +112,6 @@ class TrustPanel(Panel):
                     value = verdict["similarity"]
                     verdicts[m] = {**verdict, "similarity": value if value == value else None, "model": tag,
                                    "image": explorer.image_name}
-            shown["maps"] = maps
             return {"trust_maps": maps, "trust_info": dict(info), "trust_verdicts": dict(verdicts)}
 
         def on_stage(done: int, _total: int, check: SanityCheck) -> None:
