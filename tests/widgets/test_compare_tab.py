@@ -109,3 +109,24 @@ def test_a_bad_second_network_is_refused(digits, digit):
     assert explorer.compare_net is None
     front_end_update(explorer, tab="compare")
     assert explorer.compare_info["other"] == {}
+
+
+def test_a_second_network_that_cannot_take_the_image_is_a_note(digits, digit):
+    class Needs32(torch.nn.Module):  # runs on 32 x 32 inputs only
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4 * 30 * 30, 10)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    import torchvision.transforms as T
+
+    no_resize = T.Compose([T.Grayscale(3), T.ToTensor()])  # the 8 x 8 digit stays 8 x 8
+    other = cw.Network(Needs32(), preprocess=no_resize, input_size=32, name="needs 32 px")
+    explorer = cw.Explorer(digits, digit, compare=other)
+    info = explorer.compare_info
+    assert explorer.error == "" and info["other"]["name"] == "needs 32 px"
+    assert info["other"]["note"].startswith("the other network:") and info["other"]["predictions"] == []
+    assert info["methods"] == explorer.trust_methods and len(info["probes"]) == 5  # the rest of the tab is there

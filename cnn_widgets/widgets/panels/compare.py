@@ -18,6 +18,7 @@ from typing import TypedDict
 
 import numpy as np
 
+from ...engine import CnnWidgetsError
 from ...engine.saliency import METHODS
 from ...engine.targets import ClassTarget, Direction, Unit
 from .base import Panel, model_tag, target_text
@@ -68,7 +69,7 @@ def _other_target(net, other, target):
         return None, f"the other network has no unit {target}"
     if isinstance(target, Direction):
         return None, "an atlas cell's direction belongs to this network only"
-    if target < other.num_classes:
+    if other.num_classes is not None and target < other.num_classes:
         return target, ""
     return None, f"the other network has {other.num_classes} classes, no class {target}"
 
@@ -104,7 +105,10 @@ class ComparePanel(Panel):
         traits["compare_info"] = _copy(info)
         explorer.report_progress(len(maps) + 1, total, lambda traits=traits: traits, unit="pictures")
         if other is not None:
-            traits.update(self._other(explorer, other, target, info))
+            try:
+                traits.update(self._other(explorer, other, target, info))
+            except CnnWidgetsError as exc:  # the other network cannot take this image (or has no classes): say so here
+                info["other"] = {"name": other.name, "note": f"the other network: {exc}", "predictions": []}
         traits["compare_info"] = _copy(info)
         return traits
 
