@@ -25,7 +25,7 @@ function mount(model) {
   const opacity = rangeSlider(model, "opacity", { kernel: false, onInput: (alpha) => draw(alpha), title: "overlay opacity" });
   const caption = h("div", { class: "cnnw-caption" });
   const compareButton = h("button", { type: "button", class: "cnnw-compare-open", text: "compare…", title: "every chosen method side by side, the image's probes and a second network (the Compare tab)" });
-  compareButton.addEventListener("click", () => commit(model, { tab: "compare" }));
+  compareButton.addEventListener("click", () => commit(model, { tab: "compare" }, { kernel: false })); // as the tab bar does
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Saliency" }),
     h("div", { class: "cnnw-controls" }, method.el, opacity.el, compareButton), canvas, legend("inferno", "low", "high"), caption);
 
