@@ -194,7 +194,7 @@ def main() -> None:
     counts = [round(i * pixels / args.steps) for i in range(1, args.steps)]  # 100 % is singular in Quantus
     for method in methods[:1] if args.quick else methods:
         result, mine = timed(net.faithfulness, cat, top, methods=[method], metric="road", steps=args.steps,
-                             batch_size=args.batch)
+                             batch_size=args.batch, progress=False)
         _, q_time = timed(quantus_road, quantus, explain, net, batch, method, counts, pixels)
         print(f"{method:<22}{mine:>9.2f}{q_time:>11.2f}{q_time / mine:>7.2f}{result.auc[method]:>7.3f}{load():>7}")
     assert not net.model.training
