@@ -69,11 +69,9 @@ function mount(model) {
 
   function drawMethods() {
     const chosen = new Set(model.get("trust_methods") || []);
-    const live = !isStatic(model) && !running();
     methodBox.replaceChildren(...options(model, "method").map(([name, text]) => {
       const box = h("input", { type: "checkbox", value: name, "data-method": name });
       box.checked = chosen.has(name);
-      box.disabled = !live;
       box.addEventListener("change", () => {
         const now = new Set(model.get("trust_methods") || []);
         if (box.checked) now.add(name); else now.delete(name);
@@ -143,38 +141,45 @@ function mount(model) {
     }
   }
 
-  function draw() {
+  /** What depends on the job's state only (every panel's progress message comes here: nothing heavy). */
+  function drawState() {
     const state = trustState(model);
     const isRunning = state.state === "running";
     button.textContent = isRunning ? "Stop" : "Run checks";
     button.dataset.running = String(isRunning);
     button.disabled = isStatic(model);
     mode.el.disabled = isRunning || isStatic(model);
-    drawMethods();
+    for (const box of methodBox.querySelectorAll("input")) box.disabled = isStatic(model) || isRunning;
     progress.update(state);
     const info = model.get("trust_info") || {};
-    const maps = decodeArray(model.get("trust_maps"));
     const stale = info.subject !== undefined && info.subject !== model.get("trust_subject");
     el.dataset.stale = String(stale);
     strip.style.opacity = stale ? "0.45" : "1";
-    if (!info.methods) {
-      strip.replaceChildren(); caption.textContent = "press Run checks: each method's map as the model is randomised top-down " +
-        "(a map that stays the same shows the image, not what the model learned), then deletion and insertion curves";
-      curvesRow.replaceChildren();
-      return;
-    }
-    const colours = SERIES_COLOURS;
-    drawStrip(info, maps, colours);
-    drawCurves(info, colours);
     const half = info.half >= 0 ? (info.planned || [])[info.half] : null;
-    caption.textContent = stale ? "computed for another image or target: press Run checks to check this one"
+    caption.textContent = !info.methods ? "press Run checks: each method's map as the model is randomised top-down " +
+        "(a map that stays the same shows the image, not what the model learned), then deletion and insertion curves"
+      : stale ? "computed for another image or target: press Run checks to check this one"
       : `${info.target}: ${info.stages.length} of ${(info.planned || []).length} stages` +
         (half ? `; ⚠ marks a method whose map is still ≥ ${info.threshold} alike with the stages down to ${half} randomised` : "") +
         (isRunning ? "…" : state.state === "cancelled" ? " (stopped)" : "");
   }
-  const off = listenBatched(model, ["trust_info", "trust_maps", "trust_verdicts", "trust_methods", "trust_subject", "progress", "choices"], draw);
+
+  function draw() {
+    drawMethods();
+    const info = model.get("trust_info") || {};
+    if (!info.methods) {
+      strip.replaceChildren();
+      curvesRow.replaceChildren();
+    } else {
+      drawStrip(info, decodeArray(model.get("trust_maps")), SERIES_COLOURS);
+      drawCurves(info, SERIES_COLOURS);
+    }
+    drawState();
+  }
+  const off = listenBatched(model, ["trust_info", "trust_maps", "trust_verdicts", "trust_methods", "trust_subject", "choices"], draw);
+  const offState = listenBatched(model, ["progress"], drawState);
   draw();
-  return { el, cleanup() { off(); offWidth(); mode.cleanup(); } };
+  return { el, cleanup() { off(); offState(); offWidth(); mode.cleanup(); } };
 }
 
 export default { name: "trust", place: "tab", mount };
