@@ -30,6 +30,12 @@ export function renderTiles(maps, channels, h, w, layout, lut, background = [255
   return rgba;
 }
 
+/** RGBA of one uint8 map [h, w] through lut, as one square tile of side max(h, w) (nearest-neighbour). */
+export function mapRgba(map, h, w, lut) {
+  const side = Math.max(h, w);
+  return { rgba: renderTiles(map, 1, h, w, { cols: 1, tile: side, gap: 0, width: side, height: side }, lut), side };
+}
+
 /**
  * RGBA of an RGB image (uint8 [H, W, 3]) with a heat map (uint8 [hh, hw], nearest-neighbour
  * resampled) coloured by lut on top. Per-pixel alpha = alphaOf(value) * opacity.

@@ -12,6 +12,7 @@ import torch
 
 from ...engine import Unit
 from ...engine.scan.model import scan_stand_in
+from ...engine.targets import Direction
 from ...engine.structure import state_key
 
 
@@ -56,7 +57,10 @@ DIRECTION_NOTE = "explains a class or a unit, not an atlas cell's direction (sal
 
 
 def target_text(net, target) -> str:
-    """How captions name a resolved target: ``unit layer[channel]`` or ``class <label>``."""
+    """How captions name a resolved target: ``unit layer[channel]``, ``class <label>`` or a direction's
+    own words (``atlas cell (r, c) of <layer>``)."""
+    if isinstance(target, Direction):
+        return str(target)
     if isinstance(target, Unit):
         return f"unit {target}"
     label = net.label(target)

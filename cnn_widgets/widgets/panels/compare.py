@@ -20,7 +20,7 @@ import numpy as np
 
 from ...engine import CnnWidgetsError
 from ...engine.saliency import METHODS
-from ...engine.targets import ClassTarget, Direction, Unit
+from ...engine.targets import Direction, Unit
 from .base import Panel, model_tag, target_text
 from .feature_maps import feature_maps
 from .predictions import TOP_K
@@ -53,7 +53,6 @@ class CompareInfo(TypedDict, total=False):
     ``compare_other_image`` (uint8 [H', W', 3]) and ``compare_other_saliency`` (uint8 [H', W'])."""
 
     methods: list[str]  # done so far
-    outputs: dict[str, str]  # method -> "rgb" | "map" (how the renderer blends it)
     target: str
     model: str  # base.model_tag (pairs each map with the Trust tab's verdict)
     probes: list[ProbeEntry]
@@ -62,7 +61,8 @@ class CompareInfo(TypedDict, total=False):
 
 
 def _other_target(net, other, target):
-    """The target on the other network: the same class index or unit when it has it, else its top class."""
+    """The target on the other network and a note: the same class index or unit when it has it, else
+    None and why."""
     if isinstance(target, Unit):
         if target.layer in other.layer_names and target.channel < other.layer(target.layer).channels:
             return target, ""
@@ -75,8 +75,10 @@ def _other_target(net, other, target):
 
 
 def _channels(net, layer: str, channel: int) -> list[int]:
+    """``CHANNELS`` channels of ``layer`` from ``channel`` on (ending at the last one near the end)."""
     count = net.layer(layer).channels
-    return list(range(min(channel, max(0, count - CHANNELS)), min(count, max(channel, 0) + CHANNELS)))[:CHANNELS]
+    start = max(0, min(channel, count - CHANNELS))
+    return list(range(start, min(count, start + CHANNELS)))
 
 
 class ComparePanel(Panel):
@@ -89,16 +91,14 @@ class ComparePanel(Panel):
         methods = list(explorer.trust_methods)
         other = explorer.compare_net
         total = len(methods) + 1 + (other is not None)
-        info: CompareInfo = {"methods": [], "outputs": {}, "target": _text(net, target), "model": model_tag(net),
+        info: CompareInfo = {"methods": [], "target": target_text(net, target), "model": model_tag(net),
                              "probes": [], "probe_note": "", "other": {}}
         traits: dict = {"compare_maps": None, "compare_probes": None, "compare_fmaps": None, "compare_other_fmaps": None,
                         "compare_other_image": None, "compare_other_saliency": None}
         maps = []
         for method in methods:
-            output = METHODS[method].output
-            maps.append(saliency_display(net.saliency(image, target, method=method), output))
+            maps.append(saliency_display(net.saliency(image, target, method=method), METHODS[method].output))
             info["methods"].append(method)
-            info["outputs"][method] = output
             traits = {**traits, "compare_maps": np.stack(maps), "compare_info": _copy(info)}
             explorer.report_progress(len(maps), total, lambda traits=traits: traits, unit="pictures", urgent=len(maps) == 1)
         traits.update(self._probes(net, image, target, info))
@@ -131,7 +131,7 @@ class ComparePanel(Panel):
                             "predictions": [{"label": p.label, "probability": p.probability, "index": p.index}
                                             for p in other.predict(image, k=TOP_K)]}
         if on_other is not None:
-            entry["target"] = _text(other, on_other)
+            entry["target"] = target_text(other, on_other)
             result["compare_other_saliency"] = saliency_display(other.saliency(image, on_other, method=method),
                                                                 METHODS[method].output)
         if layer in other.layer_names:
@@ -147,9 +147,5 @@ class ComparePanel(Panel):
         return result
 
 
-def _text(net, target) -> str:
-    return str(target) if isinstance(target, (Direction, ClassTarget)) else target_text(net, target)
-
-
 def _copy(info: CompareInfo) -> CompareInfo:
-    return {**info, "methods": list(info["methods"]), "outputs": dict(info["outputs"]), "probes": list(info["probes"])}
+    return {**info, "methods": list(info["methods"]), "probes": list(info["probes"])}

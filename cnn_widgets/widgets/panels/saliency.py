@@ -13,7 +13,6 @@ import torch
 
 from ...engine.pictures import magnitude_map, to_uint8
 from ...engine.saliency import METHODS
-from ...engine.targets import Direction
 from .base import Panel, model_tag, target_text
 
 #: ``rgb`` maps show ``max_c |a_c|`` clipped at this percentile: a few extreme pixels would
@@ -62,6 +61,6 @@ class SaliencyPanel(Panel):
         method = explorer.method
         attribution = explorer.net.saliency(explorer.image, target, method=method)
         output = METHODS[method].output
-        text = str(target) if isinstance(target, Direction) else target_text(explorer.net, target)  # "atlas cell (r, c) of <layer>"
-        info: SaliencyInfo = {"method": method, "output": output, "target": text, "model": model_tag(explorer.net)}
+        info: SaliencyInfo = {"method": method, "output": output, "target": target_text(explorer.net, target),
+                              "model": model_tag(explorer.net)}
         return {"saliency": saliency_display(attribution, output), "saliency_info": info}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ...engine.faithfulness import LOWER_IS_BETTER, Faithfulness
-from ...engine.pictures import to_uint8
+from ...engine.pictures import magnitude_map, to_uint8
 from ...engine.sanity import ORIGINAL, SIMILAR, SanityCheck, default_stages
 from ...engine.targets import Direction
 from .base import Panel, model_tag, target_text
@@ -62,14 +62,10 @@ class TrustInfo(TypedDict, total=False):
 
 def thumbnails(maps: torch.Tensor) -> np.ndarray:
     """``[S, H, W]`` absolute maps as uint8 ``[S, THUMB, THUMB]``, each over its own ``PERCENTILE``-th
-    percentile (as the saliency panel shows a map: the strip compares patterns, not scales)."""
-    if maps.numel() == 0:
-        return np.zeros((0, THUMB, THUMB), np.uint8)
+    percentile, as the saliency panel shows a map (``pictures.magnitude_map``: the strip compares
+    patterns, not scales)."""
     small = F.interpolate(maps.float().unsqueeze(1), size=(THUMB, THUMB), mode="area").squeeze(1)
-    flat = small.flatten(1)
-    scale = torch.quantile(flat, PERCENTILE / 100, dim=1).clamp(min=1e-30)
-    scale = torch.where(scale > 0, scale, flat.amax(1).clamp(min=1e-30))
-    return to_uint8(small / scale.view(-1, 1, 1), 0.0, 1.0)
+    return np.stack([to_uint8(magnitude_map(m, percentile=PERCENTILE), 0.0, 1.0) for m in small])
 
 
 def _curves(metric: str, result: Faithfulness | None) -> Curves:

@@ -4,22 +4,20 @@
 // predictions, saliency, the selected layer's feature maps.
 import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
-import { blendHeat, renderTiles } from "../pixels.js";
+import { mapRgba } from "../pixels.js";
 import { h, listenBatched, paint, fmt } from "../dom.js";
 import { labelOf } from "../choices.js";
 import { imageOf } from "../picture.js";
 import { rgbToRgba } from "../curve.js";
-import { sanityVerdict, verdictValue } from "./saliency.js";
+import { saliencyRgba, sanityVerdict, verdictValue } from "./saliency.js";
 
 const MAP = 168; // css pixels of a method's map
 const PROBE = 112; // css pixels of a probe
 const TILE = 36; // css pixels of a feature-map tile (two networks side by side fit a 700-pixel tab)
 
-const heatAlpha = (v) => Math.sqrt(v / 255); // as the saliency panel blends
-
-function overlay(image, heat, output, alpha, size, attrs = {}) {
+function overlay(image, heat, alpha, size, attrs = {}) {
   const canvas = h("canvas", { width: 1, height: 1, style: `width:${size}px;height:${size}px`, ...attrs });
-  if (image && heat) paint(canvas, blendHeat(image.pixels, image.H, image.W, heat.array, heat.shape[0], heat.shape[1], lut("inferno"), alpha, heatAlpha), image.W, image.H);
+  if (image && heat) paint(canvas, saliencyRgba(image, heat.array, heat.shape[0], heat.shape[1], alpha), image.W, image.H);
   return canvas;
 }
 
@@ -35,8 +33,8 @@ function tiles(stack, label) {
   const row = h("div", { class: "cnnw-compare-tiles", style: "display:flex;gap:3px;flex-wrap:wrap" });
   for (let i = 0; i < n; i++) {
     const canvas = h("canvas", { width: 1, height: 1, style: `width:${TILE}px;height:${TILE}px;image-rendering:pixelated`, "data-tile": String(i), title: label(i) });
-    const side = Math.max(th, tw); // one square tile, nearest-neighbour
-    paint(canvas, renderTiles(slice(stack, i).array, 1, th, tw, { cols: 1, tile: side, gap: 0, width: side, height: side }, lut("viridis")), side, side);
+    const { rgba, side } = mapRgba(slice(stack, i).array, th, tw, lut("viridis"));
+    paint(canvas, rgba, side, side);
     row.append(canvas);
   }
   return row;
@@ -61,7 +59,7 @@ function mount(model) {
         verdict ? h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: verdict.text,
           text: verdict.fails ? ` ⚠ ${verdictValue(verdict)}` : ` ✓ ${verdictValue(verdict)}` }) : null);
       return h("figure", { style: "margin:0", "data-method": method },
-        overlay(image, stack && i < stack.shape[0] ? slice(stack, i) : null, info.outputs[method], model.get("opacity"), MAP,
+        overlay(image, stack && i < stack.shape[0] ? slice(stack, i) : null, model.get("opacity"), MAP,
           { class: "cnnw-compare-map", "data-method": method }), text);
     }));
   }
@@ -92,13 +90,12 @@ function mount(model) {
     const otherImage = decodeArray(model.get("compare_other_image"));
     const otherPicture = otherImage ? { pixels: otherImage.array, H: otherImage.shape[0], W: otherImage.shape[1] } : null;
     const heat = decodeArray(model.get("saliency")), otherHeat = decodeArray(model.get("compare_other_saliency"));
-    const output = (model.get("saliency_info") || {}).output;
     const channels = other.channels || [];
     const column = (name, predictions, picture, map, fmaps, side) => h("div", { class: "cnnw-compare-network", "data-side": side, style: `max-width:${Math.max(MAP, 8 * (TILE + 3))}px` },
       h("b", { text: name }),
       h("ol", { class: "cnnw-compare-predictions", style: "margin:2px 0 6px;padding-left:20px;font-size:12px" },
         ...predictions.map(([label, p]) => h("li", { text: `${label} ${fmt(p)}` }))),
-      overlay(picture, map, output, model.get("opacity"), MAP, { class: "cnnw-compare-saliency", "data-side": side }),
+      overlay(picture, map, model.get("opacity"), MAP, { class: "cnnw-compare-saliency", "data-side": side }),
       h("div", { class: "cnnw-caption", text: map ? `${labelOf(model, "method", other.method)}` : other.note || "" }),
       other.layer ? h("div", { class: "cnnw-caption", text: `${other.layer}, channels ${channels[0]}–${channels[channels.length - 1]} (each network on its own scale)` }) : null,
       tiles(fmaps, (i) => `${other.layer}[${channels[i]}]`));

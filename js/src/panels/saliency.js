@@ -8,6 +8,11 @@ import { labelOf } from "../choices.js";
 import { choiceSelect, rangeSlider } from "../controls.js";
 import { imageOf, legend } from "../picture.js";
 
+/** The image with a saliency map (uint8 [hh, hw], or null) over it: inferno, alpha growing as the square root. */
+export function saliencyRgba(image, heat, hh, hw, alpha) {
+  return blendHeat(image.pixels, image.H, image.W, heat, hh, hw, lut("inferno"), alpha, (v) => Math.sqrt(v / 255));
+}
+
 /** A verdict's similarity in a caption: "flat" when the randomised map has no variation (no rank correlation). */
 export function verdictValue(verdict) {
   return verdict.similarity == null ? "flat" : fmt(verdict.similarity);
@@ -34,7 +39,7 @@ function mount(model) {
     const heat = decodeArray(model.get("saliency"));
     if (!image) return;
     const [hh, hw] = heat ? heat.shape : [0, 0];
-    paint(canvas, blendHeat(image.pixels, image.H, image.W, heat && heat.array, hh, hw, lut("inferno"), alpha, (v) => Math.sqrt(v / 255)), image.W, image.H);
+    paint(canvas, saliencyRgba(image, heat && heat.array, hh, hw, alpha), image.W, image.H);
     const info = model.get("saliency_info") || {};
     const verdict = sanityVerdict(model, info);
     caption.textContent = info.target ? `${labelOf(model, "method", info.method)} for ${info.target}` : "";

@@ -9,6 +9,7 @@ import { h, listenBatched, onWidth, paint, fmt } from "../dom.js";
 import { labelOf, options } from "../choices.js";
 import { choiceSelect } from "../controls.js";
 import { lut } from "../colormaps.js";
+import { mapRgba } from "../pixels.js";
 import { progressBar } from "../progress.js";
 import { drawChart, SERIES_COLOURS } from "../plot.js";
 import { isStatic } from "../static_model.js";
@@ -26,16 +27,6 @@ export function cellWidth(width, stages) {
 /** The job's state: the runner's progress entry of the "trust" job. */
 function trustState(model) {
   return (model.get("progress") || {}).trust || {};
-}
-
-/** RGBA pixels of n uint8 values from `offset`, through a colormap's lookup table. */
-function heatRgba(values, offset, n, table) {
-  const out = new Uint8ClampedArray(n * 4);
-  for (let i = 0; i < n; i++) {
-    const v = values[offset + i];
-    out[4 * i] = table[3 * v]; out[4 * i + 1] = table[3 * v + 1]; out[4 * i + 2] = table[3 * v + 2]; out[4 * i + 3] = 255;
-  }
-  return out;
 }
 
 function mount(model) {
@@ -103,7 +94,10 @@ function mount(model) {
       planned.forEach((stage, c) => {
         const canvas = h("canvas", { class: "cnnw-trust-map", width: 1, height: 1, "data-method": method, "data-stage": stage,
           style: `width:${side}px;height:${side}px;background:#eee;image-rendering:auto` });
-        if (maps && c < done && r < maps.shape[0]) paint(canvas, heatRgba(maps.array, (r * done + c) * T * T, T * T, table), T, T);
+        if (maps && c < done && r < maps.shape[0]) {
+          const { rgba, side } = mapRgba(maps.array.subarray((r * done + c) * T * T, (r * done + c + 1) * T * T), T, T, table);
+          paint(canvas, rgba, side, side);
+        }
         cells.push(canvas);
       });
     });
