@@ -3,7 +3,9 @@
 from . import datasets
 from .default_model import imagenet_labels, load_default
 from .digits_model import digits_cnn
-from .errors import CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, OptionError, TargetError
+from .errors import (CnnWidgetsError, ImageError, LayerNotFoundError, ModelError, NonFiniteError, OptionError, TargetError,
+                     UnsupportedLayerError)
+from .lrp_rules import COMPOSITES, Composite
 from .images import SAMPLE_IMAGES, sample_image, to_rgb_image
 from .layers import LayerInfo, ReceptiveField
 from .core import NetworkBase, Prediction
@@ -14,7 +16,7 @@ from .targets import Direction, Unit
 from .zoo import load_model
 
 __all__ = [
-    "ChannelStats", "NetworkBase", "Scan", "ScanError", "ScanSaveWarning", "TopImage", "datasets", "digits_cnn",
+    "COMPOSITES", "ChannelStats", "Composite", "UnsupportedLayerError", "NetworkBase", "Scan", "ScanError", "ScanSaveWarning", "TopImage", "datasets", "digits_cnn",
     "CnnWidgetsError", "ImageError", "LayerInfo", "LayerNotFoundError", "ModelError", "Network",
     "NonFiniteError", "OptionError", "Prediction", "ReceptiveField", "SAMPLE_IMAGES", "TargetError", "Unit", "Direction",
     "imagenet_labels", "imagenet_preprocess", "load_default", "load_model", "sample_image", "to_rgb_image",

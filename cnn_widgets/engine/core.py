@@ -27,7 +27,7 @@ from .hooks import StopForward, capture_outputs, inference_state
 from .images import ImageLike, model_input
 from .layers import LayerInfo
 from .preprocess import display_pixels, imagenet_preprocess
-from .relu_rules import rectifier_rules
+from .lrp_mode import session_rules
 from .structure import (OutputSelector, Structure, check_input_size, check_labels, check_model, check_preprocess,
                         class_names, does_not_fit, learn_structure, modules_key, select_logits, state_key)
 from .targets import ClassTarget, Target, Unit, check_unit
@@ -267,12 +267,13 @@ class NetworkBase:
     # ------------------------------------------------------------------ forward passes
     @contextmanager
     def _session(self, rule: str = "gradient") -> Iterator:
-        """Eval mode, frozen parameters and rectifier rules for the duration of one computation.
+        """Eval mode, frozen parameters and backward rules (rectifier rules, or ``"lrp:<composite>"``)
+        for the duration of one computation.
 
         Afterwards :attr:`last_rule` says which rule ran and on which nonlinearities (empty when
         the model has none the rule applies to: then any rule is the plain gradient).
         """
-        with inference_state(self.model), rectifier_rules(rule) as state:
+        with inference_state(self.model), session_rules(rule, self) as state:
             try:
                 yield state
             finally:

@@ -29,6 +29,10 @@ class ModelError(CnnWidgetsError):
     """The model cannot be explored (no conv layers, not a module, ...)."""
 
 
+class UnsupportedLayerError(ModelError):
+    """A method with per-layer rules (LRP) met an operation it has no rule for; the message names it."""
+
+
 class OptionError(CnnWidgetsError):
     """An unknown method or a bad option value (the message names the valid choices)."""
 

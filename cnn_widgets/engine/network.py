@@ -18,6 +18,7 @@ from .images import ImageLike
 from .occlusion import occlusion
 from .faithfulness import Faithfulness, faithfulness
 from .probe import DEFAULT_KINDS, Probe, probe
+from .relevance import DEFAULT_COMPOSITE, Relevance, relevance
 from .saliency import saliency
 from .sanity import SanityCheck, sanity_check
 from .scan import Scan, scan
@@ -40,6 +41,11 @@ class Network(NetworkBase):
     def saliency(self, image: ImageLike, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
         """Attribution map for ``target`` w.r.t. the preprocessed input; see :func:`.saliency.saliency`."""
         return saliency(self, image, target, method, **options)
+
+    def relevance(self, image: ImageLike, target: Target = None, composite: str = DEFAULT_COMPOSITE) -> Relevance:
+        """Layer-wise relevance propagation: the input's relevance and the total per layer (conservation);
+        see :func:`.relevance.relevance`."""
+        return relevance(self, image, target, composite)
 
     def sanity_check(self, image: ImageLike, target: Target = None, methods: Sequence[str] | None = None,
                      cascade: bool = True, stages: Sequence[str] | None = None, seed: int = 0, **options) -> SanityCheck:

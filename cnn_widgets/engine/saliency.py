@@ -28,6 +28,8 @@ from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
+from .lrp_rules import COMPOSITES
+from .relevance import DEFAULT_COMPOSITE, rule_name
 from .structure import state_key
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
 
@@ -252,6 +254,23 @@ def integrated_gradients(
     return delta[0] * total
 
 
+def lrp(net, x, target, composite: str = DEFAULT_COMPOSITE, quantity: str = "logit") -> torch.Tensor:
+    """Layer-wise relevance propagation with a composite of rules (:mod:`.relevance`).
+
+    The map is the input's relevance: it sums to the target's logit up to what biases and
+    stabilisers absorb (``net.relevance`` reports that per layer).
+
+    Bach, Binder, Montavon, Klauschen, Müller & Samek, "On Pixel-Wise Explanations for Non-Linear
+    Classifier Decisions by Layer-Wise Relevance Propagation", PLOS ONE 2015; Montavon et al.,
+    "Layer-Wise Relevance Propagation: An Overview", 2019.
+    """
+    check_choice("composite", composite, COMPOSITES)
+    if quantity != "logit":
+        raise OptionError("LRP explains a logit or a unit; quantity must be 'logit' "
+                          "(relevance is not conserved through the softmax of a probability)")
+    return input_gradients(net, x, _resolve(net, x, target, lazy=True), rule_name(composite), quantity, reuse=True)[0][0]
+
+
 # --------------------------------------------------------------------------------------------
 # the public entry point
 # --------------------------------------------------------------------------------------------
@@ -270,7 +289,7 @@ class SaliencyMethod:
     function: Callable[..., torch.Tensor]
     label: str
     output: str = "rgb"
-    rule: str = "gradient"  # the backward rule at rectifiers: "gradient", "deconvnet" or "guided"
+    rule: str = "gradient"  # the backward rule at rectifiers: "gradient", "deconvnet", "guided"; "lrp": per-layer rules
     directions: bool = True  # whether a Direction target works (the function goes through input_gradients)
 
 
@@ -284,6 +303,7 @@ METHODS: dict[str, SaliencyMethod] = {
     "smoothgrad": SaliencyMethod(smoothgrad, "SmoothGrad"),
     "integrated_gradients": SaliencyMethod(integrated_gradients, "integrated gradients"),
     "grad_cam": SaliencyMethod(grad_cam, "Grad-CAM", output="map", directions=False),
+    "lrp": SaliencyMethod(lrp, "LRP", rule="lrp", directions=False),
 }
 
 

@@ -1,0 +1,298 @@
+"""Layer-wise relevance propagation rules, written as a modified gradient.
+
+Bach et al. 2015, "On pixel-wise explanations for non-linear classifier decisions by layer-wise
+relevance propagation"; Montavon et al. 2019, "Layer-wise relevance propagation: an overview".
+The rules and composites carry zennit's meanings (same modified weights, same stabiliser
+``z + eps * sign(z)`` with ``sign(0) = +1``, same default ``eps = 1e-6`` and ``gamma = 0.25``).
+
+**The modified gradient.** The quantity the backward pass carries is ``g`` with relevance
+``R_t = t * g_t`` at every tensor ``t`` of the forward pass. Then
+
+* every linear operation without a bias (pooling, upsampling, reshapes, slicing, concatenation,
+  addition, multiplication by a constant) needs no rule at all: its ordinary gradient splits the
+  relevance of a sum by contribution (``R_a = a / (a + b) * R``), a max by routing it to the winner,
+  an average in proportion to the inputs -- LRP-0, conservative;
+* an elementwise nonlinearity ``y = f(x)`` (ReLU6, GELU, SiLU, a batch norm, a sigmoid) passes the
+  relevance through (zennit's ``Pass``): ``g_x = g_y * y / x``. For ReLU and leaky ReLU this *is*
+  the gradient, so they keep their native backward; ReLU6, the gated activations and batch norms
+  go through :class:`_Pass` (a zero input carries no relevance: ``R = x g``);
+* a squeeze-and-excitation gate (the output of a sigmoid or hard sigmoid that multiplies an
+  activation) is treated as a constant: the product passes the relevance to the activation and
+  none into the gate's branch (``x * s`` with ``s`` constant is linear in ``x``);
+* a convolution or linear layer applies its rule in :class:`_Affine`'s backward, with the
+  parameters of a batch norm that follows it merged in (zennit's canonizers, done once here for
+  any model: the batch norm passes the relevance, the layer before it uses the merged weights);
+* the first layer (the one reading the network's input) may use a rule whose input relevance is
+  not ``input * g`` (flat, w-square, z-B): it sends the relevance itself to the input leaf, and the
+  input relevance is the gradient of the leaf (everything else reaching the leaf goes through
+  :class:`_InputTimes`, which turns ``g`` into ``x * g``).
+
+So the relevance of any tensor of the pass -- a layer's output, a channel, the input -- is read
+with one ordinary ``torch.autograd.grad`` through this graph, and everything the engine does with
+gradients (conditional masks, the contribution tree, several targets over one kept graph) works
+on relevance unchanged. Which operations may appear is decided in :mod:`.lrp_mode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .relu_rules import RuleState
+
+__all__ = ["COMPOSITES", "Composite", "LrpState", "RULES"]
+
+RULES = ("zero", "epsilon", "zplus", "gamma", "alpha_beta", "flat", "w_square", "zbox")
+FIRST_ONLY = ("flat", "w_square", "zbox")  # rules whose input relevance is not input * g: first layer only
+
+
+@dataclass(frozen=True)
+class Composite:
+    """Which rule each kind of layer uses (zennit's composites, by the same names).
+
+    ``first`` is the rule of the layer reading the network input (``None``: its kind's rule),
+    ``conv`` of every other convolution, ``linear`` of every other fully connected layer.
+    """
+
+    name: str
+    label: str
+    conv: str
+    linear: str = "epsilon"
+    first: str | None = None
+    epsilon: float = 1e-6  # the epsilon rule's epsilon
+    stabilizer: float = 1e-6  # every other rule's denominator shift
+    gamma: float = 0.25
+    alpha: float = 2.0
+    beta: float = 1.0
+
+    def rule_for(self, kind: str, first: bool) -> str:
+        if first and self.first is not None:
+            return self.first
+        return self.conv if kind == "conv" else self.linear
+
+
+# The registry: ``net.saliency(method="lrp", composite=name)``, the tree's relevance rule and the
+# Explorer's menus read this table and nothing else.
+COMPOSITES: dict[str, Composite] = {c.name: c for c in (
+    Composite("epsilon_plus_flat", "LRP ε+♭ (flat first)", conv="zplus", first="flat"),
+    Composite("epsilon_plus", "LRP ε+", conv="zplus"),
+    Composite("epsilon_gamma_box", "LRP εγ-box", conv="gamma", first="zbox"),
+    Composite("epsilon_alpha2_beta1", "LRP εα2β1", conv="alpha_beta"),
+    Composite("epsilon_alpha2_beta1_flat", "LRP εα2β1♭", conv="alpha_beta", first="flat"),
+    Composite("epsilon_plus_w_square", "LRP ε+ (w² first)", conv="zplus", first="w_square"),
+    Composite("zero", "LRP-0", conv="zero", linear="zero"),
+)}
+
+
+@dataclass
+class LrpState(RuleState):
+    """The session state of an LRP pass (a :class:`RuleState`, so the engine's callers treat it alike).
+
+    ``applied`` names the rules and pass-throughs that ran; ``low`` / ``high`` are the input's bounds
+    (the z-B rule's box); ``leaf`` is the network input once the first operation has read it.
+    """
+
+    composite: Composite | None = None
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+    leaf: torch.Tensor | None = None
+    leaf_times: torch.Tensor | None = None  # _InputTimes(leaf), made once
+    affine_outputs: dict = field(default_factory=dict)  # id(output) -> (output, _Call): a batch norm finds its layer
+    first_done: bool = False
+
+
+def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
+    """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's stabiliser)."""
+    return z + eps * ((z >= 0).to(z.dtype) * 2 - 1)
+
+
+@dataclass
+class _Call:
+    """One convolution or linear call of the pass: how to run it again, and which rule it has."""
+
+    kind: str  # "conv" or "linear"
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (input, weight, bias)
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    rule: str
+    first: bool
+    composite: Composite
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+    fold: tuple[torch.Tensor, torch.Tensor] | None = None  # (scale, shift) of the batch norm merged in
+
+    def params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight and bias with a following batch norm merged in (bias 0 when the layer has none)."""
+        w = self.weight
+        b = self.bias if self.bias is not None else w.new_zeros(w.shape[0])
+        if self.fold is None:
+            return w, b
+        scale, shift = self.fold
+        return w * scale.view(-1, *([1] * (w.dim() - 1))), b * scale + shift
+
+
+def _vjp(call: _Call, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, s_of: Callable) -> tuple:
+    """Run the layer with ``(a, w, b)`` and backpropagate ``s_of(output)`` to ``a``: ``(output, W^T s)``."""
+    with torch.enable_grad():
+        a = a.detach().requires_grad_(True)
+        out = call.run(a, w, b)
+        (grad,) = torch.autograd.grad(out, a, s_of(out.detach()))
+    return out.detach(), grad
+
+
+def _two_sided(call, a, w_pos, b_pos, w_neg, r, eps):
+    """zennit's two-term denominators: ``d = w_pos a+ + b_pos + w_neg a-``; returns ``(g for a+, g for a-)``
+    with ``s = r / stab(d)`` (the a- term skipped when ``a >= 0``, as after every rectifier)."""
+    a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
+    negative = bool((a < 0).any())
+    with torch.enable_grad():
+        ap = a_pos.detach().requires_grad_(True)
+        an = a_neg.detach().requires_grad_(True) if negative else None
+        d = call.run(ap, w_pos, b_pos)
+        if negative:
+            d = d + call.run(an, w_neg, None)
+        s = r / stabilize(d.detach(), eps)
+        grads = torch.autograd.grad(d, [ap, an] if negative else [ap], s)
+    return grads[0], (grads[1] if negative else torch.zeros_like(a))
+
+
+def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """The modified gradient at the layer's input ``a`` (or, for a first-layer rule, the input's relevance)."""
+    c = call.composite
+    w, b = call.params()
+    z_out = z if call.fold is None else z * call.fold[0].view(1, -1, *([1] * (z.dim() - 2))) + call.fold[1].view(
+        1, -1, *([1] * (z.dim() - 2)))
+    r = z * g  # the relevance arriving at the layer (the batch norm after it passes it unchanged)
+    rule = call.rule
+    if rule in ("zero", "epsilon"):
+        eps = c.epsilon if rule == "epsilon" else 0.0
+        ratio = r / stabilize(z_out, eps) if eps else torch.where(z_out != 0, r / z_out.where(z_out != 0, 1), 0)
+        return _transpose(call, a, w, ratio)
+    if rule == "zplus":
+        gp, gn = _two_sided(call, a, w.clamp(min=0), b.clamp(min=0), w.clamp(max=0), r, c.stabilizer)
+        return torch.where(a > 0, gp, gn)
+    if rule in ("alpha_beta", "gamma"):
+        if rule == "gamma":
+            wp, wn = w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0)
+            bp, bn = b + c.gamma * b.clamp(min=0), b + c.gamma * b.clamp(max=0)
+            alpha, beta = 1.0, -1.0  # both signs add up, each with its own outputs
+            r_pos, r_neg = r * (z_out > 0), r * (z_out < 0)
+        else:
+            wp, wn, bp, bn = w.clamp(min=0), w.clamp(max=0), b.clamp(min=0), b.clamp(max=0)
+            alpha, beta = c.alpha, c.beta
+            r_pos = r_neg = r
+        gp1, gn1 = _two_sided(call, a, wp, bp, wn, r_pos, c.stabilizer)  # positive contributions
+        gp2, gn2 = _two_sided(call, a, wn, bn, wp, r_neg, c.stabilizer)  # negative contributions
+        return torch.where(a > 0, alpha * gp1 - beta * gp2, alpha * gn1 - beta * gn2)
+    # first-layer rules: the relevance of the input itself
+    if rule in ("flat", "w_square"):
+        ones = torch.ones_like(a)
+        wm = torch.ones_like(w) if rule == "flat" else w * w
+        bm = None if rule == "flat" else b * b
+        return _vjp(call, ones, wm, bm, lambda out: r / stabilize(out, c.stabilizer))[1]
+    if rule == "zbox":
+        low, high = call.low.expand_as(a), call.high.expand_as(a)
+        with torch.enable_grad():
+            parts = [t.detach().requires_grad_(True) for t in (a, low, high)]
+            d = call.run(parts[0], w, b) - call.run(parts[1], w.clamp(min=0), b.clamp(min=0)) - call.run(
+                parts[2], w.clamp(max=0), b.clamp(max=0))
+            s = r / stabilize(d.detach(), c.stabilizer)
+            ga, gl, gh = torch.autograd.grad(d, parts, s)
+        return a * ga + low * gl + high * gh  # gl, gh already carry the minus signs
+    raise AssertionError(f"rule {rule!r} is in RULES but has no backward here")
+
+
+def _transpose(call: _Call, a: torch.Tensor, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``W^T s`` at the layer's input (the layer's own input gradient)."""
+    if call.kind == "linear":
+        return s @ w
+    return _vjp(call, a, w, None, lambda out: s)[1]
+
+
+class _Affine(torch.autograd.Function):
+    """A convolution or linear layer whose backward applies its LRP rule (:func:`relevance_backward`)."""
+
+    @staticmethod
+    def forward(ctx, a, call: _Call):
+        z = call.run(a, call.weight, call.bias)
+        ctx.call = call
+        ctx.save_for_backward(a)
+        ctx.z = z.detach().clone()  # the value the next operation read (a later in-place `+=` cannot change it)
+        return z
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return relevance_backward(ctx.call, a, ctx.z, g), None
+
+
+class _Pass(torch.autograd.Function):
+    """``y = f(x)`` elementwise, relevance passed through: ``g_x = g_y * y / x`` (0 where ``x == 0``)."""
+
+    @staticmethod
+    def forward(ctx, x, f):
+        y = f(x)
+        ctx.save_for_backward(torch.where(x != 0, y / x.where(x != 0, 1), 0))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (ratio,) = ctx.saved_tensors
+        return g * ratio, None
+
+
+class _InputTimes(torch.autograd.Function):
+    """Identity on the network input; its backward turns ``g`` into the input's relevance ``x * g``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return x * g
+
+
+def batch_norm_fold(args, kwargs) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(scale, shift)`` of an eval-mode ``F.batch_norm`` call (``None`` when it normalises by the batch)."""
+    names = ("input", "running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    mean, var = bound.get("running_mean"), bound.get("running_var")
+    if bound.get("training", False) or mean is None or var is None:
+        return None
+    scale = torch.rsqrt(var + bound.get("eps", 1e-5))
+    if bound.get("weight") is not None:
+        scale = scale * bound["weight"]
+    shift = -mean * scale
+    if bound.get("bias") is not None:
+        shift = shift + bound["bias"]
+    return scale.detach(), shift.detach()
+
+
+def run_batch_norm(scale: torch.Tensor, shift: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    shape = (1, -1)
+
+    def run(x):
+        view = shape + (1,) * (x.dim() - 2)
+        return x * scale.view(view) + shift.view(view)
+
+    return run
+
+
+GATED = {  # elementwise nonlinearities that pass the relevance (functions of torch.nn.functional)
+    F.relu6: lambda x: x.clamp(0, 6),
+    F.gelu: F.gelu,
+    F.silu: F.silu,
+    F.hardswish: F.hardswish,
+    F.mish: F.mish,
+    F.elu: F.elu,
+    F.softplus: F.softplus,
+}
+GATES = {torch.sigmoid: torch.sigmoid, torch.Tensor.sigmoid: torch.sigmoid, F.sigmoid: torch.sigmoid,
+         F.hardsigmoid: F.hardsigmoid, torch.tanh: torch.tanh, torch.Tensor.tanh: torch.tanh, F.tanh: torch.tanh}
