@@ -19,6 +19,15 @@ what flows on to its own children. For a bias-free ReLU network with ``rule="gra
 ``reduce="sum"``, ``f`` is positively homogeneous of degree 1 in ``h^{L'}``, so by Euler's theorem
 ``sum_j s_j = f`` exactly (the tests check this).
 
+**Relevance (``rule="lrp"``): Concept Relevance Propagation** (Achtibat et al., "From attribution
+maps to human-understandable explanations through Concept Relevance Propagation", Nature Machine
+Intelligence 2023). The backward pass is layer-wise relevance propagation with a ``composite`` of
+rules (:mod:`.relevance`), so ``h * grad`` is relevance: a child's score is the relevance of its
+channel conditioned on the path (the parent's relevance routed through the parent's channel only),
+the scores of *all* channels of the layer below sum to the parent's score up to the leak of biases
+and stabilisers (:attr:`ContributionNode.children_total`), and a node's picture is its conditional
+relevance map (the maps of all children sum to the parent's map).
+
 Deep nodes receive tiny gradients, which saturated the original visualisations; here each picture is
 normalised on its own (symmetric percentile clipping around grey).
 """
@@ -34,14 +43,22 @@ from . import tree_walk
 from .checks import check_bool, check_choice, check_float, check_int
 from .errors import OptionError, TargetError
 from .pictures import normalise_picture
+from .relevance import DEFAULT_COMPOSITE, rule_name
 from .targets import REDUCES, ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
     from .core import NetworkBase
     from .images import ImageLike
 
-RULES = ("gradient", "guided")  # the backward pass of the scores: the true gradient or guided backprop
-PICTURES = "guided_backprop"  # the saliency method (saliency.METHODS) a node's picture is made with
+# the backward pass of the scores: the true gradient, guided backprop, or relevance (LRP: CRP's tree)
+RULES = ("gradient", "guided", "lrp")
+# the saliency method (saliency.METHODS) a node's picture is made with, per rule
+PICTURES = {"gradient": "guided_backprop", "guided": "guided_backprop", "lrp": "lrp"}
+
+
+def session_rule(rule: str, composite) -> str:
+    """The engine session's rule for a tree rule: ``"lrp:<composite>"`` for relevance."""
+    return rule_name(composite) if rule == "lrp" else rule
 
 
 class _OfUnit:
@@ -86,6 +103,9 @@ class ContributionNode(_OfUnit):
         The same gradient before normalisation (signed, w.r.t. the preprocessed input).
     children
         Child nodes, best first (empty at the first layer or at the requested depth).
+    children_total
+        The scores of every channel of the layer below, summed (the children are the top ``k`` of
+        them). With ``rule="lrp"`` this is the node's relevance minus what the step leaked.
     path
         Units from the root's child down to this node (the root has ``()``).
     """
@@ -97,6 +117,7 @@ class ContributionNode(_OfUnit):
     raw_picture: torch.Tensor | None
     children: list["ContributionNode"] = field(default_factory=list)
     path: tuple[Unit, ...] = ()
+    children_total: float | None = None  # the scores of every channel of the layer below, summed (None: not expanded)
 
     def walk(self) -> Iterator["ContributionNode"]:
         """This node and all its descendants, depth first."""
@@ -114,12 +135,15 @@ class ContributionNode(_OfUnit):
         return f"ContributionNode({self.label}, score={self.score:.4g}, {len(self.children)} children)"
 
 
-def _check_options(k: int, rule: str, reduce: str, depth: int | None = None) -> None:
+def _check_options(k: int, rule: str, reduce: str, depth: int | None = None, composite=DEFAULT_COMPOSITE) -> str:
+    """Check the options; returns the engine session's rule."""
     check_int("k", k)
     check_choice("rule", rule, RULES)
+    session = session_rule(rule, composite)
     check_choice("reduce", reduce, REDUCES)
     if depth is not None:
         check_int("depth", depth, low=0)
+    return session
 
 
 def root_unit(net: "NetworkBase", target: Target, image: "ImageLike", reduce: str) -> tuple[Unit, str]:
@@ -203,6 +227,7 @@ def contributions(
     into: str | None = None,
     rule: str = "guided",
     reduce: str = "max",
+    composite: str = DEFAULT_COMPOSITE,
 ) -> list[Contribution]:
     """The ``k`` channels of the layer below (or of ``into``) that contribute most to ``unit``.
 
@@ -214,7 +239,8 @@ def contributions(
         The lower layer whose channels are ranked; default ``net.layer_below(unit.layer)`` (the
         input of the nearest channel-mixing layer at or below the unit).
     rule
-        ``"guided"`` (the original cnn_treevis code) or ``"gradient"`` (true gradient).
+        ``"guided"`` (the original cnn_treevis code), ``"gradient"`` (true gradient) or ``"lrp"``
+        (relevance with ``composite``: the scores are the channels' relevance and sum to the unit's).
     reduce
         ``f``: ``"max"`` pixel of the unit's map (the original cnn_treevis code) or ``"sum"`` of the map.
 
@@ -223,7 +249,7 @@ def contributions(
     list[Contribution]
         Best first; each has ``.unit`` (a ``cw.Unit`` of the lower layer) and ``.score``.
     """
-    _check_options(k, rule, reduce)
+    session = _check_options(k, rule, reduce, composite=composite)
     root, _ = root_unit(net, unit, image, reduce)
     if into is None:
         into = net.layer_below(root.layer)
@@ -232,7 +258,7 @@ def contributions(
     lower = net.layer(into)
     if lower.index >= net.layer(root.layer).index:
         raise TargetError(f"into={into!r} must be a layer below {root.layer!r} (earlier in the forward pass)")
-    work = _Backward(net, image, [root.layer, lower.name], rule)
+    work = _Backward(net, image, [root.layer, lower.name], session)
     try:
         _, grad = work.unit_gradient(root)
         below = work.pull(root.layer, grad, lower.name)
@@ -255,6 +281,7 @@ def contribution_tree(
     percentile: float = 99.0,
     follow: str | Sequence[int] | None = None,
     pictures: bool = True,
+    composite: str = DEFAULT_COMPOSITE,
 ) -> ContributionNode:
     """Recursive, path-conditioned contribution tree rooted at ``unit`` (Cogswell's contribution tree).
 
@@ -274,6 +301,10 @@ def contribution_tree(
         ``None`` grows every child (``k ** depth`` nodes). ``"best"`` or a list of child indices,
         one per level, grows only one child per level (``k * depth`` nodes): the way
         "Why is this a cat?" reads a tree, one part at a time.
+    rule, composite
+        ``"guided"`` / ``"gradient"``: Cogswell's scores; ``"lrp"``: relevance with ``composite``
+        (CRP: children's scores sum to the parent's up to the leak, pictures are conditional
+        relevance maps).
     pictures
         ``False``: scores only, every node's ``picture`` and ``raw_picture`` ``None`` (a few
         milliseconds after the first call on an image; the pictures follow from a second call).
@@ -287,7 +318,7 @@ def contribution_tree(
     ContributionNode
         The root (or the node at the end of ``path``) with ``depth`` levels of children.
     """
-    _check_options(k, rule, reduce, depth)
+    session = _check_options(k, rule, reduce, depth, composite)
     check_float("percentile", percentile, low=0, high=100, open_low=True)
     check_bool("pictures", pictures)
     if follow is not None and not (follow == "best" or (isinstance(follow, (list, tuple)) and all(
@@ -297,7 +328,7 @@ def contribution_tree(
     path = tuple(path)
     x = net.prepare(image)
     with tree_walk.locked():
-        work = tree_walk.walk(net, x, lambda: _chain(net, root.layer, None), rule, root)
+        work = tree_walk.walk(net, x, lambda: _chain(net, root.layer, None), session, root)
         layers = work.layers
         _check_path(net, layers, path)
         grad, key, score = work.root_grad, (), work.value
@@ -355,6 +386,7 @@ def _grow(work, level, key, node, depth, k, plan, nodes) -> None:
     lower = work.layers[level + 1]
     below = _below(work, key)
     scores = _channel_scores(work.outputs[lower], below)
+    node.children_total = float(scores.sum())
     values, channels = scores.topk(min(k, scores.numel()))
     for i, (v, c) in enumerate(zip(values.tolist(), channels.tolist())):
         child_unit, child_key = Unit(lower, int(c)), (*key, int(c))

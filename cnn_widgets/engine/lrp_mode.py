@@ -182,7 +182,7 @@ class LrpMode(TorchFunctionMode):
             def run(x, w, b):
                 return fn(x, w, b, **options)
         call = _Call(kind, run, weight.detach(), None if bias is None else bias.detach(), rule, first, composite,
-                     state.low, state.high)
+                     state.low, state.high, geometry=None if conv is None else _geometry(conv, options))
         state.applied.add(rule)
         out = _Affine.apply(a, call)
         state.affine_outputs[id(out)] = (out, call)
@@ -233,6 +233,20 @@ class LrpMode(TorchFunctionMode):
 
 
 _CONV_FN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def _geometry(dims: int, options: dict) -> tuple | None:
+    """``(stride, padding, dilation, groups)`` as ``dims``-tuples (``None`` for ``padding="same"``)."""
+    padding = options.get("padding", 0)
+    if padding == "valid":
+        padding = 0
+    if isinstance(padding, str):
+        return None
+
+    def tup(v):
+        return tuple(int(i) for i in v) if isinstance(v, (list, tuple)) else (int(v),) * dims
+
+    return tup(options.get("stride", 1)), tup(padding), tup(options.get("dilation", 1)), int(options.get("groups", 1))
 
 
 def _hardtanh(args, kwargs):

@@ -111,7 +111,13 @@ def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
 
 @dataclass
 class _Call:
-    """One convolution or linear call of the pass: how to run it again, and which rule it has."""
+    """One convolution or linear call of the pass: how to run it again, and which rule it has.
+
+    What a rule's backward needs besides the arriving relevance -- the merged weights, the rule's
+    denominators -- depends only on the forward pass, so it is computed once and kept in ``cache``:
+    every further backward pass through the same graph (a second target, the tree's conditional
+    maps, run side by side on several threads) costs only the transposed products.
+    """
 
     kind: str  # "conv" or "linear"
     run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (input, weight, bias)
@@ -123,9 +129,20 @@ class _Call:
     low: torch.Tensor | None = None
     high: torch.Tensor | None = None
     fold: tuple[torch.Tensor, torch.Tensor] | None = None  # (scale, shift) of the batch norm merged in
+    geometry: tuple | None = None  # (stride, padding, dilation, groups) of a convolution with numeric padding
+    cache: dict = field(default_factory=dict)
+
+    def kept(self, key, make: Callable[[], object]):
+        found = self.cache.get(key)
+        if found is None:
+            found = self.cache[key] = make()  # two threads may both make it: the same value, kept once
+        return found
 
     def params(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Weight and bias with a following batch norm merged in (bias 0 when the layer has none)."""
+        return self.kept("params", self._merged)
+
+    def _merged(self):
         w = self.weight
         b = self.bias if self.bias is not None else w.new_zeros(w.shape[0])
         if self.fold is None:
@@ -133,83 +150,93 @@ class _Call:
         scale, shift = self.fold
         return w * scale.view(-1, *([1] * (w.dim() - 1))), b * scale + shift
 
+    def transpose(self, s: torch.Tensor, w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``W^T s`` at an input shaped like ``a``: the layer's input gradient for weight ``w``."""
+        if self.kind == "linear":
+            return s @ w
+        if self.geometry is not None:
+            stride, padding, dilation, groups = self.geometry
+            like = s.new_empty(1).expand(a.shape)
+            return torch.ops.aten.convolution_backward(s, like, w, None, stride, padding, dilation, False,
+                                                       [0] * len(stride), groups, (True, False, False))[0]
+        with torch.enable_grad():  # string padding ("same"): through the layer itself
+            leaf = a.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.run(leaf, w, None), leaf, s)
+        return grad
 
-def _vjp(call: _Call, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, s_of: Callable) -> tuple:
-    """Run the layer with ``(a, w, b)`` and backpropagate ``s_of(output)`` to ``a``: ``(output, W^T s)``."""
-    with torch.enable_grad():
-        a = a.detach().requires_grad_(True)
-        out = call.run(a, w, b)
-        (grad,) = torch.autograd.grad(out, a, s_of(out.detach()))
-    return out.detach(), grad
+
+def _out_shape(z: torch.Tensor) -> tuple:
+    return (1, -1, *([1] * (z.dim() - 2)))
 
 
-def _two_sided(call, a, w_pos, b_pos, w_neg, r, eps):
-    """zennit's two-term denominators: ``d = w_pos a+ + b_pos + w_neg a-``; returns ``(g for a+, g for a-)``
-    with ``s = r / stab(d)`` (the a- term skipped when ``a >= 0``, as after every rectifier)."""
-    a_pos, a_neg = a.clamp(min=0), a.clamp(max=0)
+def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w_neg) -> tuple[torch.Tensor, bool]:
+    """zennit's two-term denominator ``d = w_pos a+ + b_pos + w_neg a-`` (the a- term skipped when
+    ``a >= 0``, as after every rectifier); returns ``(z / stab(d), whether a has negative values)``."""
     negative = bool((a < 0).any())
-    with torch.enable_grad():
-        ap = a_pos.detach().requires_grad_(True)
-        an = a_neg.detach().requires_grad_(True) if negative else None
-        d = call.run(ap, w_pos, b_pos)
-        if negative:
-            d = d + call.run(an, w_neg, None)
-        s = r / stabilize(d.detach(), eps)
-        grads = torch.autograd.grad(d, [ap, an] if negative else [ap], s)
-    return grads[0], (grads[1] if negative else torch.zeros_like(a))
+    d = call.run(a.clamp(min=0), w_pos, b_pos)
+    if negative:
+        d = d + call.run(a.clamp(max=0), w_neg, None)
+    return z / stabilize(d, call.composite.stabilizer), negative
+
+
+def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None):
+    """The two-term rule's modified gradient at ``a``: ``s = z g / stab(d)``, ``w_pos^T s`` where
+    ``a > 0`` and ``w_neg^T s`` where ``a < 0``."""
+    factor, negative = call.kept(key, lambda: _signed_terms(call, a, z, w_pos, b_pos, w_neg))
+    if mask is not None:
+        factor = call.kept(key + "mask", lambda: factor * mask)
+    s = g * factor
+    g_pos = call.transpose(s, w_pos, a)
+    if not negative:
+        return g_pos  # R = a * g vanishes where a == 0: no need to pick
+    return torch.where(a > 0, g_pos, call.transpose(s, w_neg, a))
 
 
 def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """The modified gradient at the layer's input ``a`` (or, for a first-layer rule, the input's relevance)."""
+    """The modified gradient at the layer's input ``a`` (or, for a first-layer rule, the input's relevance).
+
+    ``z`` is the layer's own output and ``g`` the modified gradient arriving there, so ``z * g`` is
+    the relevance arriving (a batch norm merged after the layer passes it unchanged).
+    """
     c = call.composite
     w, b = call.params()
-    z_out = z if call.fold is None else z * call.fold[0].view(1, -1, *([1] * (z.dim() - 2))) + call.fold[1].view(
-        1, -1, *([1] * (z.dim() - 2)))
-    r = z * g  # the relevance arriving at the layer (the batch norm after it passes it unchanged)
     rule = call.rule
+    if rule in ("zero", "epsilon", "gamma"):
+        z_out = z if call.fold is None else call.kept(
+            "z_out", lambda: z * call.fold[0].view(_out_shape(z)) + call.fold[1].view(_out_shape(z)))
     if rule in ("zero", "epsilon"):
-        eps = c.epsilon if rule == "epsilon" else 0.0
-        ratio = r / stabilize(z_out, eps) if eps else torch.where(z_out != 0, r / z_out.where(z_out != 0, 1), 0)
-        return _transpose(call, a, w, ratio)
+        def factor():
+            if rule == "epsilon":
+                return z / stabilize(z_out, c.epsilon)
+            return torch.where(z_out != 0, z / z_out.where(z_out != 0, 1), 0)  # LRP-0: 0 / 0 is 0
+        return call.transpose(g * call.kept("factor", factor), w, a)
     if rule == "zplus":
-        gp, gn = _two_sided(call, a, w.clamp(min=0), b.clamp(min=0), w.clamp(max=0), r, c.stabilizer)
-        return torch.where(a > 0, gp, gn)
+        wp, bp, wn = call.kept("zplus", lambda: (w.clamp(min=0), b.clamp(min=0), w.clamp(max=0)))
+        return _two_sided(call, a, z, g, "d", wp, bp, wn)
     if rule in ("alpha_beta", "gamma"):
         if rule == "gamma":
-            wp, wn = w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0)
-            bp, bn = b + c.gamma * b.clamp(min=0), b + c.gamma * b.clamp(max=0)
-            alpha, beta = 1.0, -1.0  # both signs add up, each with its own outputs
-            r_pos, r_neg = r * (z_out > 0), r * (z_out < 0)
-        else:
-            wp, wn, bp, bn = w.clamp(min=0), w.clamp(max=0), b.clamp(min=0), b.clamp(max=0)
-            alpha, beta = c.alpha, c.beta
-            r_pos = r_neg = r
-        gp1, gn1 = _two_sided(call, a, wp, bp, wn, r_pos, c.stabilizer)  # positive contributions
-        gp2, gn2 = _two_sided(call, a, wn, bn, wp, r_neg, c.stabilizer)  # negative contributions
-        return torch.where(a > 0, alpha * gp1 - beta * gp2, alpha * gn1 - beta * gn2)
+            wp, wn, bp, bn = call.kept("mods", lambda: (w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0),
+                                                        b + c.gamma * b.clamp(min=0), b + c.gamma * b.clamp(max=0)))
+            # each sign of output over its own denominator, the two parts added
+            return (_two_sided(call, a, z, g, "d+", wp, bp, wn, mask=z_out > 0)
+                    + _two_sided(call, a, z, g, "d-", wn, bn, wp, mask=z_out < 0))
+        wp, wn, bp, bn = call.kept("mods", lambda: (w.clamp(min=0), w.clamp(max=0), b.clamp(min=0), b.clamp(max=0)))
+        return (c.alpha * _two_sided(call, a, z, g, "d+", wp, bp, wn)
+                - c.beta * _two_sided(call, a, z, g, "d-", wn, bn, wp))
     # first-layer rules: the relevance of the input itself
     if rule in ("flat", "w_square"):
-        ones = torch.ones_like(a)
-        wm = torch.ones_like(w) if rule == "flat" else w * w
-        bm = None if rule == "flat" else b * b
-        return _vjp(call, ones, wm, bm, lambda out: r / stabilize(out, c.stabilizer))[1]
+        wm = call.kept("wm", lambda: torch.ones_like(w) if rule == "flat" else w * w)
+        factor = call.kept("factor", lambda: z / stabilize(
+            call.run(torch.ones_like(a), wm, None if rule == "flat" else b * b), c.stabilizer))
+        return call.transpose(g * factor, wm, a)
     if rule == "zbox":
+        wp, wn = call.kept("box", lambda: (w.clamp(min=0), w.clamp(max=0)))
         low, high = call.low.expand_as(a), call.high.expand_as(a)
-        with torch.enable_grad():
-            parts = [t.detach().requires_grad_(True) for t in (a, low, high)]
-            d = call.run(parts[0], w, b) - call.run(parts[1], w.clamp(min=0), b.clamp(min=0)) - call.run(
-                parts[2], w.clamp(max=0), b.clamp(max=0))
-            s = r / stabilize(d.detach(), c.stabilizer)
-            ga, gl, gh = torch.autograd.grad(d, parts, s)
-        return a * ga + low * gl + high * gh  # gl, gh already carry the minus signs
+        factor = call.kept("factor", lambda: z / stabilize(call.run(a, w, b) - call.run(low, wp, b.clamp(min=0))
+                                                           - call.run(high, wn, b.clamp(max=0)), c.stabilizer))
+        s = g * factor
+        return a * call.transpose(s, w, a) - low * call.transpose(s, wp, a) - high * call.transpose(s, wn, a)
     raise AssertionError(f"rule {rule!r} is in RULES but has no backward here")
-
-
-def _transpose(call: _Call, a: torch.Tensor, w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """``W^T s`` at the layer's input (the layer's own input gradient)."""
-    if call.kind == "linear":
-        return s @ w
-    return _vjp(call, a, w, None, lambda out: s)[1]
 
 
 class _Affine(torch.autograd.Function):

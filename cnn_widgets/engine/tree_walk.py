@@ -127,7 +127,8 @@ class Walk:
         return out
 
     def picture(self, layer: str, grad: torch.Tensor) -> torch.Tensor:
-        """Guided backprop of ``grad`` (at ``layer``) down to the input image (the rule must be "guided")."""
+        """Guided backprop of ``grad`` (at ``layer``) down to the input image (the rule must be "guided");
+        in an LRP walk, the conditional relevance of the input (the input leaf's gradient is relevance)."""
         (out,) = torch.autograd.grad(self.outputs[layer], self.x, grad_outputs=grad, retain_graph=True)
         return out[0].detach()
 
@@ -190,7 +191,8 @@ def pictures(work: Walk, jobs: Sequence[tuple[str, torch.Tensor]], finish: Calla
         return raw, (finish(raw) if finish is not None else None)
 
     size = WORKERS or torch.get_num_threads()
-    work.state.rule = "guided"
+    if not work.rule.startswith("lrp:"):  # an LRP graph's pictures are relevance: its own rules
+        work.state.rule = "guided"
     try:
         if not fast() or min(len(jobs), size) <= 1 or work.x.device.type != "cpu":
             return [one(job) for job in jobs]
