@@ -83,15 +83,18 @@ class Network(NetworkBase):
 
     def scan(self, images, layers=None, k: int = 9, batch_size: int | None = None, num_workers: int = 0,
              progress: bool = True, save_to=None, resume=None, backend: str = "local", workers: int | None = None,
-             resources: dict | None = None) -> Scan:
+             resources: dict | None = None, rank: str = "activation", target: Target = None,
+             composite: str | None = None) -> Scan:
         """One pass over a dataset: top-k images, statistics and codes per channel; see :func:`.scan.scan`.
 
         ``backend="ray"`` runs the batches on Ray workers (``workers``, each with ``resources``) and
         returns the same :class:`Scan`, identical to a local scan with the same batch size.
+        ``rank="relevance", target=<class>`` also ranks images by each channel's relevance for the
+        class (``scan.top_images(unit, by="relevance")``).
         """
         return scan(self, images, layers=layers, k=k, batch_size=batch_size, num_workers=num_workers,
                     progress=progress, save_to=save_to, resume=resume, backend=backend, workers=workers,
-                    resources=resources)
+                    resources=resources, rank=rank, target=target, composite=composite)
 
     def visualize(self, target, steps: int = 256, size: int | None = None, **options) -> Visualization:
         """What ``target`` looks for, with no input image (feature visualisation); see :func:`.visualize.visualize`."""

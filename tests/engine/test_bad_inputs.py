@@ -223,7 +223,7 @@ CASES = [
     # ---------------------------------------------------------------- contributions and trees
     Bad("contributions-k-0", lambda c: c.net.contributions(c.image, 0, k=0), OPTION, r"k must be a positive integer, got 0"),
     Bad("contributions-k-float", lambda c: c.net.contributions(c.image, 0, k=2.5), OPTION, r"k must be a positive integer, got 2\.5"),
-    Bad("contributions-rule", lambda c: c.net.contributions(c.image, 0, rule="guide"), OPTION, r"rule must be one of 'gradient', 'guided', got 'guide'; did you mean 'guided'"),
+    Bad("contributions-rule", lambda c: c.net.contributions(c.image, 0, rule="guide"), OPTION, r"rule must be one of 'gradient', 'guided', 'lrp', got 'guide'; did you mean 'guided'"),
     Bad("contributions-reduce", lambda c: c.net.contributions(c.image, 0, reduce="mean"), OPTION, r"reduce must be one of 'sum', 'max', got 'mean'"),
     Bad("contributions-into-above", lambda c: c.net.contributions(c.image, cw.Unit("conv2", 0), into="relu2"), TARGET, r"into='relu2' must be a layer below 'conv2'"),
     Bad("contributions-first-layer", lambda c: c.net.contributions(c.image, cw.Unit("stem", 0)), TARGET, r"'stem' is the first layer: there is no layer below it"),
@@ -231,7 +231,7 @@ CASES = [
     Bad("tree-depth-negative", lambda c: c.net.contribution_tree(c.image, 0, depth=-1), OPTION, r"depth must be an integer at least 0, got -1"),
     Bad("tree-depth-float", lambda c: c.net.contribution_tree(c.image, 0, depth=1.5), OPTION, r"depth must be an integer at least 0, got 1\.5"),
     Bad("tree-k-0", lambda c: c.net.contribution_tree(c.image, 0, k=0), OPTION, r"k must be a positive integer, got 0"),
-    Bad("tree-rule", lambda c: c.net.contribution_tree(c.image, 0, rule="deconvnet"), OPTION, r"rule must be one of 'gradient', 'guided', got 'deconvnet'"),
+    Bad("tree-rule", lambda c: c.net.contribution_tree(c.image, 0, rule="deconvnet"), OPTION, r"rule must be one of 'gradient', 'guided', 'lrp', got 'deconvnet'"),
     Bad("tree-reduce", lambda c: c.net.contribution_tree(c.image, 0, reduce="avg"), OPTION, r"reduce must be one of 'sum', 'max'"),
     Bad("tree-percentile-0", lambda c: c.net.contribution_tree(c.image, 0, percentile=0), OPTION, r"percentile must be a number in \(0, 100\], got 0"),
     Bad("tree-percentile-over-100", lambda c: c.net.contribution_tree(c.image, 0, percentile=101), OPTION, r"percentile must be a number in \(0, 100\]"),

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..checks import check_float, check_int
+from ..checks import check_choice, check_float, check_int
 from ..errors import LayerNotFoundError, TargetError
 from ..targets import Unit
 from .embedding import embed
+from .relevance_rank import RANKS, TOP_FIELDS, RelevanceRanking, RelevanceTop
 from .errors import ScanError
 from .sources import Source, as_source, plain_label, source_from_record
 from .state import LayerState, Rows, State, empty_layer_state, numpy_dtype
@@ -71,7 +72,7 @@ class Scan:
     """
 
     def __init__(self, net: "NetworkBase", layers: Sequence[str], k: int, source: Source | None, total: int,
-                 batch_size: int, fingerprint: str):
+                 batch_size: int, fingerprint: str, ranking: RelevanceRanking | None = None):
         self.net = net
         self.layers = list(layers)
         self.k = int(k)
@@ -85,8 +86,11 @@ class Scan:
         self._shapes = {name: tuple(net.layer(name).shape) for name in self.layers}
         self._codes = {name: Rows(self._shapes[name][0], numpy_dtype(net.dtype), total) for name in self.layers}
         self._labels = Rows(None, object, total)
+        self.ranking = ranking  # the class and composite of the relevance ranking (rank="relevance"), else None
         self._state = State(0, {name: empty_layer_state(self._shapes[name][0], self.k, net.dtype)
-                                for name in self.layers})
+                                for name in self.layers},
+                            None if ranking is None else {name: RelevanceTop.empty(self._shapes[name][0], self.k, net.dtype)
+                                                          for name in self.layers})
 
     # ---------------------------------------------------------------- bookkeeping
     @property
@@ -101,7 +105,8 @@ class Scan:
         status = "complete" if self.complete else ("interrupted" if self.interrupted else "partial")
         return f"Scan({self.net.name}, {len(self.layers)} layers, k={self.k}, {self.count}/{self.total} images, {status})"
 
-    def _commit(self, start: int, layers: dict[str, tuple[LayerState, np.ndarray]], labels: list) -> None:
+    def _commit(self, start: int, layers: dict[str, tuple[LayerState, np.ndarray]], labels: list,
+                relevance: dict[str, RelevanceTop] | None = None) -> None:
         """Make images ``start .. start + len(labels) - 1`` part of the scan, all layers at once.
 
         Codes and labels go to rows past ``count`` first (invisible); the state assignment that
@@ -110,7 +115,8 @@ class Scan:
         for name, (_, codes) in layers.items():
             self._codes[name].write(start, codes)
         self._labels.write(start, labels)
-        self._state = State(start + len(labels), {name: state for name, (state, _) in layers.items()})
+        self._state = State(start + len(labels), {name: state for name, (state, _) in layers.items()},
+                            relevance if relevance is not None else self._state.relevance)
 
     def _check_layer(self, layer: str) -> str:
         if layer in self._shapes:
@@ -130,10 +136,14 @@ class Scan:
         return layer, channel
 
     # ---------------------------------------------------------------- queries
-    def top(self, layer: str) -> dict[str, np.ndarray]:
-        """Raw top-k table of a layer: ``values``, ``indices``, ``positions`` (``[C, k]``; ``[C, k, 2]``)."""
+    def top(self, layer: str, by: str = "activation") -> dict[str, np.ndarray]:
+        """Raw top-k table of a layer: ``values``, ``indices``, ``positions`` (``[C, k]``; ``[C, k, 2]``).
+
+        ``by="relevance"`` (a scan made with ``rank="relevance"``): ranked by each channel's relevance
+        for the scan's target class, ``values`` that relevance, ``positions`` where it peaks.
+        """
         layer = self._check_layer(layer)
-        st = self._state.layers[layer]
+        st = self._relevance_table(layer) if check_choice("by", by, RANKS) == "relevance" else self._state.layers[layer]
         kept = min(self.k, self.count)
         values = st.top_values[:, :kept]
         return {
@@ -142,7 +152,14 @@ class Scan:
             "positions": np.stack([st.top_y[:, :kept].numpy(), st.top_x[:, :kept].numpy()], axis=-1),
         }
 
-    def top_images(self, unit, method: str | None = "deconvnet", k: int | None = None) -> list[TopImage]:
+    def _relevance_table(self, layer: str) -> RelevanceTop:
+        if self.ranking is None:
+            raise ScanError("this scan ranked images by activation only; scan again with rank='relevance', "
+                            "target=<class> to rank them by relevance")
+        return self._state.relevance[layer]
+
+    def top_images(self, unit, method: str | None = "deconvnet", k: int | None = None,
+                   by: str = "activation") -> list[TopImage]:
         """The unit's top images, best first, with receptive-field crops and reconstructions.
 
         Parameters
@@ -154,11 +171,15 @@ class Scan:
             ``"gradient"``, or ``None`` for no reconstruction (faster: no backward pass).
         k
             How many (at most the scan's ``k``; ``None``: the scan's ``k``).
+        by
+            ``"activation"`` (most activating, Zeiler & Fergus) or ``"relevance"`` (most relevant for
+            the scan's target class, CRP's relevance maximisation; needs ``rank="relevance"``):
+            ``value`` is then the channel's relevance and ``position`` where it peaks.
 
         The images are loaded again from the source (``dataset[i]``, the file, ``images[i]``).
         """
         layer, channel = self._check_unit(unit)
-        table = self.top(layer)
+        table = self.top(layer, by)
         n = min(self.k if k is None else check_int("k", k), table["indices"].shape[1])
         if n and self._source is None:
             raise ScanError(
@@ -245,6 +266,9 @@ class Scan:
             labels=[plain_label(v) for v in self._labels.data[: state.count]],
             states=state.layers,
             codes={name: self._codes[name].data[: state.count] for name in state.layers},
+            ranking=None if self.ranking is None else vars(self.ranking),
+            relevance=None if state.relevance is None else {
+                name: {f: getattr(top, f) for f in TOP_FIELDS} for name, top in state.relevance.items()},
         ))
 
     @classmethod
@@ -264,13 +288,15 @@ class Scan:
             source = source_from_record(saved.source, f"the scan file {str(path)!r}")
         if source is not None and len(source) != saved.total:
             raise ScanError(f"the images given have {len(source)} items; the scan was made on {saved.total}")
-        result = cls(net, saved.layers, saved.k, source, saved.total, saved.batch_size, saved.fingerprint)
+        ranking = None if saved.ranking is None else RelevanceRanking(**saved.ranking)
+        result = cls(net, saved.layers, saved.k, source, saved.total, saved.batch_size, saved.fingerprint, ranking)
         if images is None:
             result._source_record = saved.source
         result.class_names = saved.class_names or result.class_names
         for name, codes in saved.codes.items():
             result._codes[name].write(0, codes)
         result._labels.write(0, saved.labels)
-        result._state = State(saved.count, dict(saved.states))
+        result._state = State(saved.count, dict(saved.states), None if saved.relevance is None else {
+            name: RelevanceTop(**tables) for name, tables in saved.relevance.items()})
         result.interrupted = saved.interrupted
         return result

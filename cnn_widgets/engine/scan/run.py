@@ -15,6 +15,7 @@ from ..hooks import inference_state
 from .batch import fold_batch
 from .errors import ScanError, ScanSaveWarning
 from .model import default_scan_layers, model_fingerprint
+from .relevance_rank import check_ranking, relevance_batch
 from .result import Scan
 from .sources import as_source
 from .storage import check_save_path
@@ -26,9 +27,13 @@ __all__ = ["scan"]
 
 
 def _scan_batch(result: Scan, x: torch.Tensor, start: int, labels: list, changed_later: set[str]) -> None:
-    """Forward one batch (images ``start .. start + B - 1``), fold every layer, commit atomically."""
+    """Forward one batch (images ``start .. start + B - 1``), fold every layer (and, with a relevance
+    ranking, merge one LRP pass of the target), commit atomically."""
     folded = fold_batch(result.net, result.layers, result._state.layers, result.k, x, start, changed_later)
-    result._commit(start, folded, labels)
+    relevance = None
+    if result.ranking is not None:
+        relevance = relevance_batch(result.net, result.layers, result._state.relevance, result.k, x, start, result.ranking)
+    result._commit(start, folded, labels, relevance)
 
 
 def scan(
@@ -44,6 +49,9 @@ def scan(
     backend: str = "local",
     workers: int | None = None,
     resources: dict | None = None,
+    rank: str = "activation",
+    target=None,
+    composite: str | None = None,
 ) -> Scan:
     """One forward pass over a dataset, keeping top-k images, statistics and codes per channel.
 
@@ -89,6 +97,11 @@ def scan(
     resources
         Ray resources per worker, e.g. ``{"num_cpus": 4, "num_gpus": 1}`` (default one CPU, and
         one GPU where the cluster has GPUs). ``backend="ray"`` only.
+    rank, target, composite
+        ``rank="relevance"`` also keeps, per channel, the top images by the channel's relevance for
+        the class ``target`` (LRP with ``composite``, default ``"epsilon_plus_flat"``: relevance
+        maximisation, Achtibat et al. 2023), read with ``scan.top_images(unit, by="relevance")``.
+        It costs one LRP pass (a forward and a backward) per batch; local backend only.
 
     Ctrl-C stops the pass and returns the images covered so far (``scan.interrupted``; only whole
     batches are kept); the model, its flags and hooks are left as before.
@@ -124,6 +137,9 @@ def scan(
     names = list(dict.fromkeys(names))
     if not names:
         raise ScanError("no layer to scan; pass layers=[...] (net.layers lists them)")
+    if composite is not None and rank != "relevance":
+        raise OptionError("composite is an option of rank='relevance'; pass rank='relevance' or leave it out")
+    ranking = check_ranking(net, rank, target, composite, backend)
 
     if resume is not None:
         result = resume if isinstance(resume, Scan) else Scan.load(resume, net, images=source)
@@ -135,12 +151,15 @@ def scan(
             raise ScanError(f"resume needs the same images: the scan was made on {result.total}, got {len(source)}")
         if k != 9 and k != result.k:  # 9 is the default: left alone, the original k is kept
             raise ScanError(f"resume keeps the original k={result.k}")
+        if ranking != result.ranking:
+            raise ScanError(f"resume keeps the original ranking ({'by activation' if result.ranking is None else result.ranking}); "
+                            "pass the same rank, target and composite")
         result._source = source
         if batch_size is None:
             batch_size = result.batch_size
     else:
         batch_size = batch_size or 32
-        result = Scan(net, names, k, source, len(source), batch_size, model_fingerprint(net.model))
+        result = Scan(net, names, k, source, len(source), batch_size, model_fingerprint(net.model), ranking)
 
     start = result.count
     result.interrupted = False

@@ -49,6 +49,7 @@ class State:
 
     count: int
     layers: dict[str, LayerState]
+    relevance: dict | None = None  # layer -> relevance_rank.RelevanceTop, for a scan with rank="relevance"
 
 
 def empty_layer_state(channels: int, k: int, dtype: torch.dtype) -> LayerState:

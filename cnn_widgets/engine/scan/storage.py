@@ -20,8 +20,6 @@ checksums. All three are read (the older two without checksums, with every other
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import tempfile
 import warnings
@@ -35,6 +33,7 @@ import torch
 from ..errors import LayerNotFoundError
 from .errors import ScanError
 from .model import model_fingerprint
+from .file_checks import check_int, check_layer, plain_digest, read_relevance, tensor_digest
 from .state import LAYER_STATE_FIELDS, LayerState
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,6 +67,8 @@ class ScanFile:
     labels: list
     states: dict[str, LayerState]
     codes: dict[str, np.ndarray]  # [count, C] per layer
+    ranking: dict | None = None  # rank="relevance": {"target": int, "label": str, "composite": str}
+    relevance: dict | None = None  # rank="relevance": layer -> {top_values, top_index, top_y, top_x}
 
 
 def check_save_path(path: str | os.PathLike) -> Path:
@@ -97,19 +98,9 @@ def check_save_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def _tensor_digest(tensor: torch.Tensor) -> str:
-    """A digest of a tensor's dtype, shape and bytes (any dtype: its storage read as bytes)."""
-    data = tensor.detach().cpu().contiguous().reshape(-1)
-    digest = hashlib.blake2b(f"{data.dtype}|{tuple(tensor.shape)}".encode(), digest_size=16)
-    digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()
-
-
 def _header_digest(payload: dict) -> str:
     """A digest of the plain fields (numbers, names, labels, source) as canonical JSON."""
-    header = {f: payload.get(f) for f in HEADER_FIELDS}
-    text = json.dumps(header, sort_keys=True, default=repr, allow_nan=True)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return plain_digest({f: payload.get(f) for f in HEADER_FIELDS})
 
 
 def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
@@ -138,8 +129,13 @@ def write_scan_file(path: str | os.PathLike, scan_file: ScanFile) -> None:
     }
     payload["checksums"] = {
         "header": _header_digest(payload),
-        "state": {name: {f: _tensor_digest(t) for f, t in st.items()} for name, st in payload["state"].items()},
+        "state": {name: {f: tensor_digest(t) for f, t in st.items()} for name, st in payload["state"].items()},
     }
+    if scan_file.ranking is not None:  # an optional section: files without it read as before
+        payload["relevance"] = {"ranking": dict(scan_file.ranking), "state": scan_file.relevance}
+        payload["checksums"]["relevance"] = {
+            "ranking": plain_digest(payload["relevance"]["ranking"]),
+            "state": {name: {f: tensor_digest(t) for f, t in st.items()} for name, st in scan_file.relevance.items()}}
     path = Path(path)
     tmp, writer = None, None
     try:
@@ -216,48 +212,8 @@ def _check_checksums(payload: dict) -> None:
         if not isinstance(st, dict) or not isinstance(expected, dict) or set(expected) != set(st):
             raise TypeError(f"layer {name!r} does not match its checksums")
         for field, tensor in st.items():
-            if not isinstance(tensor, torch.Tensor) or expected[field] != _tensor_digest(tensor):
+            if not isinstance(tensor, torch.Tensor) or expected[field] != tensor_digest(tensor):
                 raise TypeError(f"the {field} of layer {name!r} does not match its checksum")
-
-
-def _int(value, what: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise TypeError(f"{what} is {value!r}, not an integer of at least {low}")
-    return value
-
-
-def _check_layer(name: str, shape: tuple[int, ...], ls: LayerState, codes: torch.Tensor, k: int, count: int) -> None:
-    """One layer's state against its shape, ``k`` and ``count``: sizes, kinds, and every index in range."""
-    channels, filled = shape[0], min(k, count)
-    positions = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-    sizes = {"top_values": (channels, k), "top_index": (channels, k), "top_y": (channels, k), "top_x": (channels, k),
-             "code_sum": (channels,), "max": (channels,), "zeros": (channels,), "firing": (channels,),
-             "codes": (count, channels)}
-    for field, size in sizes.items():
-        tensor = codes if field == "codes" else getattr(ls, field)
-        if tuple(tensor.shape) != size:
-            raise TypeError(f"the {field} of layer {name!r} has shape {tuple(tensor.shape)}, not {size} "
-                            f"({channels} channels, k={k}, {count} images)")
-        floating = field in ("top_values", "code_sum", "max", "codes")
-        if tensor.is_floating_point() != floating:
-            raise TypeError(f"the {field} of layer {name!r} holds {tensor.dtype}")
-    index, values = ls.top_index, ls.top_values
-    if count and bool(torch.isnan(values).any() | torch.isnan(codes).any() | torch.isnan(ls.code_sum).any()):
-        raise TypeError(f"layer {name!r} holds NaN values")
-    if bool(((index < 0) | (index >= count))[:, :filled].any()) or bool((index[:, filled:] != -1).any()):
-        raise TypeError(f"the top images of layer {name!r} are not {filled} image indices in 0..{count - 1} per channel")
-    if bool(torch.isinf(values[:, :filled]).any()) or bool((~torch.isinf(values[:, filled:])).any()):
-        raise TypeError(f"the top values of layer {name!r} do not match its top images")
-    if filled > 1 and bool((index[:, :filled].sort(dim=1).values.diff(dim=1) == 0).any()):
-        raise TypeError(f"layer {name!r} ranks one image twice for a channel")
-    if filled > 1 and bool((values[:, 1:filled] > values[:, : filled - 1]).any()):
-        raise TypeError(f"the top values of layer {name!r} are not in descending order")
-    width = shape[-1] if len(shape) >= 2 else 1  # positions are y * width + x (state.map_width)
-    height = positions // width
-    if bool(((ls.top_y < 0) | (ls.top_y >= height) | (ls.top_x < 0) | (ls.top_x >= width)).any()):
-        raise TypeError(f"the positions of layer {name!r} lie outside its {height}x{width} map")
-    if bool(((ls.zeros < 0) | (ls.zeros > count * positions)).any()) or bool(((ls.firing < 0) | (ls.firing > count)).any()):
-        raise TypeError(f"the counts of layer {name!r} exceed its {count} images")
 
 
 def read_scan_file(path: str | os.PathLike) -> ScanFile:
@@ -276,9 +232,9 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
             raise TypeError("the layer states are missing")
         if version >= 3 or "checksums" in payload:  # present: checked (a flipped version number skips nothing)
             _check_checksums(payload)
-        k = _int(payload["k"], "k", 1)
-        total = _int(payload["total"], "the number of images", 1)
-        count = _int(payload["count"], "the number of images covered", 0)
+        k = check_int(payload["k"], "k", 1)
+        total = check_int(payload["total"], "the number of images", 1)
+        count = check_int(payload["count"], "the number of images covered", 0)
         if count > total:
             raise TypeError(f"it covers {count} images of {total}")
         layers = payload["layers"]
@@ -288,7 +244,7 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
         shapes = payload["shapes"]
         if not isinstance(shapes, dict) or set(shapes) != set(layers) or set(payload["state"]) != set(layers):
             raise TypeError("the layer shapes or states do not match the layer names")
-        shapes = {n: tuple(_int(v, f"a size of layer {n!r}", 1) for v in shapes[n]) for n in layers}
+        shapes = {n: tuple(check_int(v, f"a size of layer {n!r}", 1) for v in shapes[n]) for n in layers}
         if any(not shape for shape in shapes.values()):
             raise TypeError("a layer has no shape")
         labels = payload["labels"]
@@ -311,7 +267,7 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
             if not all(isinstance(t, torch.Tensor) for t in tensors):
                 raise TypeError(f"layer {name!r} holds something other than tensors")
             states[name] = LayerState(*tensors[:-1])
-            _check_layer(name, shapes[name], states[name], st["codes"], k, count)
+            check_layer(name, shapes[name], states[name], st["codes"], k, count)
             codes[name] = st["codes"].numpy()
         scan_file = ScanFile(
             net_name=str(payload["net_name"]),
@@ -321,7 +277,7 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
             k=k,
             count=count,
             total=total,
-            batch_size=_int(payload["batch_size"], "the batch size", 1),
+            batch_size=check_int(payload["batch_size"], "the batch size", 1),
             interrupted=bool(payload["interrupted"]),
             source=source,
             class_names=class_names,
@@ -329,6 +285,7 @@ def read_scan_file(path: str | os.PathLike) -> ScanFile:
             states=states,
             codes=codes,
         )
+        scan_file.ranking, scan_file.relevance = read_relevance(payload, shapes, k, count)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
         what = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else str(exc)
         raise ScanError(f"{where} is a damaged scan file: {what}; it was not loaded (scan again, or load a copy)") from None
