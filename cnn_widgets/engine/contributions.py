@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageLike
 
 # the backward pass of the scores: the true gradient, guided backprop, or relevance (LRP: CRP's tree)
-RULES = ("gradient", "guided", "lrp")
+RULES = {"gradient": "gradient", "guided": "guided backprop", "lrp": "relevance (LRP)"}
 # the saliency method (saliency.METHODS) a node's picture is made with, per rule
 PICTURES = {"gradient": "guided_backprop", "guided": "guided_backprop", "lrp": "lrp"}
 

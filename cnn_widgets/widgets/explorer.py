@@ -18,6 +18,9 @@ import anywidget
 from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit
 from ..engine.images import sample_name
 from ..engine.contributions import RULES
+from ..engine.lrp_rules import COMPOSITES
+from ..engine.relevance import DEFAULT_COMPOSITE
+from ..engine.scan.relevance_rank import RANKS
 from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES
 from . import colormaps, validation
@@ -88,6 +91,8 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, Pane
     k = IntRange(5, min=1, max=12).tag(sync=True)
     depth = IntRange(1, min=1, max=3).tag(sync=True)
     rule = Choice(RULES, "guided").tag(sync=True)
+    composite = Choice({n: c.label for n, c in COMPOSITES.items()}, DEFAULT_COMPOSITE).tag(sync=True)  # of LRP (saliency, tree)
+    top_by = Choice(RANKS, "activation").tag(sync=True)  # the Top images ranking (relevance: a scan with rank="relevance")
     reduce = Choice(REDUCES, "max").tag(sync=True)
     scaling = Choice(SCALINGS, "shared").tag(sync=True)
     colormap = Choice(colormaps.names(), "viridis").tag(sync=True)
@@ -295,7 +300,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, Pane
             else:
                 self.window = self.stride
 
-    @observe("target", "k", "depth", "rule", "reduce")
+    @observe("target", "k", "depth", "rule", "reduce", "composite")
     def _tree_root_changed(self, change):
         self.tree_path = []  # the expanded path belongs to the old tree
 

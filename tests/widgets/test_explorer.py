@@ -71,7 +71,7 @@ def test_per_tile_scaling_stretches_each_live_channel(explorer):
         ("layer", "blocks.9.9", "no explorable layer"),
         ("layer", "conv_stm", "did you mean 'conv_stem'"),
         ("channel", 100000, "out of range"),
-        ("method", "lrp", "method must be one of"),
+        ("method", "deeplift", "method must be one of"),
         ("fill", "noise", "fill must be one of"),
         ("opacity", 1.5, "between 0 and 1"),
         ("window", 2, "between"),

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RANKS", "RelevanceRanking", "RelevanceTop", "check_ranking", "relevance_batch"]
 
-RANKS = ("activation", "relevance")  # what a scan ranks images by (activation always; relevance when asked)
+# what a scan ranks images by (activation always; relevance when asked), with the words menus show
+RANKS = {"activation": "most activating", "relevance": "most relevant"}
 TOP_FIELDS = ("top_values", "top_index", "top_y", "top_x")
 
 

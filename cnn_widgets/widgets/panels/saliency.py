@@ -26,6 +26,7 @@ class SaliencyInfo(TypedDict):
     method: str  # a key of METHODS
     output: str  # that method's output kind: "rgb" ([3, H, W] attribution) or "map" ([H, W])
     target: str  # what is explained, in words ("class tabby", "unit layer[channel]", "atlas cell (r, c) of layer")
+    composite: str | None  # the LRP composite of method "lrp" (engine.lrp_rules.COMPOSITES), else None
     model: str  # base.model_tag of the model: the caption shows trust_verdicts[method] when its model is the same
 
 
@@ -59,8 +60,9 @@ class SaliencyPanel(Panel):
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
         method = explorer.method
-        attribution = explorer.net.saliency(explorer.image, target, method=method)
+        options = {"composite": explorer.composite} if method == "lrp" else {}  # the one method with a composite
+        attribution = explorer.net.saliency(explorer.image, target, method=method, **options)
         output = METHODS[method].output
         info: SaliencyInfo = {"method": method, "output": output, "target": target_text(explorer.net, target),
-                              "model": model_tag(explorer.net)}
+                              "model": model_tag(explorer.net), "composite": options.get("composite")}
         return {"saliency": saliency_display(attribution, output), "saliency_info": info}

@@ -26,6 +26,7 @@ class ScanInfo(TypedDict, total=False):
     count: int  # how many images it covers
     k: int  # top images kept per channel
     labels: bool  # whether the images have labels
+    ranking: dict | None  # rank="relevance": {"target", "label", "composite"} of the relevance ranking, else None
 
 
 class ScanLayerInfo(TypedDict, total=False):
@@ -43,8 +44,11 @@ class ScanLayerInfo(TypedDict, total=False):
 def scan_summary(scan) -> ScanInfo:
     if scan is None:
         return {}
+    ranking = getattr(scan, "ranking", None)
     return {"text": repr(scan), "layers": list(scan.layers), "count": int(scan.count), "k": int(scan.k),
-            "labels": scan.labels is not None}
+            "labels": scan.labels is not None,
+            "ranking": None if ranking is None else {"target": ranking.target, "label": ranking.label,
+                                                     "composite": ranking.composite}}
 
 
 def label_codes(labels, class_names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:

@@ -55,6 +55,7 @@ class TopInfo(TypedDict, total=False):
     model: str  # base.model_tag: the method's Trust-tab verdict is shown when the tags match
     items: list[TopItem]
     message: str  # why pictures are missing, or ""
+    by: str  # the ranking shown: "activation", or "relevance" (for scan_info["ranking"]'s class; engine RANKS)
 
 
 @dataclass
@@ -112,16 +113,18 @@ class TopImagesPanel(Panel):
         if scan is None:
             return {"top_info": {}, **none}
         unit = Unit(explorer.layer, explorer.channel)
+        by = explorer.top_by if scan.ranking is not None else "activation"  # a scan ranked by activation only
         base: TopInfo = {"unit": str(unit), "layer": unit.layer, "channel": unit.channel, "method": explorer.reconstruction,
-                         "note": RECONSTRUCTION_NOTES.get(explorer.reconstruction, ""), "model": model_tag(explorer.net)}
+                         "note": RECONSTRUCTION_NOTES.get(explorer.reconstruction, ""), "model": model_tag(explorer.net),
+                         "by": by}
         problem = scan_problem(explorer, unit.layer)
         if problem:
             return {"top_info": {**base, "items": [], "message": problem}, **none}
         try:
-            top = scan.top_images(unit, method=explorer.reconstruction)
+            top = scan.top_images(unit, method=explorer.reconstruction, by=by)
         except CnnWidgetsError as exc:
             # e.g. a loaded scan without its images: the values are known, the pictures are not
-            table = scan.top(unit.layer)
+            table = scan.top(unit.layer, by)
             items = [{"index": int(i), "value": float(v)}
                      for i, v in zip(table["indices"][unit.channel], table["values"][unit.channel]) if i >= 0]
             return {"top_info": {**base, "items": items, "message": str(exc)}, **none}

@@ -36,6 +36,8 @@ class TreeNode(TypedDict):
     box: list[int]  # the crop shown, in picture pixels: top, left, bottom, right (absent without a picture)
     size: list[int]  # the picture's height, width (absent without a picture)
     children: list[TreeNode]  # best first
+    children_total: float  # every channel of the layer below, summed (absent when not expanded); rule "lrp": the
+    #   node's relevance minus the step's leak
 
 
 class TreeInfo(TypedDict):
@@ -44,7 +46,8 @@ class TreeInfo(TypedDict):
     levels: list[TreeNode]  # level i: the node at path[:i] with its children
     path: list[list]  # the expanded path, [layer, channel] steps (the ``tree_path`` trait)
     target: str  # the root, in words
-    rule: str  # backward rule of the scores ("gradient" | "guided")
+    rule: str  # backward rule of the scores (engine.contributions.RULES: "gradient" | "guided" | "lrp")
+    composite: str | None  # the LRP composite of rule "lrp" (engine.lrp_rules.COMPOSITES), else None
     reduce: str  # how a unit's map becomes one number ("sum" | "max")
     pending: bool  # the scores of the last level are shown; its pictures are being computed
     model: str  # base.model_tag: the pictures' method's Trust-tab verdict is shown when the tags match
@@ -179,8 +182,8 @@ class TreePanel(Panel):
             stack.extend(level_pictures)
         info: TreeInfo = {"levels": levels, "path": [list(s) for s in explorer.tree_path],
                           "target": target_text(explorer.net, target), "rule": explorer.rule, "reduce": explorer.reduce,
-                          "pending": not pictures, "model": model_tag(explorer.net),
-                          "pictures": PICTURES}
+                          "composite": explorer.composite if explorer.rule == "lrp" else None,
+                          "pending": not pictures, "model": model_tag(explorer.net), "pictures": PICTURES[explorer.rule]}
         return {
             "tree": info,
             "tree_pictures": np.stack([crop for crop, _ in stack]) if stack else None,
@@ -189,15 +192,16 @@ class TreePanel(Panel):
 
     @staticmethod
     def _key(w, target, path: tuple[Unit, ...]) -> tuple:
-        return (w.net, target, path, w.k, w.depth, w.rule, w.reduce)
+        return (w.net, target, path, w.k, w.depth, w.rule, w.reduce, w.composite if w.rule == "lrp" else None)
 
     def _level(self, w, target, path: tuple[Unit, ...], pictures: bool = True) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
         key = self._key(w, target, path)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        options = {"composite": w.composite} if w.rule == "lrp" else {}
         node = w.net.contribution_tree(w.image, target, depth=w.depth, k=w.k, rule=w.rule, reduce=w.reduce, path=path,
-                                       pictures=pictures)
+                                       pictures=pictures, **options)
         drawn: list[tuple[np.ndarray, np.ndarray]] = []
 
         def describe(n) -> dict:
@@ -208,6 +212,8 @@ class TreePanel(Panel):
                 drawn.append((thumbnail(n.picture, THUMBNAIL, box), thumbnail(n.picture, FULL_THUMBNAIL)))
                 entry = node_json(n, len(drawn) - 1, box, tuple(n.picture.shape[-2:]))
             entry["children"] = [describe(child) for child in n.children]
+            if n.children_total is not None:
+                entry["children_total"] = float(n.children_total)
             return entry
 
         level = describe(node)

@@ -27,12 +27,17 @@ export function sanityVerdict(model, info) {
 function mount(model) {
   const canvas = h("canvas", { class: "cnnw-saliency", width: 1, height: 1, "data-version": "0" });
   const method = choiceSelect(model, "method");
+  // LRP's composite of rules (engine.lrp_rules.COMPOSITES): offered while the method is LRP
+  const composite = choiceSelect(model, "composite", { title: "LRP composite: which rule each kind of layer uses" });
+  const showComposite = () => { composite.el.hidden = model.get("method") !== "lrp"; };
+  const offMethod = listen(model, ["method"], showComposite);
+  showComposite();
   const opacity = rangeSlider(model, "opacity", { kernel: false, onInput: (alpha) => draw(alpha), title: "overlay opacity" });
   const caption = h("div", { class: "cnnw-caption" });
   const compareButton = h("button", { type: "button", class: "cnnw-compare-open", text: "compare…", title: "every chosen method side by side, the image's probes and a second network (the Compare tab)" });
   compareButton.addEventListener("click", () => commit(model, { tab: "compare" }, { kernel: false })); // as the tab bar does
   const el = h("div", { class: "cnnw-panel" }, h("h3", { text: "Saliency" }),
-    h("div", { class: "cnnw-controls" }, method.el, opacity.el, compareButton), canvas, legend("inferno", "low", "high"), caption);
+    h("div", { class: "cnnw-controls" }, method.el, composite.el, opacity.el, compareButton), canvas, legend("inferno", "low", "high"), caption);
 
   function draw(alpha = model.get("opacity")) {
     const image = imageOf(model);
@@ -42,14 +47,15 @@ function mount(model) {
     paint(canvas, saliencyRgba(image, heat && heat.array, hh, hw, alpha), image.W, image.H);
     const info = model.get("saliency_info") || {};
     const verdict = sanityVerdict(model, info);
-    caption.textContent = info.target ? `${labelOf(model, "method", info.method)} for ${info.target}` : "";
+    const rules = info.composite ? ` (${labelOf(model, "composite", info.composite)})` : "";
+    caption.textContent = info.target ? `${labelOf(model, "method", info.method)}${rules} for ${info.target}` : "";
     caption.dataset.sanity = verdict ? (verdict.fails ? "fails" : "passes") : "";
     if (verdict) caption.append(h("span", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: `sanity check (Trust tab) on this model, ${labelOf(model, "image_name", verdict.image)} image`,
       text: verdict.fails ? ` — ⚠ ${verdict.text}` : ` — sanity check passed: ${verdict.text}` }));
   }
   const off = listen(model, ["saliency", "saliency_info", "image_data", "opacity", "trust_verdicts"], () => draw());
   draw();
-  return { el, cleanup() { off(); method.cleanup(); opacity.cleanup(); } };
+  return { el, cleanup() { off(); offMethod(); method.cleanup(); composite.cleanup(); opacity.cleanup(); } };
 }
 
 export default { name: "saliency", place: "top", mount };

@@ -25,6 +25,8 @@ function cropRgba(stack, i, h0, w0) {
 function mount(model) {
   const title = h("h3", { text: "Top images" });
   const method = choiceSelect(model, "reconstruction");
+  // most activating / most relevant (a scan made with rank="relevance" keeps both rankings)
+  const by = choiceSelect(model, "top_by", { title: "rank the images by the unit's activation, or by its relevance for the scan's class (CRP)" });
   const patches = h("div", { class: "cnnw-top-grid cnnw-top-patches" });
   const reconstructions = h("div", { class: "cnnw-top-grid cnnw-top-reconstructions" });
   const patchHead = h("div", { class: "cnnw-top-head", text: "receptive-field patches" });
@@ -34,7 +36,7 @@ function mount(model) {
   const message = h("div", { class: "cnnw-scan-message", role: "note" });
   const caption = h("div", { class: "cnnw-caption" });
   const el = h("div", { class: "cnnw-panel cnnw-top-images", hidden: true }, title,
-    h("div", { class: "cnnw-controls" }, h("label", {}, "reconstruction", method.el)), message, grids, caption);
+    h("div", { class: "cnnw-controls" }, by.el, h("label", {}, "reconstruction", method.el)), message, grids, caption);
   let width = 0;
 
   function highlight(rank, on) {
@@ -74,11 +76,14 @@ function mount(model) {
     const info = model.get("top_info") || {};
     const scanInfo = model.get("scan_info") || {};
     const items = info.items || [];
+    const ranking = scanInfo.ranking || null;
+    by.el.hidden = !ranking;
+    const relevant = info.by === "relevance" && ranking;
     const current = unitText(model.get("layer"), model.get("channel"));
     el.classList.toggle("cnnw-stale", info.unit !== current);
     if (info.unit) el.dataset.unit = info.unit; else delete el.dataset.unit;
     const [layer, channel] = info.unit ? [info.layer, info.channel] : [model.get("layer"), model.get("channel")];
-    title.textContent = `Top images of ${unitText(layer, channel)} over ${scanInfo.count ?? "?"} scanned images` +
+    title.textContent = `${relevant ? "Most relevant" : "Top"} images of ${unitText(layer, channel)}${relevant ? ` for ${ranking.label}` : ""} over ${scanInfo.count ?? "?"} scanned images` +
       (items.length ? ` (best ${items.length}, best first)` : "");
     message.textContent = info.message || "";
     const crops = decodeArray(model.get("top_crops"));
@@ -92,7 +97,9 @@ function mount(model) {
     grids.hidden = items.length === 0;
     const verdict = sanityVerdict(model, { method: info.method, model: info.model });
     caption.replaceChildren(...(items.length
-      ? ["the unit's strongest images in the scan: the input patch its maximum sees, and in the reconstructions what in it drives the unit (grey = 0); value = the unit's maximum on that image · click one to open that image",
+      ? [relevant
+        ? `the images where this unit carries the most relevance for ${ranking.label} (relevance maximisation, CRP; LRP ${labelOf(model, "composite", ranking.composite)}): the patch where its relevance peaks, and the reconstructions; value = the unit's relevance for ${ranking.label} on that image · click one to open that image`
+        : "the unit's strongest images in the scan: the input patch its maximum sees, and in the reconstructions what in it drives the unit (grey = 0); value = the unit's maximum on that image · click one to open that image",
         info.note && recs ? h("div", { class: "cnnw-top-note", text: info.note }) : null,
         verdict && recs ? h("div", { class: "cnnw-sanity", "data-fails": String(verdict.fails), title: "sanity check (Trust tab) on this model",
           text: `${labelOf(model, "reconstruction", info.method)} ${verdict.fails ? "⚠ " : "— sanity check passed: "}${verdict.text}` }) : null].filter(Boolean)
@@ -107,7 +114,7 @@ function mount(model) {
   });
   const offWidth = onWidth(el, (w) => { const before = width; width = w; if (Math.abs(w - before) > 8) draw(); });
   draw();
-  return { el, cleanup() { off(); offUnit(); method.cleanup(); offWidth(); } };
+  return { el, cleanup() { off(); offUnit(); method.cleanup(); by.cleanup(); offWidth(); } };
 }
 
 export default { name: "top_images", place: "tab", mount };

@@ -7,6 +7,7 @@ import { decodeArray } from "../buffers.js";
 import { h, listen, paint, fmt } from "../dom.js";
 import { commit } from "../actions.js";
 import { labelOf } from "../choices.js";
+import { choiceSelect } from "../controls.js";
 import { panelProgress } from "../progress.js";
 import { sanityVerdict, verdictValue } from "./saliency.js";
 
@@ -36,6 +37,25 @@ export function previewBox(box, size, side) {
   return [(left * side) / pw, (top * side) / ph, ((right - left) * side) / pw, ((bottom - top) * side) / ph];
 }
 
+/**
+ * What the scores of `node`'s children add up to (the caption under the tree). With relevance (LRP:
+ * concept relevance propagation) every channel of the layer below together holds the node's
+ * relevance up to the leak of biases and stabilisers; Cogswell's gradient scores are no decomposition.
+ */
+export function sumsText(tree, node) {
+  const children = node.children || [];
+  if (!children.length || node.children_total == null) return "";
+  const shown = children.reduce((sum, c) => sum + c.score, 0);
+  const share = (v) => (node.score ? ` (${fmt((100 * v) / node.score)}%)` : "");
+  if (tree.rule !== "lrp") {
+    return `the ${children.length} children shown score ${fmt(shown)}, all channels below ${fmt(node.children_total)}: `
+      + `these scores are not a decomposition of ${node.label}'s ${fmt(node.score)} (choose relevance for scores that add up)`;
+  }
+  const leak = node.score - node.children_total;
+  return `relevance adds up: all channels below ${node.label} hold ${fmt(node.children_total)} of its ${fmt(node.score)}`
+    + ` (leak ${fmt(leak)}${share(leak)}, absorbed by biases and stabilisers); the ${children.length} shown hold ${fmt(shown)}${share(shown)}`;
+}
+
 function mount(model) {
   const up = h("button", { class: "cnnw-tree-up", type: "button", title: "back up one level", text: "▲ up" });
   const rootButton = h("button", { type: "button", class: "cnnw-tree-top", title: "back to the root", text: "⤒ root" });
@@ -45,9 +65,17 @@ function mount(model) {
   const previewText = h("div", { class: "cnnw-caption" });
   const preview = h("div", { class: "cnnw-tree-preview", hidden: true }, previewCanvas, previewText);
   const progress = panelProgress(model, "tree"); // the same bar and Cancel as occlusion
+  // the scores' rule; with relevance (LRP, CRP) also the composite of LRP rules
+  const rule = choiceSelect(model, "rule", { title: "how the scores are computed: Cogswell's gradient rules, or relevance that adds up (LRP)" });
+  const composite = choiceSelect(model, "composite", { title: "LRP composite: which rule each kind of layer uses" });
+  const showComposite = () => { composite.el.hidden = model.get("rule") !== "lrp"; };
+  const offRule = listen(model, ["rule"], showComposite);
+  showComposite();
+  const sums = h("div", { class: "cnnw-caption cnnw-tree-sums" });
   const el = h("div", { class: "cnnw-panel cnnw-tree-panel" }, h("h3", { text: "Contribution tree (which features below made this one fire)" }),
+    h("div", { class: "cnnw-controls cnnw-tree-controls" }, h("label", {}, "scores", rule.el), composite.el),
     h("div", { class: "cnnw-tree-head" }, up, rootButton, heading, h("span", { class: "cnnw-tree-hint", text: "pictures cropped to where they are strong; hover one for the whole picture" })),
-    progress.el, body, preview);
+    progress.el, body, sums, preview);
 
   const setPath = (path) => commit(model, { tree_path: path });
   up.addEventListener("click", () => setPath(model.get("tree_path").slice(0, -1)));
@@ -101,13 +129,15 @@ function mount(model) {
     return canvas;
   }
 
+  let relevance = false; // the shown tree's scores are relevance (rule "lrp")
+
   function nodeEl(node, pictures, depth, expanded) {
     const children = h("div", { class: "cnnw-tree-children" });
     const el = h("div", { class: `cnnw-tree-node${expanded ? " expanded" : ""}`, "data-layer": node.layer, "data-channel": String(node.channel),
       "data-depth": String(depth), title: `${node.label}: contribution ${node.score}${depth > 0 ? (expanded ? " (click to fold)" : " (click to expand)") : ""}` },
     h("div", { class: "cnnw-tree-card" }, thumb(pictures, node),
       h("div", { class: "cnnw-tree-text" }, h("span", { class: "cnnw-tree-label", text: node.label }),
-        h("span", { class: "cnnw-tree-score", text: depth === 0 ? `value ${fmt(node.score)}` : `score ${fmt(node.score)}` }),
+        h("span", { class: "cnnw-tree-score", text: depth === 0 ? `value ${fmt(node.score)}` : `${relevance ? "relevance" : "score"} ${fmt(node.score)}` }),
         node.children && !node.children.length && depth > 0 && expanded ? h("span", { class: "cnnw-tree-score", text: "first layer: no children" }) : null)),
     children);
     return { el, children };
@@ -117,10 +147,13 @@ function mount(model) {
     hidePreview();
     const tree = model.get("tree") || {};
     const levels = tree.levels || [];
+    relevance = tree.rule === "lrp";
+    sums.replaceChildren(...(levels.length ? [sumsText(tree, levels[levels.length - 1])] : []));
     const path = tree.path || [];
     const pictures = decodeArray(model.get("tree_pictures"));
     full = decodeArray(model.get("tree_full"));
-    heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)} rule, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}${tree.pending ? " · drawing pictures…" : ""}` : "";
+    const rules = tree.composite ? ` (${labelOf(model, "composite", tree.composite)})` : "";
+    heading.textContent = tree.target ? `for ${tree.target} · ${labelOf(model, "rule", tree.rule)}${rules}, ${labelOf(model, "reduce", tree.reduce)} · depth ${path.length}${tree.pending ? " · drawing pictures…" : ""}` : "";
     // the sanity verdict (Trust tab) on this model of the node pictures' method goes with them
     const verdict = tree.target ? sanityVerdict(model, { method: tree.pictures, model: tree.model }) : null;
     const method = labelOf(model, "method", tree.pictures);
@@ -158,7 +191,7 @@ function mount(model) {
   }
   const off = listen(model, ["tree", "tree_pictures", "tree_full", "trust_verdicts"], draw);
   draw();
-  return { el, cleanup: () => { off(); progress.cleanup(); } };
+  return { el, cleanup: () => { off(); offRule(); rule.cleanup(); composite.cleanup(); progress.cleanup(); } };
 }
 
 export default { name: "tree", place: "tab", mount };
