@@ -50,6 +50,8 @@ class ContributionNode(_OfUnit):
     picture
         Guided backprop of the path-conditioned gradient to the image, ``[3, H, W]`` in ``[0, 1]``
         (grey = 0), normalised on its own by percentile clipping (``None`` with ``pictures=False``).
+        With ``rule="lrp"``: the conditional relevance map summed over colour channels as an LRP
+        heatmap (white = 0, red positive, blue negative; :func:`.pictures.relevance_picture`).
     raw_picture
         The same gradient before normalisation (signed, w.r.t. the preprocessed input).
     children

@@ -42,7 +42,7 @@ from . import tree_walk
 from .contribution_nodes import Contribution, ContributionNode
 from .checks import check_bool, check_choice, check_float, check_int
 from .errors import OptionError, TargetError
-from .pictures import normalise_picture
+from .pictures import normalise_picture, relevance_picture
 from .relevance import DEFAULT_COMPOSITE, rule_name
 from .targets import REDUCES, ClassTarget, Target, Unit, scalar
 
@@ -327,7 +327,9 @@ def _grow(work, level, key, node, depth, k, plan, nodes) -> None:
 
 
 def _draw(work, nodes, percentile: float) -> None:
-    """Every node's picture: kept ones reused, the others computed side by side (tree_walk.pictures)."""
+    """Every node's picture: kept ones reused, the others computed side by side (tree_walk.pictures).
+    Relevance (an LRP walk) is shown as LRP heatmaps, gradients as signed pictures around grey."""
+    show = relevance_picture if work.rule.startswith("lrp:") else normalise_picture
     missing = []
     for entry in nodes:
         node, _, _, key = entry
@@ -335,9 +337,8 @@ def _draw(work, nodes, percentile: float) -> None:
         if node.raw_picture is None:
             missing.append(entry)
         else:
-            node.picture = normalise_picture(node.raw_picture, percentile)
-    drawn = tree_walk.pictures(work, [(layer, grad) for _, layer, grad, _ in missing],
-                               lambda raw: normalise_picture(raw, percentile))
+            node.picture = show(node.raw_picture, percentile)
+    drawn = tree_walk.pictures(work, [(layer, grad) for _, layer, grad, _ in missing], lambda raw: show(raw, percentile))
     for (node, _, _, key), (raw, picture) in zip(missing, drawn):
         work.raw.keep(key, raw)
         node.raw_picture, node.picture = raw, picture

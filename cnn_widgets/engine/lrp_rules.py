@@ -77,13 +77,13 @@ class Composite:
 # The registry: ``net.saliency(method="lrp", composite=name)``, the tree's relevance rule and the
 # Explorer's menus read this table and nothing else.
 COMPOSITES: dict[str, Composite] = {c.name: c for c in (
-    Composite("epsilon_plus_flat", "LRP ε+♭ (flat first)", conv="zplus", first="flat"),
-    Composite("epsilon_plus", "LRP ε+", conv="zplus"),
-    Composite("epsilon_gamma_box", "LRP εγ-box", conv="gamma", first="zbox"),
-    Composite("epsilon_alpha2_beta1", "LRP εα2β1", conv="alpha_beta"),
-    Composite("epsilon_alpha2_beta1_flat", "LRP εα2β1♭", conv="alpha_beta", first="flat"),
-    Composite("epsilon_plus_w_square", "LRP ε+ (w² first)", conv="zplus", first="w_square"),
-    Composite("zero", "LRP-0", conv="zero", linear="zero"),
+    Composite("epsilon_plus_flat", "ε+♭: z⁺, flat first layer", conv="zplus", first="flat"),
+    Composite("epsilon_plus", "ε+: z⁺ convolutions", conv="zplus"),
+    Composite("epsilon_gamma_box", "εγ-box: γ, z-B first layer", conv="gamma", first="zbox"),
+    Composite("epsilon_alpha2_beta1", "εα2β1: α2β1 convolutions", conv="alpha_beta"),
+    Composite("epsilon_alpha2_beta1_flat", "εα2β1♭: α2β1, flat first layer", conv="alpha_beta", first="flat"),
+    Composite("epsilon_plus_w_square", "ε+w²: z⁺, w² first layer", conv="zplus", first="w_square"),
+    Composite("zero", "LRP-0 (= gradient × input for ReLU nets)", conv="zero", linear="zero"),
 )}
 
 

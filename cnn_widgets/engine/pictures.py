@@ -36,6 +36,16 @@ def normalise_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tens
     return shown.expand(3, -1, -1) if shown.dim() == 3 and shown.shape[0] == 1 else shown
 
 
+def relevance_picture(raw: torch.Tensor, percentile: float = 99.0) -> torch.Tensor:
+    """A relevance map ``[C, H, W]`` summed over channels as the LRP heatmap ``[3, H, W]`` in ``[0, 1]``:
+    white at 0, red for positive and blue for negative relevance, clipped at the percentile of ``|r|``."""
+    r = raw.float().sum(dim=0).cpu() if raw.dim() == 3 else raw.float().cpu()
+    v = (r / _scale(r.abs(), percentile)).clamp(-1, 1)
+    fade = 1 - v.abs()
+    red, blue = torch.where(v > 0, 1.0, fade), torch.where(v < 0, 1.0, fade)
+    return torch.stack([red, fade, blue])
+
+
 def channels_last_array(picture: torch.Tensor | np.ndarray) -> np.ndarray:
     array = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
     if array.ndim == 3 and array.shape[0] in (1, 3):

@@ -208,7 +208,7 @@ class TreePanel(Panel):
             if n.picture is None:  # scores first: no picture yet
                 entry = node_json(n, -1)
             else:
-                box = energy_box(n.picture)
+                box = energy_box(n.picture, grey=1.0 if w.rule == "lrp" else 0.5)  # relevance heatmaps: white is 0
                 drawn.append((thumbnail(n.picture, THUMBNAIL, box), thumbnail(n.picture, FULL_THUMBNAIL)))
                 entry = node_json(n, len(drawn) - 1, box, tuple(n.picture.shape[-2:]))
             entry["children"] = [describe(child) for child in n.children]
