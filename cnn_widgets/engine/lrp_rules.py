@@ -106,7 +106,7 @@ class LrpState(RuleState):
 
 def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
     """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's stabiliser)."""
-    return z + eps * ((z >= 0).to(z.dtype) * 2 - 1)
+    return z + torch.where(z >= 0, eps, -eps)
 
 
 @dataclass
@@ -172,7 +172,10 @@ def _out_shape(z: torch.Tensor) -> tuple:
 def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w_neg) -> tuple[torch.Tensor, bool]:
     """zennit's two-term denominator ``d = w_pos a+ + b_pos + w_neg a-`` (the a- term skipped when
     ``a >= 0``, as after every rectifier); returns ``(z / stab(d), whether a has negative values)``."""
-    negative = bool((a < 0).any())
+    negative = bool(a.amin() < 0)
+    if not negative and bool(b_pos.amin() >= 0) and bool(w_pos.amin() >= 0):  # z+ rule after a rectifier: d >= 0
+        d = call.run(a, w_pos, b_pos).add_(call.composite.stabilizer)
+        return torch.div(z, d, out=d), False
     d = call.run(a.clamp(min=0), w_pos, b_pos)
     if negative:
         d = d + call.run(a.clamp(max=0), w_neg, None)
@@ -208,7 +211,7 @@ def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.T
         def factor():
             if rule == "epsilon":
                 return z / stabilize(z_out, c.epsilon)
-            return torch.where(z_out != 0, z / z_out.where(z_out != 0, 1), 0)  # LRP-0: 0 / 0 is 0
+            return (z / z_out).nan_to_num_(0.0, 0.0, 0.0)  # LRP-0: a zero output passes nothing
         return call.transpose(g * call.kept("factor", factor), w, a)
     if rule == "zplus":
         wp, bp, wn = call.kept("zplus", lambda: (w.clamp(min=0), b.clamp(min=0), w.clamp(max=0)))
@@ -247,13 +250,17 @@ class _Affine(torch.autograd.Function):
         z = call.run(a, call.weight, call.bias)
         ctx.call = call
         ctx.save_for_backward(a)
-        ctx.z = z.detach().clone()  # the value the next operation read (a later in-place `+=` cannot change it)
+        # the output without a reference cycle (detached: no grad_fn), and its version: a later in-place
+        # `out += identity` changes it, and the backward then runs the layer again for the value the next layer read
+        ctx.z, ctx.version = z.detach(), z._version
         return z
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
-        return relevance_backward(ctx.call, a, ctx.z, g), None
+        call = ctx.call
+        z = ctx.z if ctx.z._version == ctx.version else call.kept("z", lambda: call.run(a, call.weight, call.bias))
+        return relevance_backward(call, a, z, g), None
 
 
 class _Pass(torch.autograd.Function):
@@ -261,13 +268,16 @@ class _Pass(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, f):
-        y = f(x)
-        ctx.save_for_backward(torch.where(x != 0, y / x.where(x != 0, 1), 0))
-        return y
+        ctx.f, ctx.ratio = f, None
+        ctx.save_for_backward(x)
+        return f(x)
 
     @staticmethod
     def backward(ctx, g):
-        (ratio,) = ctx.saved_tensors
+        ratio = ctx.ratio
+        if ratio is None:  # made on the first backward pass and kept for the next ones (a tree's pictures)
+            (x,) = ctx.saved_tensors
+            ratio = ctx.ratio = (ctx.f(x) / x).nan_to_num_(0.0, 0.0, 0.0)  # x == 0: 0 (0 / 0, y / 0)
         return g * ratio, None
 
 
