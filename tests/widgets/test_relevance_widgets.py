@@ -89,3 +89,19 @@ def test_top_images_rank_by_relevance_for_a_relevance_scan(digits):
     plain = digits.scan(images, layers=["relu2"], k=3, batch_size=5, progress=False)
     explorer.scan = plain
     assert explorer.scan_info["ranking"] is None and explorer.top_info["by"] == "activation"
+
+
+def test_the_trust_tab_scores_lrp_like_any_method(digits, digit):
+    from scipy.stats import spearmanr
+
+    explorer = cw.Explorer(digits, digit, tab="trust", method="lrp", trust_methods=["lrp", "gradient"])
+    explorer.run_trust_checks(wait=True)
+    info = explorer.trust_info
+    assert explorer.error == "" and info["methods"] == ["lrp", "gradient"]
+    # the randomisation test of the LRP maps, recomputed here from the engine's maps with scipy
+    check = digits.sanity_check(digit, digits.top_class(digit), methods=["lrp"], progress=False)
+    maps = check.maps["lrp"].flatten(1).numpy()
+    for stage in range(1, len(maps)):
+        expected = spearmanr(np.abs(maps[0]), np.abs(maps[stage])).statistic
+        assert info["similarity"]["lrp"][stage] == pytest.approx(expected, abs=1e-6)
+    assert explorer.trust_verdicts["lrp"]["model"] == explorer.saliency_info["model"]  # the caption pairs them
