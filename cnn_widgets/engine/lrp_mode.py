@@ -111,11 +111,9 @@ class LrpMode(TorchFunctionMode):
             return self._batch_norm(args, kwargs)
         if func in _RELU:
             return torch.relu(args[0])
-        if func in GATED or func in (F.hardtanh, F.hardtanh_):
-            f = GATED.get(func) or _hardtanh(args, kwargs)
+        if func in GATED:
             state.applied.add(f"pass:{name.rstrip('_')}")
-            extra = {k: v for k, v in kwargs.items() if k not in ("inplace", "min_val", "max_val")}
-            return _Pass.apply(args[0], (lambda x: f(x, **extra)) if extra else f)
+            return _Pass.apply(args[0], _elementwise(func, args, kwargs))
         if func in GATES:
             state.applied.add("gate")
             out = _Pass.apply(args[0], GATES[func])
@@ -128,7 +126,10 @@ class LrpMode(TorchFunctionMode):
         if name in LINEAR or name in _DIV:
             if kwargs.get("inplace") and name.startswith(("dropout", "alpha_dropout", "feature_alpha")):
                 kwargs = {**kwargs, "inplace": False}
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if name in _RESHAPES and getattr(args[0], "_cnnw_gate", False) and isinstance(out, torch.Tensor):
+                out._cnnw_gate = True  # a gate reshaped before it multiplies (SENet's y.view(b, c, 1, 1))
+            return out
         out = func(*args, **kwargs)
         if any(t.requires_grad for t in _tensors(out)):  # sizes, shapes, flags and constants pass
             self._unsupported(name, "no LRP rule")
@@ -249,10 +250,22 @@ def _geometry(dims: int, options: dict) -> tuple | None:
     return tup(options.get("stride", 1)), tup(padding), tup(options.get("dilation", 1)), int(options.get("groups", 1))
 
 
-def _hardtanh(args, kwargs):
-    lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
-    hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
-    return lambda x: x.clamp(lo, hi)
+_RESHAPES = frozenset("view view_as reshape reshape_as flatten unflatten permute transpose contiguous squeeze unsqueeze "
+                      "expand expand_as repeat to float double half bfloat16 type type_as".split())
+
+
+def _elementwise(func, args, kwargs):
+    """``x -> func(x, <the call's other arguments>)``, never in place (the pass recomputes it in its backward)."""
+    if func is F.hardtanh_:
+        func = F.hardtanh
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # a builtin without a signature (F.gelu, F.softplus): as called, but in place
+        more, rest = args[1:], {k: v for k, v in kwargs.items() if k != "inplace"}
+    else:
+        more, rest = (), dict(list(bound.arguments.items())[1:])
+        rest.pop("inplace", None)
+    return lambda x: func(x, *more, **rest)
 
 
 def _out_of_place(func, args, kwargs):

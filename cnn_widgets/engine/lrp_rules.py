@@ -322,14 +322,7 @@ def run_batch_norm(scale: torch.Tensor, shift: torch.Tensor) -> Callable[[torch.
     return run
 
 
-GATED = {  # elementwise nonlinearities that pass the relevance (functions of torch.nn.functional)
-    F.relu6: lambda x: x.clamp(0, 6),
-    F.gelu: F.gelu,
-    F.silu: F.silu,
-    F.hardswish: F.hardswish,
-    F.mish: F.mish,
-    F.elu: F.elu,
-    F.softplus: F.softplus,
-}
+# elementwise nonlinearities that pass the relevance (functions of torch.nn.functional; hardtanh too)
+GATED = frozenset({F.relu6, F.gelu, F.silu, F.hardswish, F.mish, F.elu, F.softplus, F.hardtanh, F.hardtanh_})
 GATES = {torch.sigmoid: torch.sigmoid, torch.Tensor.sigmoid: torch.sigmoid, F.sigmoid: torch.sigmoid,
          F.hardsigmoid: F.hardsigmoid, torch.tanh: torch.tanh, torch.Tensor.tanh: torch.tanh, F.tanh: torch.tanh}
