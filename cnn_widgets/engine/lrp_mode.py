@@ -33,10 +33,10 @@ from torch.overrides import TorchFunctionMode
 
 from .errors import OptionError, UnsupportedLayerError
 from .relu_rules import rectifier_rules
-from .lrp_rules import (COMPOSITES, FIRST_ONLY, GATED, GATES, Composite, LrpState, _Affine, _Call, _InputTimes,
+from .lrp_rules import (COMPOSITES, FIRST_ONLY, RULES, GATED, GATES, Composite, LrpState, _Affine, _Call, _InputTimes,
                         _Pass, batch_norm_fold, run_batch_norm)
 
-__all__ = ["LINEAR", "LrpMode", "composite_named", "lrp_rules"]
+__all__ = ["LINEAR", "LrpMode", "composite_key", "composite_named", "lrp_rules"]
 
 # Operations whose ordinary gradient is already the LRP rule: linear maps without a bias, routing
 # (max), shape changes, and the rectifiers through the origin (their gradient is y / x).
@@ -58,16 +58,35 @@ _MUL = frozenset("mul __mul__ __rmul__ multiply mul_ __imul__".split())
 _DIV = frozenset("div __truediv__ divide div_ __itruediv__".split())
 
 
+_OWN: dict[str, Composite] = {}  # the caller's own Composite objects, by the session rule they were given
+
+
+def composite_key(composite: str | Composite) -> str:
+    """The name a session rule carries for ``composite`` (``"lrp:<key>"``): a registry name, or for a
+    caller's own :class:`Composite` that is not the registry's, a key made from its fields."""
+    found = composite_named(composite)
+    if COMPOSITES.get(found.name) == found:
+        return found.name
+    key = f"{found.name}~{abs(hash(found)):x}"
+    _OWN[key] = found
+    return key
+
+
 def composite_named(composite: str | Composite) -> Composite:
-    """The composite for a name of :data:`COMPOSITES` (or a :class:`Composite` itself, checked)."""
+    """The composite for a name of :data:`COMPOSITES` or a key of :func:`composite_key` (or a
+    :class:`Composite` itself, checked)."""
     if isinstance(composite, Composite):
         found = composite
     elif isinstance(composite, str) and composite in COMPOSITES:
         found = COMPOSITES[composite]
+    elif isinstance(composite, str) and composite in _OWN:
+        found = _OWN[composite]
     else:
         raise OptionError(f"composite must be one of {', '.join(COMPOSITES)} (or a cw.Composite), got {composite!r}")
-    for where, rule in (("conv", found.conv), ("linear", found.linear)):
-        if rule in FIRST_ONLY:
+    for where, rule in (("conv", found.conv), ("linear", found.linear), ("first", found.first)):
+        if rule is not None and rule not in RULES:
+            raise OptionError(f"composite {found.name!r}: unknown {where} rule {rule!r}; the rules are {', '.join(RULES)}")
+        if where != "first" and rule in FIRST_ONLY:
             raise OptionError(f"composite {found.name!r}: rule {rule!r} is for the first layer only, not {where}")
     return found
 
@@ -285,7 +304,7 @@ def lrp_rules(composite: str | Composite, low: torch.Tensor | None = None, high:
     relevance.
     """
     found = composite_named(composite)
-    state = LrpState(rule=f"lrp:{found.name}", composite=found, low=low, high=high)
+    state = LrpState(rule=f"lrp:{composite_key(found)}", composite=found, low=low, high=high)
     try:
         with LrpMode(state, model):
             yield state

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .lrp_mode import composite_named
+from .lrp_mode import composite_key, composite_named
 from .targets import ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,7 +33,7 @@ DEFAULT_COMPOSITE = "epsilon_plus_flat"
 
 def rule_name(composite) -> str:
     """The engine's rule string of a composite (what sessions, kept graphs and trees are keyed on)."""
-    return f"lrp:{composite_named(composite).name}"
+    return f"lrp:{composite_key(composite)}"
 
 
 @dataclass
@@ -107,6 +107,6 @@ def relevance(net: "NetworkBase", image: "ImageLike", target: Target = None,
               for name, h, g in zip(layers, tensors, grads)]
     input_map = grads[-1] if grads[-1] is not None else torch.zeros_like(x)
     totals.append(("input", float(input_map.sum())))
-    return Relevance(input_map[0].detach(), resolved, rule[4:], float(value.detach()), totals,
+    return Relevance(input_map[0].detach(), resolved, composite_named(rule[4:]).name, float(value.detach()), totals,
                      tuple(sorted(state.applied)))
 

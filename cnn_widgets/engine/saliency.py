@@ -28,7 +28,6 @@ from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
-from .lrp_rules import COMPOSITES
 from .relevance import DEFAULT_COMPOSITE, rule_name
 from .structure import state_key
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
@@ -264,7 +263,6 @@ def lrp(net, x, target, composite: str = DEFAULT_COMPOSITE, quantity: str = "log
     Classifier Decisions by Layer-Wise Relevance Propagation", PLOS ONE 2015; Montavon et al.,
     "Layer-Wise Relevance Propagation: An Overview", 2019.
     """
-    check_choice("composite", composite, COMPOSITES)
     if quantity != "logit":
         raise OptionError("LRP explains a logit or a unit; quantity must be 'logit' "
                           "(relevance is not conserved through the softmax of a probability)")
