@@ -156,8 +156,8 @@ class _Call:
             return s @ w
         if self.geometry is not None:
             stride, padding, dilation, groups = self.geometry
-            like = s.new_empty(1).expand(a.shape)
-            return torch.ops.aten.convolution_backward(s, like, w, None, stride, padding, dilation, False,
+            # the input only gives its shape here (no weight gradient); the saved one needs no copy
+            return torch.ops.aten.convolution_backward(s, a, w, None, stride, padding, dilation, False,
                                                        [0] * len(stride), groups, (True, False, False))[0]
         with torch.enable_grad():  # string padding ("same"): through the layer itself
             leaf = a.detach().requires_grad_(True)
@@ -169,12 +169,14 @@ def _out_shape(z: torch.Tensor) -> tuple:
     return (1, -1, *([1] * (z.dim() - 2)))
 
 
-def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w_neg) -> tuple[torch.Tensor, bool]:
+def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w_neg, sign) -> tuple[torch.Tensor, bool]:
     """zennit's two-term denominator ``d = w_pos a+ + b_pos + w_neg a-`` (the a- term skipped when
-    ``a >= 0``, as after every rectifier); returns ``(z / stab(d), whether a has negative values)``."""
+    ``a >= 0``, as after every rectifier); returns ``(z / stab(d), whether a has negative values)``.
+    ``sign`` (+1 / -1) says that ``w_pos`` and ``b_pos`` have that sign throughout (the z+ and
+    alpha-beta parts): with ``a >= 0`` the denominator has it too and is stabilised in one step."""
     negative = bool(a.amin() < 0)
-    if not negative and bool(b_pos.amin() >= 0) and bool(w_pos.amin() >= 0):  # z+ rule after a rectifier: d >= 0
-        d = call.run(a, w_pos, b_pos).add_(call.composite.stabilizer)
+    if not negative and sign is not None:
+        d = call.run(a, w_pos, b_pos).add_(sign * call.composite.stabilizer)
         return torch.div(z, d, out=d), False
     d = call.run(a.clamp(min=0), w_pos, b_pos)
     if negative:
@@ -182,10 +184,10 @@ def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w
     return z / stabilize(d, call.composite.stabilizer), negative
 
 
-def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None):
+def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None, sign=None):
     """The two-term rule's modified gradient at ``a``: ``s = z g / stab(d)``, ``w_pos^T s`` where
     ``a > 0`` and ``w_neg^T s`` where ``a < 0``."""
-    factor, negative = call.kept(key, lambda: _signed_terms(call, a, z, w_pos, b_pos, w_neg))
+    factor, negative = call.kept(key, lambda: _signed_terms(call, a, z, w_pos, b_pos, w_neg, sign))
     if mask is not None:
         factor = call.kept(key + "mask", lambda: factor * mask)
     s = g * factor
@@ -215,7 +217,7 @@ def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.T
         return call.transpose(g * call.kept("factor", factor), w, a)
     if rule == "zplus":
         wp, bp, wn = call.kept("zplus", lambda: (w.clamp(min=0), b.clamp(min=0), w.clamp(max=0)))
-        return _two_sided(call, a, z, g, "d", wp, bp, wn)
+        return _two_sided(call, a, z, g, "d", wp, bp, wn, sign=1)
     if rule in ("alpha_beta", "gamma"):
         if rule == "gamma":
             wp, wn, bp, bn = call.kept("mods", lambda: (w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0),
@@ -224,8 +226,8 @@ def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.T
             return (_two_sided(call, a, z, g, "d+", wp, bp, wn, mask=z_out > 0)
                     + _two_sided(call, a, z, g, "d-", wn, bn, wp, mask=z_out < 0))
         wp, wn, bp, bn = call.kept("mods", lambda: (w.clamp(min=0), w.clamp(max=0), b.clamp(min=0), b.clamp(max=0)))
-        return (c.alpha * _two_sided(call, a, z, g, "d+", wp, bp, wn)
-                - c.beta * _two_sided(call, a, z, g, "d-", wn, bn, wp))
+        return (c.alpha * _two_sided(call, a, z, g, "d+", wp, bp, wn, sign=1)
+                - c.beta * _two_sided(call, a, z, g, "d-", wn, bn, wp, sign=-1))
     # first-layer rules: the relevance of the input itself
     if rule in ("flat", "w_square"):
         wm = call.kept("wm", lambda: torch.ones_like(w) if rule == "flat" else w * w)
