@@ -60,6 +60,10 @@ def pages(net, tmp_path_factory):
     explorer.tree_path = [[child["layer"], child["channel"]]]  # the tree the kernel sends after that child is clicked
     assert len(explorer.tree["levels"]) == 2 and explorer.tree["levels"][1]["children"]
     write("tree_expanded", "full")
+    explorer.tree_path = []
+    explorer.rule = "lrp"  # the same tree with relevance (CRP): its caption says what the children add up to
+    assert explorer.tree["rule"] == "lrp"
+    write("tree_relevance", "full")
     return out
 
 
@@ -166,6 +170,28 @@ def test_the_top_images_draw_the_kernels_note_on_the_deconvnet(browser, pages, s
         assert not page.errors
         page.close()
     assert notes == {"top_default": [], "top_deconvnet": [RECONSTRUCTION_NOTES["deconvnet"]]}
+
+
+@pytest.mark.parametrize("screen", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_relevance_tree_shows_its_composite_and_what_its_children_add_up_to(browser, pages, screen):
+    page = open_page(browser, pages["tree_relevance", "full", screen[0]], screen)
+    shown = page.evaluate("""() => {
+        const tree = document.querySelector('.cnnw-tree-panel');
+        const visible = (el) => !!el && !el.hidden && !!el.offsetParent;
+        const saliencyComposite = document.querySelector('.cnnw-panel select[data-trait="composite"]');
+        return {rule: tree.querySelector('select[data-trait="rule"]').value,
+                composite: visible(tree.querySelector('select[data-trait="composite"]')),
+                saliencyComposite: visible(saliencyComposite) && !tree.contains(saliencyComposite),
+                sums: tree.querySelector('.cnnw-tree-sums').textContent,
+                scores: [...tree.querySelectorAll('.cnnw-tree-node[data-depth="1"] .cnnw-tree-score')].map((e) => e.textContent)};
+    }""")
+    assert shown["rule"] == "lrp" and shown["composite"] and not shown["saliencyComposite"]  # the saliency method is guided
+    assert shown["sums"].startswith("relevance adds up: all channels below ") and "leak" in shown["sums"]
+    assert shown["scores"] and all(text.startswith("relevance ") for text in shown["scores"])
+    page.evaluate("() => window.__model.set('rule', 'guided')")  # the menu follows the trait: no composite for a gradient rule
+    assert page.evaluate("() => document.querySelector('.cnnw-tree-panel select[data-trait=\"composite\"]').hidden")
+    assert not page.errors
+    page.close()
 
 
 TAB_BAR = """() => {
