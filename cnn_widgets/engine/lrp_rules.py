@@ -197,6 +197,28 @@ def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None, sign=None):
     return torch.where(a > 0, g_pos, call.transpose(s, w_neg, a))
 
 
+def _gamma_after_rectifier(call, a, z, z_out, w, b, g):
+    """The gamma rule for an input ``a >= 0`` with one extra convolution: with ``P = w+ a`` and
+    ``z_out = w a + b``, zennit's two denominators are ``d+ = z_out + gamma (P + b+)`` and
+    ``d- = (1 + gamma)(z_out - b) - gamma P + b + gamma b-``, and its two weight pairs give
+    ``g = w^T (s+ + (1 + gamma) s-) + gamma w+^T (s+ - s-)`` (``s+`` / ``s-`` over the positive /
+    negative outputs: ``(w + gamma w+)^T s+ + (w + gamma w-)^T s-`` written out)."""
+    gamma, eps = call.composite.gamma, call.composite.stabilizer
+
+    def factors():
+        wp = w.clamp(min=0)
+        p = call.run(a, wp, None)
+        view = _out_shape(z)
+        d_pos = z_out + gamma * (p + b.clamp(min=0).view(view))
+        d_neg = (1 + gamma) * (z_out - b.view(view)) - gamma * p + (b + gamma * b.clamp(max=0)).view(view)
+        f_pos = torch.where(z_out > 0, z / stabilize(d_pos, eps), 0)
+        f_neg = torch.where(z_out < 0, z / stabilize(d_neg, eps), 0)
+        return wp, f_pos + (1 + gamma) * f_neg, gamma * (f_pos - f_neg)
+
+    wp, f_all, f_pos_part = call.kept("gamma", factors)
+    return call.transpose(g * f_all, w, a) + call.transpose(g * f_pos_part, wp, a)
+
+
 def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """The modified gradient at the layer's input ``a`` (or, for a first-layer rule, the input's relevance).
 
@@ -220,6 +242,8 @@ def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.T
         return _two_sided(call, a, z, g, "d", wp, bp, wn, sign=1)
     if rule in ("alpha_beta", "gamma"):
         if rule == "gamma":
+            if not call.kept("negative", lambda: bool(a.amin() < 0)):
+                return _gamma_after_rectifier(call, a, z, z_out, w, b, g)
             wp, wn, bp, bn = call.kept("mods", lambda: (w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0),
                                                         b + c.gamma * b.clamp(min=0), b + c.gamma * b.clamp(max=0)))
             # each sign of output over its own denominator, the two parts added
