@@ -54,6 +54,10 @@ leaky_relu leaky_relu_ max amax to float double half bfloat16 type type_as ident
 """.split())
 _RELU = frozenset({F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_})
 _CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
+# a clamp written out (ReLU6 as x.clamp(0, 6)): an elementwise nonlinearity like any other, computed out of place
+_CLAMPS = {torch.clamp: torch.clamp, torch.clip: torch.clamp, torch.Tensor.clamp: torch.clamp, torch.Tensor.clip: torch.clamp,
+           torch.clamp_min: torch.clamp_min, torch.Tensor.clamp_min: torch.clamp_min,
+           torch.clamp_max: torch.clamp_max, torch.Tensor.clamp_max: torch.clamp_max}
 _MUL = frozenset("mul __mul__ __rmul__ multiply mul_ __imul__".split())
 _DIV = frozenset("div __truediv__ divide div_ __itruediv__".split())
 
@@ -130,9 +134,9 @@ class LrpMode(TorchFunctionMode):
             return self._batch_norm(args, kwargs)
         if func in _RELU:
             return torch.relu(args[0])
-        if func in GATED:
+        if func in GATED or func in _CLAMPS:
             state.applied.add(f"pass:{name.rstrip('_')}")
-            return _Pass.apply(args[0], _elementwise(func, args, kwargs))
+            return _Pass.apply(args[0], _elementwise(_CLAMPS.get(func, func), args, kwargs))
         if func in GATES:
             state.applied.add("gate")
             out = _Pass.apply(args[0], GATES[func])
