@@ -1,6 +1,7 @@
 """A seeded random soak: ~500 front-end interactions with a real Explorer in a real kernel.
 
 Layer / channel / target / window and stride / image / tab / tree expansion / depth and k clicks,
+the saliency method, the tree's rule and the LRP composite (relevance on the worker threads),
 Compute and Cancel of the slow panels, Visualise start and stop, Atlas build, cancel and cell
 clicks, a click on a scanned image: all sent as the widget's own comm messages, 0-50 ms apart so the
 jobs overlap, while a thread of the user's calls its own model all along. Afterwards the batch-norm
@@ -49,7 +50,7 @@ class Soak:
             (8, self.pick_layer), (8, self.pick_channel), (6, self.pick_target), (6, self.move_window),
             (4, self.pick_image), (5, self.pick_tab), (6, self.expand_tree), (2, self.tree_settings),
             (8, self.panel_job), (6, self.visualize_job), (3, self.viz_settings), (5, self.atlas_job),
-            (4, self.atlas_click), (1, self.scan_image),
+            (4, self.atlas_click), (1, self.scan_image), (3, self.pick_relevance),
         ]
 
     def step(self) -> None:
@@ -95,6 +96,16 @@ class Soak:
 
     def tree_settings(self):
         self.update(depth=self.rng.randint(1, 3), k=self.rng.randint(1, 6))
+
+    def pick_relevance(self):
+        """LRP: the saliency method, the tree's rule and the composite (relevance on the worker threads)."""
+        choice = self.rng.random()
+        if choice < 0.4:
+            self.update(method=self.rng.choice(["lrp", "lrp", "guided_backprop"]))
+        elif choice < 0.8:
+            self.update(rule=self.rng.choice(["lrp", "lrp", "guided", "gradient"]))
+        else:
+            self.update(composite=self.rng.choice(["epsilon_plus_flat", "epsilon_gamma_box", "zero", "epsilon_alpha2_beta1"]))
 
     def panel_job(self):
         self.k.job(self.cid, self.rng.choice(["recompute", "recompute", "cancel"]),
