@@ -184,12 +184,10 @@ def _signed_terms(call: _Call, a: torch.Tensor, z: torch.Tensor, w_pos, b_pos, w
     return z / stabilize(d, call.composite.stabilizer), negative
 
 
-def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None, sign=None):
+def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, sign=None):
     """The two-term rule's modified gradient at ``a``: ``s = z g / stab(d)``, ``w_pos^T s`` where
     ``a > 0`` and ``w_neg^T s`` where ``a < 0``."""
     factor, negative = call.kept(key, lambda: _signed_terms(call, a, z, w_pos, b_pos, w_neg, sign))
-    if mask is not None:
-        factor = call.kept(key + "mask", lambda: factor * mask)
     s = g * factor
     g_pos = call.transpose(s, w_pos, a)
     if not negative:
@@ -197,26 +195,36 @@ def _two_sided(call, a, z, g, key, w_pos, b_pos, w_neg, mask=None, sign=None):
     return torch.where(a > 0, g_pos, call.transpose(s, w_neg, a))
 
 
-def _gamma_after_rectifier(call, a, z, z_out, w, b, g):
-    """The gamma rule for an input ``a >= 0`` with one extra convolution: with ``P = w+ a`` and
-    ``z_out = w a + b``, zennit's two denominators are ``d+ = z_out + gamma (P + b+)`` and
-    ``d- = (1 + gamma)(z_out - b) - gamma P + b + gamma b-``, and its two weight pairs give
-    ``g = w^T (s+ + (1 + gamma) s-) + gamma w+^T (s+ - s-)`` (``s+`` / ``s-`` over the positive /
-    negative outputs: ``(w + gamma w+)^T s+ + (w + gamma w-)^T s-`` written out)."""
+def _gamma(call, a, z, z_out, w, b, g):
+    """zennit's gamma rule with two convolutions and three transposes at most (its own form takes four
+    of each). With ``Q = w+ a+ + w- a-`` and ``z_out = w a + b`` its two denominators are
+    ``d+ = z_out + gamma (Q + b+)`` (positive outputs) and ``d- = z_out + gamma (z_out - b - Q + b-)``
+    (negative ones); its weight pairs ``(w + gamma w+, w + gamma w-)`` written out give, with
+    ``T1 = w^T s+``, ``T2 = w^T s-`` and ``T3 = w+^T (s+ - s-)``, the modified gradient
+    ``T1 + (1 + gamma) T2 + gamma T3`` where ``a > 0`` and ``(1 + gamma) T1 + T2 - gamma T3`` where
+    ``a < 0``. After a rectifier (``a >= 0``): one convolution, two transposes."""
     gamma, eps = call.composite.gamma, call.composite.stabilizer
 
     def factors():
         wp = w.clamp(min=0)
-        p = call.run(a, wp, None)
+        negative = bool(a.amin() < 0)
+        q = call.run(a.clamp(min=0) if negative else a, wp, None)
+        if negative:
+            q = q + call.run(a.clamp(max=0), w.clamp(max=0), None)
         view = _out_shape(z)
-        d_pos = z_out + gamma * (p + b.clamp(min=0).view(view))
-        d_neg = (1 + gamma) * (z_out - b.view(view)) - gamma * p + (b + gamma * b.clamp(max=0)).view(view)
+        d_pos = z_out + gamma * (q + b.clamp(min=0).view(view))
+        d_neg = z_out + gamma * (z_out - q + (b.clamp(max=0) - b).view(view))
         f_pos = torch.where(z_out > 0, z / stabilize(d_pos, eps), 0)
         f_neg = torch.where(z_out < 0, z / stabilize(d_neg, eps), 0)
-        return wp, f_pos + (1 + gamma) * f_neg, gamma * (f_pos - f_neg)
+        return wp, f_pos, f_neg, negative
 
-    wp, f_all, f_pos_part = call.kept("gamma", factors)
-    return call.transpose(g * f_all, w, a) + call.transpose(g * f_pos_part, wp, a)
+    wp, f_pos, f_neg, negative = call.kept("gamma", factors)
+    s_pos, s_neg = g * f_pos, g * f_neg
+    t3 = call.transpose(s_pos - s_neg, wp, a)
+    if not negative:
+        return call.transpose(s_pos + (1 + gamma) * s_neg, w, a) + gamma * t3
+    t1, t2 = call.transpose(s_pos, w, a), call.transpose(s_neg, w, a)
+    return torch.where(a > 0, t1 + (1 + gamma) * t2 + gamma * t3, (1 + gamma) * t1 + t2 - gamma * t3)
 
 
 def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -242,13 +250,7 @@ def relevance_backward(call: _Call, a: torch.Tensor, z: torch.Tensor, g: torch.T
         return _two_sided(call, a, z, g, "d", wp, bp, wn, sign=1)
     if rule in ("alpha_beta", "gamma"):
         if rule == "gamma":
-            if not call.kept("negative", lambda: bool(a.amin() < 0)):
-                return _gamma_after_rectifier(call, a, z, z_out, w, b, g)
-            wp, wn, bp, bn = call.kept("mods", lambda: (w + c.gamma * w.clamp(min=0), w + c.gamma * w.clamp(max=0),
-                                                        b + c.gamma * b.clamp(min=0), b + c.gamma * b.clamp(max=0)))
-            # each sign of output over its own denominator, the two parts added
-            return (_two_sided(call, a, z, g, "d+", wp, bp, wn, mask=z_out > 0)
-                    + _two_sided(call, a, z, g, "d-", wn, bn, wp, mask=z_out < 0))
+            return _gamma(call, a, z, z_out, w, b, g)
         wp, wn, bp, bn = call.kept("mods", lambda: (w.clamp(min=0), w.clamp(max=0), b.clamp(min=0), b.clamp(max=0)))
         return (c.alpha * _two_sided(call, a, z, g, "d+", wp, bp, wn, sign=1)
                 - c.beta * _two_sided(call, a, z, g, "d-", wn, bn, wp, sign=-1))
