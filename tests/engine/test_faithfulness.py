@@ -109,7 +109,7 @@ def test_batches_do_not_change_the_curve_and_a_unit_target_works():
 
 @pytest.mark.parametrize("options, match", [
     ({"metric": "delete"}, "metric"), ({"steps": 0}, "steps"), ({"baseline": "noise"}, "baseline"),
-    ({"methods": ["lrp"]}, "method"), ({"methods": []}, "empty"), ({"quantity": "odds"}, "quantity"),
+    ({"methods": ["deeplift"]}, "method"), ({"methods": []}, "empty"), ({"quantity": "odds"}, "quantity"),
     ({"batch_size": 0}, "batch_size"), ({"step": 3}, "did you mean 'steps'"),
 ])
 def test_bad_options_raise_option_error_and_change_nothing(options, match):
