@@ -43,7 +43,7 @@ from .contribution_nodes import Contribution, ContributionNode
 from .checks import check_bool, check_choice, check_float, check_int
 from .errors import OptionError, TargetError
 from .pictures import normalise_picture, relevance_picture
-from .relevance import DEFAULT_COMPOSITE, rule_name
+from .lrp_mode import DEFAULT_COMPOSITE, rule_name
 from .targets import REDUCES, ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -36,7 +36,7 @@ from .relu_rules import rectifier_rules
 from .lrp_rules import (COMPOSITES, FIRST_ONLY, RULES, GATED, GATES, Composite, LrpState, _Affine, _Call, _InputTimes,
                         _Pass, batch_norm_fold, run_batch_norm)
 
-__all__ = ["LINEAR", "LrpMode", "composite_key", "composite_named", "lrp_rules"]
+__all__ = ["DEFAULT_COMPOSITE", "LINEAR", "LrpMode", "composite_key", "composite_named", "lrp_rules", "rule_name"]
 
 # Operations whose ordinary gradient is already the LRP rule: linear maps without a bias, routing
 # (max), shape changes, and the rectifiers through the origin (their gradient is y / x).
@@ -62,6 +62,8 @@ _MUL = frozenset("mul __mul__ __rmul__ multiply mul_ __imul__".split())
 _DIV = frozenset("div __truediv__ divide div_ __itruediv__".split())
 
 
+DEFAULT_COMPOSITE = "epsilon_plus_flat"
+
 _OWN: dict[str, Composite] = {}  # the caller's own Composite objects, by the session rule they were given
 
 
@@ -74,6 +76,11 @@ def composite_key(composite: str | Composite) -> str:
     key = f"{found.name}~{abs(hash(found)):x}"
     _OWN[key] = found
     return key
+
+
+def rule_name(composite: str | Composite) -> str:
+    """The engine's rule string of a composite (what sessions, kept graphs and trees are keyed on)."""
+    return f"lrp:{composite_key(composite)}"
 
 
 def composite_named(composite: str | Composite) -> Composite:

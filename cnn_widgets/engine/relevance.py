@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .lrp_mode import composite_key, composite_named
+from .contributions import _chain
+from .lrp_mode import DEFAULT_COMPOSITE, composite_named, rule_name
 from .targets import ClassTarget, Target, Unit, scalar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,14 +28,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .images import ImageLike
 
 __all__ = ["DEFAULT_COMPOSITE", "Relevance", "relevance", "rule_name"]
-
-DEFAULT_COMPOSITE = "epsilon_plus_flat"
-
-
-def rule_name(composite) -> str:
-    """The engine's rule string of a composite (what sessions, kept graphs and trees are keyed on)."""
-    return f"lrp:{composite_key(composite)}"
-
 
 @dataclass
 class Relevance:
@@ -71,13 +64,6 @@ class Relevance:
                 f"input total={self.layers[-1][1]:.4g})")
 
 
-def _chain(net: "NetworkBase", start: str) -> list[str]:
-    layers = [start]
-    while (below := net.layer_below(layers[-1])) is not None:
-        layers.append(below)
-    return layers
-
-
 def relevance(net: "NetworkBase", image: "ImageLike", target: Target = None,
               composite: str = DEFAULT_COMPOSITE) -> Relevance:
     """LRP of ``target`` (class index or label, ``cw.Unit``, ``None``: the top class) on ``image``.
@@ -97,7 +83,7 @@ def relevance(net: "NetworkBase", image: "ImageLike", target: Target = None,
         start = net.logit_layer
     else:
         start = None
-    layers = _chain(net, start) if start is not None else []
+    layers = _chain(net, start, None) if start is not None else []
     with net._session(rule) as state, torch.enable_grad():
         logits, outputs = net._forward(x, layers, stop_early=unit)
         value = scalar(resolved, logits, outputs)[0]

@@ -28,7 +28,7 @@ from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
-from .relevance import DEFAULT_COMPOSITE, rule_name
+from .lrp_mode import DEFAULT_COMPOSITE, rule_name
 from .structure import state_key
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
 

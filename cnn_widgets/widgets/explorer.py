@@ -19,7 +19,7 @@ from ..engine import CnnWidgetsError, Network, SAMPLE_IMAGES, Unit
 from ..engine.images import sample_name
 from ..engine.contributions import RULES
 from ..engine.lrp_rules import COMPOSITES
-from ..engine.relevance import DEFAULT_COMPOSITE
+from ..engine.lrp_mode import DEFAULT_COMPOSITE
 from ..engine.scan.relevance_rank import RANKS
 from ..engine.occlusion import FILLS
 from ..engine.targets import REDUCES

@@ -19,7 +19,7 @@ import torch
 
 from ..checks import check_choice
 from ..errors import OptionError
-from ..relevance import DEFAULT_COMPOSITE, rule_name
+from ..lrp_mode import DEFAULT_COMPOSITE, composite_key
 from ..targets import ClassTarget
 from .state import merge_top
 
@@ -73,8 +73,8 @@ def check_ranking(net: "NetworkBase", rank: str, target, composite, backend: str
     resolved = net._resolve_target(target)
     if not isinstance(resolved, ClassTarget):
         raise OptionError(f"rank='relevance' needs a class target (index or label), got {target!r}")
-    return RelevanceRanking(resolved.index, resolved.label, rule_name(composite if composite is not None
-                                                                      else DEFAULT_COMPOSITE)[4:])
+    return RelevanceRanking(resolved.index, resolved.label,
+                            composite_key(composite if composite is not None else DEFAULT_COMPOSITE))
 
 
 def relevance_batch(net: "NetworkBase", layers: list[str], tops: dict[str, RelevanceTop], k: int, x: torch.Tensor,
