@@ -32,7 +32,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import OptionError, UnsupportedLayerError
-from .relu_rules import rectifier_rules
+from .relu_rules import _RELU_FUNCS, rectifier_rules
 from .lrp_rules import (COMPOSITES, FIRST_ONLY, RULES, GATED, GATES, Composite, LrpState, _Affine, _Call, _InputTimes,
                         _Pass, batch_norm_fold, run_batch_norm)
 
@@ -52,7 +52,7 @@ upsample_nearest upsample_bilinear pixel_shuffle pixel_unshuffle channel_shuffle
 dropout dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout
 leaky_relu leaky_relu_ max amax to float double half bfloat16 type type_as identity
 """.split())
-_RELU = frozenset({F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_, F.relu_})
+_RELU = _RELU_FUNCS  # the rectifier rules' set: every spelling of a ReLU
 _CONV = {torch.conv1d: 1, torch.conv2d: 2, torch.conv3d: 3}
 # a clamp written out (ReLU6 as x.clamp(0, 6)): an elementwise nonlinearity like any other, computed out of place
 _CLAMPS = {torch.clamp: torch.clamp, torch.clip: torch.clamp, torch.Tensor.clamp: torch.clamp, torch.Tensor.clip: torch.clamp,
