@@ -309,7 +309,7 @@ class NetworkBase:
         return logits, dict(outputs)
 
     def _cache_key(self, x: torch.Tensor) -> tuple:
-        digest = hashlib.blake2b(x.detach().cpu().numpy().tobytes(), digest_size=16).hexdigest()
+        digest = hashlib.blake2b(x.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy(), digest_size=16).hexdigest()
         return (digest, tuple(x.shape), str(x.dtype), str(x.device), state_key(self))
 
     def _all_activations(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

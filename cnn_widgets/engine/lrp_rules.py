@@ -105,8 +105,8 @@ class LrpState(RuleState):
 
 
 def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
-    """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's stabiliser)."""
-    return z + torch.where(z >= 0, eps, -eps)
+    """``z + eps * sign(z)`` with ``sign(0) = +1`` (zennit's stabiliser), in ``z``'s dtype (bfloat16 stays bfloat16)."""
+    return torch.where(z >= 0, z + eps, z - eps)
 
 
 @dataclass
