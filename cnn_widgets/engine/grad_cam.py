@@ -69,7 +69,7 @@ def grad_cam(
     # x requires grad only so that the layer output joins the graph; the backward stops at it
     x = x.detach().requires_grad_(True)
     unit = isinstance(resolved, Unit)
-    with net._session("gradient"), torch.enable_grad(), capture_outputs({name: module}) as captured:
+    with net._session("gradient"), torch.enable_grad(), capture_outputs({name: module}, layouts={name: net.layer(name).layout}) as captured:
         with _Watch(captured, name) as watch:
             logits, outputs = net._forward(x, layers=[resolved.layer] if unit else [], stop_early=unit)
         activation = _activation(net, name, watch, resolved, after_relu)

@@ -97,8 +97,13 @@ def this_thread_only(hook: Callable) -> Callable:
 
 @contextmanager
 def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Tensor], None],
-               stop_after: bool = False) -> Iterator[None]:
+               stop_after: bool = False, layouts: dict | None = None) -> Iterator[None]:
     """Call ``callback(name, output)`` the moment each named module produces its output.
+
+    ``layouts`` maps a name to the :class:`~cnn_widgets.engine.tokens.TokenLayout` of a transformer
+    block or channels-last stage: the callback then gets its ``[N, C, h, w]`` map, and the rest of
+    the pass reads the module's output rebuilt from that map (the same values), so gradients with
+    respect to the map flow.
 
     The callback sees the output before any later operation can change it in place (a
     ``ReLU(inplace=True)``, ResNet's ``out += identity``). With ``stop_after`` the pass is cut short
@@ -107,15 +112,23 @@ def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Ten
     (:func:`this_thread_only`).
     """
     seen: set[str] = set()
+    layouts = layouts or {}
 
     def make_hook(name: str):
+        layout = layouts.get(name)
+
         def hook(_module, _inputs, output):
             if isinstance(output, (tuple, list)):
                 output = output[0]
+            rebuilt = None
+            if layout is not None:
+                whole, output = output, layout.to_map(output)
+                rebuilt = layout.from_map(output, whole)
             callback(name, output)
             seen.add(name)
             if stop_after and len(seen) == len(modules):
                 raise StopForward
+            return rebuilt
 
         return hook
 
@@ -131,15 +144,15 @@ def on_outputs(modules: dict[str, nn.Module], callback: Callable[[str, torch.Ten
 
 @contextmanager
 def capture_outputs(
-    modules: dict[str, nn.Module], stop_after: bool = False
+    modules: dict[str, nn.Module], stop_after: bool = False, layouts: dict | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the output of each named module in the yielded dict while the block runs.
 
     With ``stop_after`` the forward pass is cut short (``StopForward``) as soon as every module
-    has produced its output; the caller catches it.
+    has produced its output; the caller catches it. ``layouts``: as for :func:`on_outputs`.
     """
     outputs: dict[str, torch.Tensor] = {}
-    with on_outputs(modules, outputs.__setitem__, stop_after):
+    with on_outputs(modules, outputs.__setitem__, stop_after, layouts):
         yield outputs
 
 

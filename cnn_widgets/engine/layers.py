@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .hooks import tensor_version, this_thread_only
+from .tokens import TokenLayout, token_layout
 from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
@@ -63,6 +64,10 @@ class LayerInfo:
     fed_by
         The explorable layer whose very output tensor, unchanged, is this layer's one argument
         (``None`` when anything runs in between: a batch norm, a reshape, an in-place change).
+    layout
+        For a transformer block (``[1, tokens, C]``) or a channels-last stage (``[1, H, W, C]``): how
+        its output holds the ``[C, h, w]`` map the engine shows (:class:`TokenLayout`); ``None`` for
+        a ``[1, C, H, W]`` or ``[1, C]`` layer. Its receptive field is then its patch, for display.
     """
 
     name: str
@@ -75,6 +80,7 @@ class LayerInfo:
     index: int = 0
     inputs: tuple[str, ...] = ()
     fed_by: str | None = None
+    layout: TokenLayout | None = None
     _module: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -93,6 +99,8 @@ class LayerInfo:
     def __str__(self) -> str:
         rf = self.receptive_field
         rf_text = "global" if rf and rf.is_global else (f"rf {rf.size[0]}x{rf.size[1]} stride {rf.stride[0]}" if rf else "rf ?")
+        if self.layout is not None:
+            rf_text = f"{self.layout}, shown on its {rf_text[3:]} patches"
         return f"{self.name} ({self.kind}, {'x'.join(map(str, self.shape))}, {rf_text})"
 
 
@@ -190,14 +198,20 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
 
     modules = dict(model.named_modules())
     candidates: list[tuple[str, dict, str]] = []
+    layouts: dict[str, TokenLayout] = {}
     for name, entry in calls.items():
         out = entry.get("output")
-        if entry["count"] != 1 or not isinstance(out, torch.Tensor) or out.dim() not in (2, 4) or out.shape[0] != 1:
+        if entry["count"] != 1 or not isinstance(out, torch.Tensor) or out.shape[0] != 1:
+            continue
+        layout = token_layout(out, tracer.grids, out.dim() == 4 and tracer.spatial_axes(out) == (1, 2))
+        if layout is not None and any(True for _ in modules[name].children()):
+            layouts[name] = layout  # a transformer block, a Swin stage (containers only: not their MLP's linears)
             continue
         kind = layer_kind(modules[name])
-        if kind is None or tracer.spatial_axes(out) != (out.dim() - 2, out.dim() - 1):
+        if kind is None or out.dim() not in (2, 4) or tracer.spatial_axes(out) != (out.dim() - 2, out.dim() - 1):
             continue  # not a layer, or a channels-last [1, H, W, C] map inside a block (ConvNeXt's MLP)
         candidates.append((name, entry, kind))
+    candidates += [(name, calls[name], "block") for name in _token_blocks(layouts, modules)]
 
     # a container whose output is the very tensor one of its explorable descendants returned adds nothing
     output_owner: dict[int, str] = {}
@@ -216,22 +230,53 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     layers: list[LayerInfo] = []
     for index, (name, entry, kind) in enumerate(kept):
         module = modules[name]
+        layout = layouts.get(name)
+        if layout is None:
+            shape, field_ = tuple(entry["output"].shape[1:]), to_receptive_field(tracer.field_of(entry["output"]), image_hw)
+        else:
+            shape, field_ = tuple(layout.to_map(entry["output"]).shape[1:]), _patch_field(layout, image_hw)
         layers.append(
             LayerInfo(
                 name=name,
                 kind=kind,
-                shape=tuple(entry["output"].shape[1:]),
+                shape=shape,
                 module_type=type(module).__name__,
-                receptive_field=to_receptive_field(tracer.field_of(entry["output"]), image_hw),
+                receptive_field=field_,
                 input_layer=dominator[name],
                 mixes_channels=_mixes_channels(module, kind) or len(inputs[name]) > 1,
                 index=index,
                 inputs=tuple(sorted(inputs[name] - {INPUT}, key=[n for n, _, _ in kept].index)),
                 fed_by=next((n for n in fed.get(name, ()) if n in kept_names), None),
+                layout=layout,
                 _module=module,
             )
         )
     return layers
+
+
+def _token_blocks(layouts: dict[str, TokenLayout], modules: dict[str, nn.Module]) -> list[str]:
+    """The token maps that are layers: each item of a list of blocks (``blocks.3``, a Swin stage's
+    ``blocks.1``) and every outermost one (the patch embedding, a Swin stage); not what runs inside a
+    block (its attention, its MLP), nor a wrapper of blocks (a Swin stage, torchvision's encoder)."""
+
+    def parent(name: str) -> str:
+        return name.rpartition(".")[0]
+
+    def in_list(name: str) -> bool:
+        return isinstance(modules.get(parent(name)), (nn.Sequential, nn.ModuleList))
+
+    def outermost(name: str) -> bool:
+        return not any(name.startswith(other + ".") for other in layouts)
+
+    found = [name for name in layouts if in_list(name) or outermost(name)]
+    # a wrapper of such layers (a Swin stage, torchvision's encoder) adds only its last norm or merge
+    return [name for name in found if not any(other.startswith(name + ".") for other in found)]
+
+
+def _patch_field(layout: TokenLayout, image_hw: tuple[int, int]) -> ReceptiveField:
+    """A token's patch of the image (``image / grid`` on a side; what a token is shown with)."""
+    step = tuple(max(1, round(image_hw[i] / layout.grid[i])) for i in range(2))
+    return ReceptiveField(size=step, stride=step, start=(0, 0))
 
 
 def _layer_inputs(kept: list[str], reads: dict, outer: dict) -> dict[str, set]:

@@ -91,6 +91,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         # where the (H, W) axes of a tensor are, for those not laid out [..., H, W]: a permute to
         # channels-last [N, H, W, C] (ConvNeXt's LayerNorm and MLP) keeps its field on axes (1, 2)
         self.axes: dict[int, tuple[int, int]] = {}
+        # the (h, w) grids of maps flattened into tokens (a vision transformer's patch embedding)
+        self.grids: list[tuple[int, int]] = []
         self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
 
     def sources_of(self, obj) -> frozenset:
@@ -129,6 +131,7 @@ class ReceptiveFieldTracer(TorchFunctionMode):
                         self.sources[id(tensor)] = found
                         self._alive.append(tensor)
             self._propagate(func, args, kwargs, out)
+            self._track_layout(func, args, kwargs, out)
         except Exception:  # a field we cannot trace is simply unknown, never a failed forward
             pass
         return out
@@ -177,6 +180,41 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             return None
         a, b = self.spatial_axes(first)
         return order.index(a), order.index(b)
+
+    def _track_layout(self, func, args, kwargs, out) -> None:
+        """Where the spatial axes of ``out`` are, also where no receptive field is known (a Swin stage
+        after a patch merging), and the grids of maps flattened into tokens.
+
+        A ``linear`` / ``layer_norm`` result with four dimensions is channels-last ``[N, H, W, C]``
+        (both act on the last axis), and so is ``[N, H*W, C]`` reshaped to four; a permute moves the axes; any other op that keeps the rank
+        keeps its first input's axes.
+        """
+        main = out[0] if isinstance(out, (tuple, list)) and out else out
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        if first is None or not isinstance(main, torch.Tensor):
+            return
+        name = getattr(func, "__name__", "")
+        if first.dim() == 4 and main.dim() == 3 and id(first) in self.fields and name in ("flatten", "reshape", "view"):
+            h, w = self._hw(first)
+            if h * w > 1 and h * w in tuple(main.shape[1:]) and (h, w) not in self.grids:
+                self.grids.append((h, w))
+        if id(main) in self.axes:
+            return
+        moved = self._moved_axes(name, first, args, kwargs, main)
+        if moved is not None:
+            axes = moved
+        elif name in ("linear", "layer_norm") and main.dim() == 4:
+            axes = (1, 2)
+        elif first.dim() == 3 and main.dim() == 4 and main.shape[1] * main.shape[2] == first.shape[1] \
+                and main.shape[3] == first.shape[2] and name in ("reshape", "view", "unflatten"):
+            axes = (1, 2)  # tokens [N, H*W, C] back to a channels-last map [N, H, W, C] (a Swin block)
+        elif main.dim() == first.dim():
+            axes = self.spatial_axes(first)
+        else:
+            return
+        if axes != (main.dim() - 2, main.dim() - 1):
+            self.axes[id(main)] = axes
+            self._alive.append(main)
 
     def _propagate(self, func, args, kwargs, out):
         inputs = self._inputs(args, kwargs)
