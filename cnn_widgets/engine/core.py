@@ -219,8 +219,9 @@ class NetworkBase:
         # Residual blocks that keep the shape add their input to their output, so channel j of the
         # block below feeds channel j straight through and would top every ranking. Step over such
         # runs of joins (blocks, or a residual add read through its activation, as in timm) to the
-        # input of the stage: the tree then walks stage by stage.
-        while below is not None and info.is_join:
+        # input of the stage: the tree then walks stage by stage. A transformer block's children are
+        # the embedding channels of the block below.
+        while below is not None and info.is_join and info.layout is None:
             lower = self.layer(below)
             if not lower.is_join or lower.shape != info.shape or lower.input_layer is None:
                 break
@@ -291,9 +292,9 @@ class NetworkBase:
         (the logits are then ``None``).
         """
         names = list(dict.fromkeys(layers))
-        modules = {n: self.layer(n)._module for n in names}
+        modules, layouts = {n: self.layer(n)._module for n in names}, {n: self.layer(n).layout for n in names}
         logits = None
-        with capture_outputs(modules, stop_after=stop_early and bool(names)) as outputs:
+        with capture_outputs(modules, stop_after=stop_early and bool(names), layouts=layouts) as outputs:
             try:
                 out = self.model(x)
                 # a model with no class scores (a backbone) still gives layer outputs
