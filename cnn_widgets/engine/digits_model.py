@@ -122,6 +122,7 @@ def train_digits_model(seed: int = 0, epochs: int = 8, batch_size: int = 64, lr:
             torch.set_num_threads(threads)
     for p in model.parameters():
         p.requires_grad_(True)
+        p.grad = None  # the last training step's gradients are no part of the model handed out
     return model, accuracy
 
 

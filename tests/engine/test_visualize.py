@@ -213,3 +213,39 @@ def test_show_start_shows_the_starting_picture_before_the_model_runs_and_changes
                       callback=lambda step, frame, value: dreams.append((step, frame)))
     assert [s for s, _ in dreams] == [0, 1, 2] and len(dream.frames) == 2
     assert np.abs(dreams[0][1].astype(int) - net.display_image(cat).astype(int)).max() <= 1  # the image itself
+
+
+def flat28_net() -> cw.Network:
+    """A 28x28 one-channel model whose flatten + linear head runs at that size only."""
+    g = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 10)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return cw.Network(model, preprocess=T.Compose([T.Grayscale(), T.Resize((28, 28)), T.ToTensor(),
+                                                   T.Normalize((0.5,), (0.5,))]))
+
+
+@pytest.mark.parametrize("build, layer", [(cw.digits_cnn, None), (flat28_net, "3")])
+def test_models_that_run_at_one_size_visualize_and_dream_at_that_size(build, layer):
+    net = build()
+    side = net.input_size[0]
+    with pytest.raises(cw.CnnWidgetsError, match="cannot run on an input"):  # the premise: one input size only
+        net.prepare(torch.rand(net.input_channels, side + 4, side + 4))
+    layer = layer or [entry.name for entry in net.layers if entry.kind == "conv"][-1]
+    before = snapshot(net.model)
+    start = cw.sample_image("cat")
+    unit = cw.Unit(layer, 1)
+    mean = lambda x: net.activations(x, [layer])[layer][1].mean().item()  # noqa: E731
+    viz = net.visualize(unit, steps=24, start=start, seed=3, progress=False)
+    picture = np.asarray(viz.image)
+    assert viz.image.size == (side, side) and np.isfinite(picture).all()
+    assert tuple(viz.input.shape) == (net.input_channels, side, side) and torch.isfinite(viz.input).all()
+    assert mean(viz.image) > mean(start) + 1e-3
+    label = net.visualize(0, steps=8, progress=False)  # a class: the whole model runs, head included
+    assert label.image.size == (side, side)
+    dream = net.dream(start, layer, octaves=3, steps=3, progress=False)
+    energy = lambda x: net.activations(x, [layer])[layer].pow(2).mean().item()  # noqa: E731
+    assert dream.image.size == (side, side) and energy(dream.image) > energy(start)
+    assert_untouched(net.model, before)

@@ -25,7 +25,7 @@ from .objectives import Objective, diversity, objective_layer, objective_value
 from .param import ImageParam
 from .transforms import Transform, apply_all
 
-__all__ = ["Ascent", "ascend", "model_input", "runs_at"]
+__all__ = ["Ascent", "ascend", "model_input", "runs_at", "shape_check"]
 
 FrameCallback = Callable[[int, np.ndarray, float], "bool | None"]  # (step, frame, objective) -> False stops
 
@@ -43,24 +43,44 @@ class Ascent:
     native: bool = True
 
 
-def runs_at(net, size: int) -> bool:
-    """Whether the model runs on ``size x size`` inputs (a fully convolutional body with global pooling)."""
+def runs_at(net, size: int | tuple[int, int]) -> bool:
+    """Whether the model runs on ``size x size`` (or ``(h, w)``) inputs (a fully convolutional body with
+    global pooling does; a flatten + linear head runs at one size only, some bodies at multiples of 32)."""
+    h, w = (size, size) if isinstance(size, int) else size
     try:
-        net._structure(torch.zeros(1, net.input_channels, size, size, device=net.device, dtype=net.dtype))
+        net._structure(torch.zeros(1, net.input_channels, h, w, device=net.device, dtype=net.dtype))
     except CnnWidgetsError:
         return False
     return True
 
 
-def model_input(net, pixels: torch.Tensor, size: int, native: bool, exact: bool = True) -> torch.Tensor:
+def shape_check(net) -> Callable[[tuple[int, int]], bool]:
+    """:func:`runs_at` for ``(h, w)`` shapes, each asked once (the transforms give a handful of sizes)."""
+    known: dict[tuple[int, int], bool] = {}
+
+    def fits(hw: tuple[int, int]) -> bool:
+        hw = (int(hw[0]), int(hw[1]))
+        if hw not in known:
+            known[hw] = runs_at(net, hw)
+        return known[hw]
+
+    return fits
+
+
+def model_input(net, pixels: torch.Tensor, size: int, native: bool, exact: bool = True,
+                fits: Callable[[tuple[int, int]], bool] | None = None) -> torch.Tensor:
     """Pixels after the transforms, normalised, at ``size`` (or at the model's input size if it needs that).
 
     With ``native`` and not ``exact`` the transformed picture goes in at whatever size the transforms
     left it (within a few per cent of ``size``): resizing it back would shrink every pattern by the
     padding on average (about 5% at 224 px), so the picture would be optimised at the wrong scale.
+    A size the model does not run at (``fits``: a flatten + linear head takes one size only) is
+    resized back to ``size`` all the same.
     """
     hw = (size, size) if native else net.input_size
-    if (exact or not native) and tuple(pixels.shape[-2:]) != tuple(hw):
+    shape = tuple(pixels.shape[-2:])
+    loose = native and not exact and (fits is None or fits(shape))
+    if not loose and shape != tuple(hw):
         pixels = F.interpolate(pixels, size=hw, mode="bilinear", align_corners=False)
     return pixels_to_input(pixels, net.preprocess, net.input_channels)
 
@@ -94,6 +114,7 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
     """
     image = ImageParam(n, size, param, decorrelate, start=start, generator=generator).to(net.device)
     optimizer = torch.optim.Adam(image.parameters(), lr=lr)
+    fits = shape_check(net)
     sign = -1.0 if negative else 1.0
     curve: list[float] = []
     frames: list[np.ndarray] = []
@@ -110,7 +131,7 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
             for step in range(1, steps + 1):
                 optimizer.zero_grad(set_to_none=True)
                 pixels = image()
-                x = model_input(net, apply_all(chain, pixels, generator), size, native, exact)
+                x = model_input(net, apply_all(chain, pixels, generator), size, native, exact, fits)
                 value, h = forward_value(net, objective, x.to(net.dtype))
                 loss = -sign * (value.sum() if reduce == "sum" else value.mean())
                 if diversity_weight and h is not None:

@@ -24,7 +24,7 @@ from ..images import ImageLike
 from ..pictures import pixels_to_uint8
 from ..preprocess import display_pixels, pixels_to_input
 from ..targets import Target, Unit, check_direction
-from .ascent import FrameCallback, ascend, forward_value, model_input, runs_at
+from .ascent import FrameCallback, ascend, forward_value, model_input, runs_at, shape_check
 from .objectives import Direction, LayerTarget, Objective, objective_layer
 from .param import PARAMS
 from .transforms import TRANSFORM_SETS, transform_set
@@ -201,6 +201,7 @@ def dream(
         base = F.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
     sizes = [(max(8, round(h / octave_scale**i)), max(8, round(w / octave_scale**i))) for i in reversed(range(octaves))]
     detail = torch.zeros_like(base)
+    fits = shape_check(net)
     curve, frames, interrupted = [], [], False
     bar = _bar(octaves * steps, "dream", progress)
     try:
@@ -213,7 +214,9 @@ def dream(
                 for step in range(steps):
                     dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=generator))
                     shifted = torch.roll(x, (dy, dx), dims=(2, 3)).requires_grad_(True)
-                    value, _ = forward_value(net, objective, pixels_to_input(shifted, net.preprocess, net.input_channels).to(net.dtype))
+                    # a model that runs at one size only sees the octave resized to it (coarser detail)
+                    seen = shifted if fits(hw) else F.interpolate(shifted, size=(h, w), mode="bilinear", align_corners=False)
+                    value, _ = forward_value(net, objective, pixels_to_input(seen, net.preprocess, net.input_channels).to(net.dtype))
                     (grad,) = torch.autograd.grad(value.sum(), shifted)
                     grad = torch.roll(grad, (-dy, -dx), dims=(2, 3))
                     x = (x + lr * grad / grad.abs().mean().clamp_min(1e-12)).clamp(0, 1).detach()
