@@ -49,8 +49,8 @@ class NetworkBase:
     ----------
     model
         Any ``torch.nn.Module`` that maps ``[N, 3, H, W]`` images to ``[N, classes]`` scores
-        (torchvision AlexNet / VGG / ResNet, timm CNNs, a user's own module, Sequential or not).
-        Its parameters decide the device and dtype of every computation.
+        (torchvision, timm, a user's own module; ``torch.compile(model)``: its ``_orig_mod`` explored, the compiled
+        graph never run; TorchScript refused). Its parameters decide the device and dtype (bfloat16 too) of every pass.
     preprocess
         Callable from an RGB ``PIL.Image`` to a float tensor ``[3, H, W]``. Default: ImageNet
         resize 256 / centre-crop 224 / normalise.
@@ -83,7 +83,7 @@ class NetworkBase:
         self.model = check_model(model)
         self.preprocess = imagenet_preprocess() if preprocess is None else check_preprocess(preprocess)
         self.labels = labels  # checked by the setter; their count is checked against the classes when used
-        self.name = name or type(model).__name__
+        self.name = name or type(self.model).__name__
         self.output = output
         self._first_size = check_input_size(input_size)
         self._shape: tuple[int, ...] | None = None  # input shape [C, H, W] that net.layers describes

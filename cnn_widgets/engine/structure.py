@@ -19,6 +19,7 @@ from .checks import check_int
 from .errors import CnnWidgetsError, ImageError, ModelError, OptionError
 from .hooks import capture_outputs, inference_state, tensor_version
 from .layers import LayerInfo, discover_layers
+from .model_kinds import explored_module
 from .relu_rules import rectifier_rules
 
 #: how to find the class scores in a model's output: None (automatic), a key/index, or a callable
@@ -156,9 +157,11 @@ def check_input_size(size) -> tuple[int, int] | None:
 
 
 def check_model(model) -> nn.Module:
-    """``model`` if it is a torch module with convolutions (cnn_widgets explores CNNs)."""
+    """The module to explore for ``model``: itself if it is a torch module with convolutions (cnn_widgets
+    explores CNNs), or a ``torch.compile`` model's original module (``model_kinds``: TorchScript refused)."""
     if not isinstance(model, nn.Module):
         raise ModelError(f"Network needs a torch.nn.Module, got {type(model).__name__}")
+    model = explored_module(model)
     if not any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         raise ModelError(
             f"{type(model).__name__} has no convolution layers; cnn_widgets explores CNNs "
