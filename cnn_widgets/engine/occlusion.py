@@ -25,6 +25,7 @@ from .errors import OptionError
 from .hooks import inference_state
 from .incremental.heat import OcclusionResult, first_pass_estimate, heat_error, heat_map, neighbour_spread
 from .occlusion_runs import Evaluator, run_windows
+from .precision import accumulation_dtype
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit
 
 __all__ = ["FILLS", "MAX_TABLE", "METHODS", "OcclusionResult", "first_pass", "first_pass_stride", "occlusion", "occlusion_fill",
@@ -287,20 +288,21 @@ def occlusion(
         with inference_state(net.model), torch.no_grad():
             evaluate = Evaluator(net, x, resolved, quantity, execution, approx, occlusion_fill(x, fill, window), window,
                                  table=keep_table)
-            drops = torch.full((nh * nw,), float("nan"), dtype=x.dtype, device=x.device)
+            acc = accumulation_dtype(x.dtype)  # drops and the heat map in float32 for a bfloat16 model
+            drops = torch.full((nh * nw,), float("nan"), dtype=acc, device=x.device)
             offset = 0
             if coarse is not None:
                 shape = (len(coarse[0]), len(coarse[1]))
 
                 def coarse_batch(done, values):
                     if callback is not None:
-                        partial = torch.full((len(coarse_corners),), float("nan"), dtype=x.dtype, device=x.device)
+                        partial = torch.full((len(coarse_corners),), float("nan"), dtype=acc, device=x.device)
                         partial[: len(values)] = values
                         callback(done, total, heat_map(partial.view(shape), window, coarse_stride, size))
 
                 values = run_windows(evaluate, coarse_corners, batch_size, bar, coarse_batch)
                 estimate = first_pass_estimate(values.view(shape), window, coarse_stride, size, corners)
-                drops = estimate.to(x.dtype).clone()  # windows not drilled into keep the first pass's estimate
+                drops = estimate.to(acc).clone()  # windows not drilled into keep the first pass's estimate
                 # run the windows whose estimate is least sure: where the first pass's neighbours disagree
                 rank = neighbour_spread(values.view(shape), coarse_stride, corners).to(estimate.dtype)
                 if shared:  # a window the first pass ran at the same corner is exact already: never run twice
@@ -309,7 +311,7 @@ def occlusion(
                     rank[at] = -math.inf
                 stages = [sorted(rank.topk(keep).indices.tolist())]
                 offset = len(coarse_corners)
-            rows = torch.full((nh * nw, columns), float("nan"), dtype=x.dtype, device=x.device) if keep_table else None
+            rows = torch.full((nh * nw, columns), float("nan"), dtype=acc, device=x.device) if keep_table else None
             for todo in stages:
 
                 def fine_batch(done, values, todo=todo, offset=offset):

@@ -29,6 +29,7 @@ from .errors import OptionError
 from .grad_cam import grad_cam
 from .hooks import inference_state
 from .lrp_mode import DEFAULT_COMPOSITE, rule_name
+from .precision import accumulation_dtype, as_result
 from .structure import state_key
 from .targets import QUANTITIES, TOP_CLASS, ClassTarget, Direction, Target, Unit, check_direction, scalar
 
@@ -192,10 +193,10 @@ def smoothgrad(
     generator = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     # all the noise at once (on the CPU generator), so the map does not depend on batch_size
     eps = torch.randn((n_samples, *x.shape[1:]), generator=generator, dtype=x.dtype).to(x.device)
-    total = torch.zeros_like(x[0])
+    total = torch.zeros_like(x[0], dtype=accumulation_dtype(x.dtype))  # float32 for a bfloat16 model
     for start in range(0, n_samples, batch_size):
         grad = input_gradients(net, x + sigma * eps[start : start + batch_size], resolved, "gradient", quantity)[0]
-        total += grad.sum(dim=0)
+        total += grad.sum(dim=0, dtype=total.dtype)
     return total / n_samples
 
 
@@ -244,10 +245,10 @@ def integrated_gradients(
     alphas, weights = _integration_nodes(steps, integration)
     resolved = _resolve(net, x, target, lazy=False)
     delta = x - x0
-    total = torch.zeros_like(x[0])
+    total = torch.zeros_like(x[0], dtype=accumulation_dtype(x.dtype))  # float32 for a bfloat16 model
     for start in range(0, steps, batch_size):
         a = torch.as_tensor(alphas[start : start + batch_size], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
-        w = torch.as_tensor(weights[start : start + batch_size], dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
+        w = torch.as_tensor(weights[start : start + batch_size], dtype=total.dtype, device=x.device).view(-1, 1, 1, 1)
         grad = input_gradients(net, x0 + a * delta, resolved, "gradient", quantity)[0]
         total += (w * grad).sum(dim=0)
     return delta[0] * total
@@ -331,7 +332,7 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
     -------
     torch.Tensor
         ``[3, H, W]`` raw signed attributions (``grad_cam``: ``[H, W]``), detached, on the
-        model's device.
+        model's device; float32 for a bfloat16 / float16 model (:mod:`.precision`).
     """
     fn = METHODS[check_choice("method", method, METHODS)].function
     if isinstance(target, Direction) and not METHODS[method].directions:
@@ -341,7 +342,7 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
     check_keywords(fn, options, skip=3, name=f"saliency method {method!r}")
     check_choice("quantity", options.get("quantity", "logit"), QUANTITIES)
     x = net.prepare(image)
-    result = fn(net, x, target, **options).detach()
+    result = as_result(fn(net, x, target, **options).detach())  # float32 for a bfloat16 / float16 model
     rule = METHODS[method].rule
     if rule != "gradient" and not net.last_rule[1]:
         warnings.warn(
