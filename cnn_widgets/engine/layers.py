@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .hooks import tensor_version, this_thread_only
-from .tokens import TokenLayout, token_layout
+from .tokens import TOKENS, TokenLayout, token_layout
 from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
@@ -100,7 +100,7 @@ class LayerInfo:
         rf = self.receptive_field
         rf_text = "global" if rf and rf.is_global else (f"rf {rf.size[0]}x{rf.size[1]} stride {rf.stride[0]}" if rf else "rf ?")
         if self.layout is not None:
-            rf_text = f"{self.layout}, shown on its {rf_text[3:]} patches"
+            rf_text = f"{self.layout}, " + ("global" if rf_text == "global" else f"shown on its {rf_text[3:]} patches")
         return f"{self.name} ({self.kind}, {'x'.join(map(str, self.shape))}, {rf_text})"
 
 
@@ -151,6 +151,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
     outer: dict[tuple[str, int], list[tuple[str, int]]] = {}  # call -> enclosing calls returning its very output
     produced: dict[int, list[tuple[str, torch.Tensor, int]]] = {}  # tensor id -> (module, tensor, version) per return
     fed: dict[str, list[str]] = {}  # module -> the modules that returned its one argument, unchanged since
+    picks: set[str] = set()  # modules that read a token picked out of a transformer's tokens (the class token)
 
     def pre_hook(module, inputs):
         name = names[module]
@@ -159,6 +160,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         entry["pre"] = clock[0]
         clock[0] += 1
         reads[(name, entry["count"] - 1)] = tracer.sources_of(inputs)
+        if any(isinstance(x, torch.Tensor) and id(x) in tracer.picked for x in inputs):
+            picks.add(name)
         if len(inputs) == 1 and isinstance(inputs[0], torch.Tensor):
             x = inputs[0]
             version = tensor_version(x)
@@ -225,11 +228,12 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
 
     image_hw = tuple(example.shape[-2:])
     inputs = _layer_inputs([n for n, _, _ in kept], reads, outer)
+    kept = _with_extra_tokens(kept, layouts, inputs, picks)
     dominator = _immediate_dominators([n for n, _, _ in kept], inputs)
     kept_names = {n for n, _, _ in kept}
     layers: list[LayerInfo] = []
     for index, (name, entry, kind) in enumerate(kept):
-        module = modules[name]
+        module = modules[name.removesuffix(TOKENS)]
         layout = layouts.get(name)
         if layout is None:
             shape, field_ = tuple(entry["output"].shape[1:]), to_receptive_field(tracer.field_of(entry["output"]), image_hw)
@@ -273,8 +277,28 @@ def _token_blocks(layouts: dict[str, TokenLayout], modules: dict[str, nn.Module]
     return [name for name in found if not any(other.startswith(name + ".") for other in found)]
 
 
+def _with_extra_tokens(kept: list, layouts: dict, inputs: dict, picks: set[str]) -> list:
+    """``kept`` with a ``"<block>:tokens"`` layer after each block that has extra tokens (its layout
+    and inputs added to ``layouts`` and ``inputs``); a layer reading a token picked out of a block (a
+    head on the class token) reads that layer instead of the block's patch map."""
+    out = []
+    for name, entry, kind in kept:
+        out.append((name, entry, kind))
+        layout = layouts.get(name)
+        if layout is not None and layout.prefix and not layout.extra_only:
+            layouts[name + TOKENS] = layout.extras()
+            inputs[name + TOKENS] = set(inputs[name])
+            out.append((name + TOKENS, entry, kind))
+    for name in picks & set(inputs):
+        inputs[name] = {i + TOKENS if i + TOKENS in inputs else i for i in inputs[name]}
+    return out
+
+
 def _patch_field(layout: TokenLayout, image_hw: tuple[int, int]) -> ReceptiveField:
-    """A token's patch of the image (``image / grid`` on a side; what a token is shown with)."""
+    """A token's patch of the image (``image / grid`` on a side; what a token is shown with); the
+    extra tokens see the whole image."""
+    if layout.extra_only:
+        return ReceptiveField(size=tuple(image_hw), stride=tuple(image_hw), start=(0, 0), is_global=True)
     step = tuple(max(1, round(image_hw[i] / layout.grid[i])) for i in range(2))
     return ReceptiveField(size=step, stride=step, start=(0, 0))
 

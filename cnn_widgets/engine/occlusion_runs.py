@@ -14,6 +14,7 @@ from .incremental import IncrementalRunner, Patch, plan_for
 from .incremental.regions import read_window
 from .structure import select_logits
 from .targets import TOP_CLASS, ClassTarget, Unit, scalar, scalar_table
+from .tokens import TOKENS
 
 __all__ = ["FULL_WORK", "Evaluator", "run_windows"]
 
@@ -41,13 +42,16 @@ class Evaluator:
         self.fill_image, self.window, self.table, self.column = fill_image, window, table, None
         self.unit = isinstance(resolved, Unit)
         self.runner, self.reason, self.full_windows, self.runs = None, None, 0, 0
+        # a transformer block's map is read out of its tokens (the ":tokens" layer is the same module's)
+        self.layout = net.layer(resolved.layer).layout if self.unit else None
         if method in ("auto", "incremental"):
             try:
                 leaves = frozenset([resolved.layer]) if self.unit else frozenset()
                 plan, clean = plan_for(net.model, x, leaves)
                 last = plan.output
                 if self.unit:
-                    last = next((op.node for op in plan.ops if op.node.op == "call_module" and op.node.target == resolved.layer), None)
+                    module = resolved.layer.removesuffix(TOKENS)
+                    last = next((op.node for op in plan.ops if op.node.op == "call_module" and op.node.target == module), None)
                     if last is None:
                         raise ValueError(f"layer {resolved.layer!r} is not a module call of the traced graph")
                 self.runner = IncrementalRunner(plan, clean, last, approx)
@@ -55,6 +59,7 @@ class Evaluator:
             except (NonFiniteError, KeyboardInterrupt):
                 raise
             except Exception as err:  # untraceable or unsupported: the plain model is always right
+                self.runner = None
                 self.reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
                 log.debug("occlusion runs the full network per window: %s", self.reason)
         if self.runner is not None and method == "auto" and approx is None:  # tau needs the runner
@@ -72,14 +77,17 @@ class Evaluator:
         self.runner.macs = 0  # the probe is not part of the work done for the map
         if share >= FULL_WORK:
             self.runner = None  # every window runs in full
+            why = ("self-attention lets every token see every patch, so one window changes every token of the "
+                   "blocks after it" if any(layer.layout is not None for layer in self.net.layers) else
+                   "e.g. global pooling inside the network, as in squeeze-and-excitation blocks, changes every position")
             self.reason = (f"incremental inference would recompute {share:.0%} of the network for each window "
-                           f"(at least {FULL_WORK:.0%}; e.g. global pooling inside the network, as in "
-                           "squeeze-and-excitation blocks, changes every position), so every window ran in full")
+                           f"(at least {FULL_WORK:.0%}; {why}), so every window ran in full")
             log.debug("occlusion: %s", self.reason)
 
     def _value(self, out, rows):
         if self.unit:
             out = out[0] if isinstance(out, (tuple, list)) else out
+            out = self.layout.to_map(out) if self.layout is not None else out
             logits, outputs = None, {self.resolved.layer: out}
         else:
             logits, outputs = select_logits(out, self.net.output, self.net.name), {}

@@ -9,7 +9,10 @@ back, so a forward hook can hand the rest of the model the very same values *com
 map*. Gradients with respect to the map then flow (Grad-CAM, saliency of a unit, the contribution
 tree), exactly as pytorch-grad-cam's ``reshape_transform`` does for Grad-CAM alone.
 
-The extra tokens are kept apart: :meth:`TokenLayout.extra` returns them ``[N, prefix, C]``.
+The extra tokens are kept apart: a block with extra tokens also lists a layer of its own,
+``"<block>:tokens"`` (:data:`TOKENS`), whose ``[C, 1, prefix]`` map holds them: ``cw.Unit("blocks.11:tokens",
+c, position=(0, 0))`` is channel ``c`` of the class token, usable as any unit is. A layer that reads
+only extra tokens (a head on the class token) reads that layer, not the patch map.
 
 A token's receptive field, for display (top images, the tree's pictures), is its patch: attention
 lets every token see the whole image from the first block on, so the traced field would be the
@@ -22,6 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
+#: the suffix of the layer holding a block's extra tokens: ``"blocks.11" + TOKENS``
+TOKENS = ":tokens"
+
 #: the most extra tokens (class, distillation, registers) before the patch tokens that are recognised
 MAX_EXTRA_TOKENS = 16
 
@@ -33,11 +39,14 @@ class TokenLayout:
     grid: tuple[int, int]  # (h, w): the patch grid
     prefix: int = 0  # extra tokens before the patch tokens ([N, tokens, C] only)
     channels_last: bool = False  # [N, H, W, C] (a Swin stage), not [N, tokens, C]
+    extra_only: bool = False  # the map is the extra tokens, [N, C, 1, prefix] (the ":tokens" layer)
 
     def to_map(self, out: torch.Tensor) -> torch.Tensor:
         """The ``[N, C, h, w]`` map of ``out`` (a differentiable view of it)."""
         if self.channels_last:
             return out.permute(0, 3, 1, 2)
+        if self.extra_only:
+            return out[:, :self.prefix].transpose(1, 2).unsqueeze(2)
         n, _, c = out.shape
         return out[:, self.prefix:].transpose(1, 2).reshape(n, c, *self.grid)
 
@@ -46,15 +55,17 @@ class TokenLayout:
         if self.channels_last:
             return feature_map.permute(0, 2, 3, 1)
         tokens = feature_map.flatten(2).transpose(1, 2)
+        if self.extra_only:
+            return torch.cat([tokens, out[:, self.prefix:]], dim=1)
         return torch.cat([out[:, :self.prefix], tokens], dim=1) if self.prefix else tokens
 
-    def extra(self, out: torch.Tensor) -> torch.Tensor:
-        """The extra tokens ``[N, prefix, C]`` (class, distillation, registers); empty for none."""
-        if self.channels_last:
-            return out.new_zeros((out.shape[0], 0, out.shape[-1]))
-        return out[:, :self.prefix]
+    def extras(self) -> "TokenLayout":
+        """The layout of the block's ``":tokens"`` layer: its extra tokens as a ``[C, 1, prefix]`` map."""
+        return TokenLayout((1, self.prefix), self.prefix, extra_only=True)
 
     def __str__(self) -> str:
+        if self.extra_only:
+            return "the class token" if self.prefix == 1 else f"the {self.prefix} extra tokens (the class token first)"
         if self.channels_last:
             return f"channels-last {self.grid[0]}x{self.grid[1]} map"
         extra = f" after {self.prefix} extra token{'s' if self.prefix != 1 else ''}" if self.prefix else ""

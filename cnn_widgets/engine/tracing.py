@@ -93,6 +93,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         self.axes: dict[int, tuple[int, int]] = {}
         # the (h, w) grids of maps flattened into tokens (a vision transformer's patch embedding)
         self.grids: list[tuple[int, int]] = []
+        # tensors computed from one token picked out of [N, tokens, C] (a head on the class token)
+        self.picked: set[int] = set()
         self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
 
     def sources_of(self, obj) -> frozenset:
@@ -186,14 +188,19 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         after a patch merging), and the grids of maps flattened into tokens.
 
         A ``linear`` / ``layer_norm`` result with four dimensions is channels-last ``[N, H, W, C]``
-        (both act on the last axis), and so is ``[N, H*W, C]`` reshaped to four; a permute moves the axes; any other op that keeps the rank
-        keeps its first input's axes.
+        (both act on the last axis), and so is ``[N, H*W, C]`` reshaped to four; a permute moves the
+        axes; any other op that keeps the rank keeps its first input's axes. A token picked out of
+        ``[N, tokens, C]`` marks what is computed from it.
         """
         main = out[0] if isinstance(out, (tuple, list)) and out else out
         first = next((a for a in args if isinstance(a, torch.Tensor)), None)
         if first is None or not isinstance(main, torch.Tensor):
             return
         name = getattr(func, "__name__", "")
+        if any(id(a) in self.picked for a in args if isinstance(a, torch.Tensor)) or (
+                name in ("__getitem__", "select") and first.dim() == 3 and main.dim() == 2):
+            self.picked.add(id(main))
+            self._alive.append(main)
         if first.dim() == 4 and main.dim() == 3 and id(first) in self.fields and name in ("flatten", "reshape", "view"):
             h, w = self._hw(first)
             if h * w > 1 and h * w in tuple(main.shape[1:]) and (h, w) not in self.grids:
