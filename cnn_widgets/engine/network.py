@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from .atlas import Atlas, atlas
+from .attention import attention
 from .checks import check_keywords
 from .contributions import Contribution, ContributionNode, contribution_tree, contributions
 from .core import NetworkBase
@@ -41,6 +42,12 @@ class Network(NetworkBase):
     def saliency(self, image: ImageLike, target: Target = None, method: str = "guided_backprop", **options) -> torch.Tensor:
         """Attribution map for ``target`` w.r.t. the preprocessed input; see :func:`.saliency.saliency`."""
         return saliency(self, image, target, method, **options)
+
+    def attention(self, image: ImageLike, layer: str | None = None, head: int | str | None = None):
+        """The class token's attention on the patch grid per head (``[heads, h, w]``; ``head=i`` or
+        ``"mean"``: ``[h, w]``), of one transformer block or, for ``layer=None``, a dict of each; the
+        mean over query tokens for a model without a class token. See :func:`.attention.attention`."""
+        return attention(self, image, layer, head)
 
     def relevance(self, image: ImageLike, target: Target = None, composite: str = DEFAULT_COMPOSITE) -> Relevance:
         """Layer-wise relevance propagation: the input's relevance and the total per layer (conservation);

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import graph_cache
+from .attention import attention_rollout, has_attention
 from .checks import check_choice, check_float, check_int, check_keywords
 from .errors import OptionError
 from .grad_cam import grad_cam
@@ -290,6 +291,7 @@ class SaliencyMethod:
     output: str = "rgb"
     rule: str = "gradient"  # the backward rule at rectifiers: "gradient", "deconvnet", "guided"; "lrp": per-layer rules
     directions: bool = True  # whether a Direction target works (the function goes through input_gradients)
+    applies: Callable[[object], bool] = lambda net: True  # whether menus offer it for a network (attention: ViTs only)
 
 
 # The registry: adding a method is one function above plus one entry here; ``saliency`` and the
@@ -303,6 +305,8 @@ METHODS: dict[str, SaliencyMethod] = {
     "integrated_gradients": SaliencyMethod(integrated_gradients, "integrated gradients"),
     "grad_cam": SaliencyMethod(grad_cam, "Grad-CAM", output="map", directions=False),
     "lrp": SaliencyMethod(lrp, "LRP", rule="lrp", directions=False),
+    "attention_rollout": SaliencyMethod(attention_rollout, "attention rollout", output="map", directions=False,
+                                        applies=has_attention),
 }
 
 
@@ -323,7 +327,8 @@ def saliency(net, image, target: Target = None, method: str = "guided_backprop",
         ``net.visualize`` maximises for it; every method but ``grad_cam`` takes it).
     method
         One of :data:`METHODS`: ``gradient``, ``deconvnet``, ``guided_backprop``,
-        ``input_x_gradient``, ``smoothgrad``, ``integrated_gradients``, ``grad_cam``.
+        ``input_x_gradient``, ``smoothgrad``, ``integrated_gradients``, ``grad_cam``, ``lrp``,
+        ``attention_rollout`` (vision transformers only; class-agnostic, :mod:`.attention`).
     **options
         Method options (see each method's function); every method takes ``quantity``
         (``"logit"``, default, or ``"probability"``) for class targets.

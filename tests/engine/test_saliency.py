@@ -453,6 +453,11 @@ def test_every_method_leaves_the_model_as_it_was(method):
     net, x = wrap(model), image(19)
     before = snapshot(model)
     options = {"n_samples": 3} if method == "smoothgrad" else {"steps": 4} if method == "integrated_gradients" else {}
+    if not METHODS[method].applies(net):  # attention rollout on a CNN: refused, clearly, the model as it was
+        with pytest.raises(cw.ModelError, match="vision transformer"):
+            net.saliency(x, 1, method, **options)
+        assert_unchanged(model, before)
+        return
     out = net.saliency(x, 1, method, **options)
     assert not out.requires_grad and out.grad_fn is None
     assert out.shape == ((16, 16) if method == "grad_cam" else (3, 16, 16))
