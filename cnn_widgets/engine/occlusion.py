@@ -317,7 +317,7 @@ def occlusion(
                 def fine_batch(done, values, todo=todo, offset=offset):
                     if callback is not None:
                         partial = drops.clone()
-                        partial[todo[: len(values)]] = _column(values, evaluate.column)
+                        partial[todo[: len(values)]] = _column(values, evaluate.column).to(partial.dtype)
                         callback(offset + done, total, heat_map(partial.view(nh, nw), window, stride, size))
 
                 values = run_windows(evaluate, [corners[i] for i in todo], batch_size, bar, fine_batch)
