@@ -98,6 +98,22 @@ RESIZE = T.Compose([T.Resize((SIZE, SIZE)), T.ToTensor()])
 LABELS = ["tabby, tabby cat", "dog", "car"]
 
 
+def quiet(make: Callable[[], object]):
+    """``make()`` without torch.jit's deprecation warnings."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make()
+
+
+def with_part(part: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """``Small`` with its residual block replaced by ``part(block)`` (scripted or compiled)."""
+    model = Small()
+    model.block = quiet(lambda: part(model.block))
+    return model
+
+
 @dataclass
 class Ctx:
     net: cw.Network  # Small, resized 16x16 inputs, labels
@@ -286,6 +302,10 @@ CASES = [
     Bad("preprocess-returns-image", lambda c: cw.Network(cifar(), preprocess=lambda im: im).predict(c.image), IMAGE, r"preprocess must return a tensor \[C, H, W\], got Image"),
     Bad("labels-string", lambda c: cw.Network(cifar(), labels="abc"), OPTION, r"labels must be a list of class names, one per output, got 'abc'"),
     Bad("labels-count", lambda c: cw.Network(Small(), preprocess=RESIZE, labels=["cat"]).predict(c.image), OPTION, r"labels has 1 name but Small outputs 3 classes"),
+    Bad("model-torchscript", lambda c: cw.Network(quiet(lambda: torch.jit.script(Small()))), MODEL, r"RecursiveScriptModule of Small is a TorchScript module.*cannot run inside TorchScript\. Pass the eager nn\.Module it was scripted or traced from"),
+    Bad("model-traced", lambda c: cw.Network(quiet(lambda: torch.jit.trace(Small(), torch.zeros(1, 3, SIZE, SIZE)))), MODEL, r"TopLevelTracedModule of Small is a TorchScript module"),
+    Bad("model-scripted-submodule", lambda c: cw.Network(with_part(torch.jit.script)), MODEL, r"Small\.block is a TorchScript module \(RecursiveScriptModule of Residual\).*eager module at 'block'"),
+    Bad("model-compiled-submodule", lambda c: cw.Network(with_part(torch.compile)), MODEL, r"Small\.block was compiled \(torch\.compile\).*torch\.compile\(model\)"),
 ]
 
 
