@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 
 from .checks import check_choice, check_int
 from .errors import LayerNotFoundError, ModelError, OptionError
-from .hooks import this_thread_only
+from .hooks import inference_state, this_thread_only
 from .targets import Direction, Unit
 
 if TYPE_CHECKING:
@@ -116,8 +116,7 @@ def has_attention(net) -> bool:
     return False
 
 
-def _refuse_without_attention(net) -> None:
-    layers = _token_layers(net)
+def _refuse_without_attention(net, layers: list) -> None:
     if not layers:
         raise ModelError(f"{net.name} has no transformer blocks: attention maps and attention rollout need {_VIT}; "
                          "for a CNN use another saliency method (e.g. 'grad_cam', 'gradient')")
@@ -132,7 +131,7 @@ def _windowed(model: str, layer: str) -> str:
 
 
 @contextmanager
-def _capture(net) -> Iterator[dict[str, list[torch.Tensor]]]:
+def _capture(layers: list) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record, per token layer, the attention probabilities computed inside it (forward order)."""
     captured: dict[str, list[torch.Tensor]] = {}
     running: list[str] = []
@@ -149,7 +148,7 @@ def _capture(net) -> Iterator[dict[str, list[torch.Tensor]]]:
 
     handles = []
     try:
-        for info in _token_layers(net):
+        for info in layers:
             handles.append(info._module.register_forward_pre_hook(this_thread_only(enter(info.name))))
             handles.append(info._module.register_forward_hook(this_thread_only(leave)))
         with _AttentionCapture(record):
@@ -166,12 +165,21 @@ def attention_layers(net: NetworkBase, x: torch.Tensor) -> dict[str, torch.Tenso
     ``N`` is the layer's token count (its extra tokens, then the patch grid row by row). Raises a
     ``ModelError`` when the model has none, or computes windowed (Swin) attention.
     """
-    _refuse_without_attention(net)
-    with _capture(net) as captured, net._session(), torch.no_grad():
+    return _attention(net, x)[0]
+
+
+def _attention(net, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict]:
+    """:func:`attention_layers` and the :class:`TokenLayout` of each of its layers."""
+    layers = _token_layers(net)  # read once: each net.layers call checks the model's modules
+    _refuse_without_attention(net, layers)
+    # eval mode and frozen parameters only: no backward pass follows, so no rectifier rules (net._session's
+    # rule mode would route every GELU through a Python function for nothing)
+    with _capture(layers) as captured, inference_state(net.model), torch.no_grad():
         net._forward(x)
+    infos = {info.name: info for info in layers}
     found: dict[str, torch.Tensor] = {}
     for name, calls in captured.items():
-        info = net.layer(name)
+        info = infos[name]
         tokens = info.layout.prefix + info.layout.grid[0] * info.layout.grid[1]
         probs = calls[-1]
         if info.layout.channels_last or probs.shape[0] != x.shape[0]:
@@ -187,7 +195,7 @@ def attention_layers(net: NetworkBase, x: torch.Tensor) -> dict[str, torch.Tenso
     if not found:
         raise ModelError(f"{net.name} has token layers but no attention was seen in them; attention maps and "
                          f"attention rollout need {_VIT}")
-    return found
+    return found, {name: infos[name].layout for name in found}
 
 
 def _query_row(probs: torch.Tensor, prefix: int) -> torch.Tensor:
@@ -219,7 +227,7 @@ def attention(net: NetworkBase, image, layer: str | None = None, head: int | str
         layer = net.layer(layer).name  # unknown names: LayerNotFoundError with close names
     if head is not None and head != "mean" and (isinstance(head, bool) or not isinstance(head, int)):
         raise OptionError(f"head must be None (every head), a head index or 'mean', got {head!r}")
-    every = attention_layers(net, net.prepare(image))
+    every, layouts = _attention(net, net.prepare(image))
     if layer is not None and layer not in every:
         raise LayerNotFoundError(f"layer {layer!r} of {net.name} is not a transformer block with attention; "
                                  f"use one of {', '.join(map(repr, every))}")
@@ -227,7 +235,7 @@ def attention(net: NetworkBase, image, layer: str | None = None, head: int | str
     for name, probs in every.items():
         if layer is not None and name != layer:
             continue
-        layout = net.layer(name).layout
+        layout = layouts[name]
         grid = _query_row(probs, layout.prefix)[:, layout.prefix:].reshape(-1, *layout.grid)
         if head == "mean":
             grid = grid.mean(dim=0)
@@ -238,10 +246,12 @@ def attention(net: NetworkBase, image, layer: str | None = None, head: int | str
 
 
 def rollout_matrix(layers: list[torch.Tensor], head_fusion: str = "mean") -> torch.Tensor:
-    """``Â_L ··· Â_1`` with ``Â = renormalised rows of 0.5 A + 0.5 I`` and ``A`` the heads fused (float64)."""
+    """``Â_L ··· Â_1`` with ``Â = renormalised rows of 0.5 A + 0.5 I`` and ``A`` the heads fused (in float32,
+    or float64 for a float64 model: products of row-stochastic matrices lose no precision to speak of)."""
     result = None
     for probs in layers:
-        fused = getattr(probs.double(), "amax" if head_fusion == "max" else "amin" if head_fusion == "min" else "mean")(dim=0)
+        probs = probs.to(torch.promote_types(probs.dtype, torch.float32))
+        fused = probs.amax(dim=0) if head_fusion == "max" else probs.amin(dim=0) if head_fusion == "min" else probs.mean(dim=0)
         a = 0.5 * fused + 0.5 * torch.eye(fused.shape[-1], dtype=fused.dtype, device=fused.device)
         a = a / a.sum(dim=-1, keepdim=True)
         result = a if result is None else a @ result
@@ -285,11 +295,11 @@ def attention_rollout(net, x, target, head_fusion: str = "mean", quantity: str =
         raise OptionError("attention rollout is class-agnostic and takes no Direction target")
     if target is not None:
         target = net._resolve_target(target)  # a bad class or unit is still an error
-    every = attention_layers(net, x)
+    every, layouts = _attention(net, x)
     names, row = list(every), None
     if isinstance(target, Unit):
         names, row = _up_to_unit(net, target, names)
-    layout = net.layer(names[-1]).layout
+    layout = layouts[names[-1]]
     rolled = rollout_matrix([every[n] for n in names], head_fusion)
     flow = rolled[row] if row is not None else _query_row(rolled, layout.prefix)
     grid = flow[layout.prefix:].reshape(1, 1, *layout.grid)

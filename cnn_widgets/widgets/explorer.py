@@ -182,6 +182,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, Pane
         options, ranges = describe(self)
         for row in PANELS:
             options.update(row.panel.options())  # built now: e.g. methods registered at run time
+        options.update(self.panels["saliency"].options(getattr(self, "net", None)))  # the methods that apply to it
         options["target"] = [[value, label] for value, label in validation.TARGETS.items()]
         return {"options": options, "ranges": ranges, "panels": {row.panel.name: row.panel.label for row in PANELS},
                 "scan_tabs": list(SCAN_TABS), "shown_only": {"image_name": [CUSTOM_IMAGE]},

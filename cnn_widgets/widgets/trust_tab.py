@@ -27,7 +27,7 @@ class TrustTab(traitlets.HasTraits):
     """Mixed into the Explorer: the ``trust_*`` traits; ``trust_subject`` counts what was explained."""
 
     #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
-    USES: tuple[str, ...] = ('runner', 'choices', 'target', 'recompute', 'cancel')
+    USES: tuple[str, ...] = ('runner', 'choices', 'target', 'recompute', 'cancel', 'method')
 
     trust_methods = List(Unicode(), default_value=list(DEFAULT_METHODS)).tag(sync=True)  # names from the saliency registry
     trust_mode = Choice(MODES, "cascade").tag(sync=True)
@@ -56,6 +56,17 @@ class TrustTab(traitlets.HasTraits):
             raise TraitError(f"trust_methods must name saliency methods, each once, at least one (of {', '.join(known)}); "
                              f"got {methods}")
         return methods
+
+    @observe("choices")
+    def _fit_methods(self, change):
+        """A new network narrows the saliency methods offered (attention rollout: transformers only): a
+        chosen method it lacks goes back to the default, and the Trust tab keeps the ones it offers."""
+        known = [name for name, _ in change["new"]["options"]["method"]]
+        if self.method not in known:
+            self.method = self.traits()["method"].default_value
+        kept = [m for m in self.trust_methods if m in known]
+        if kept != self.trust_methods:
+            self.trust_methods = kept or [m for m in DEFAULT_METHODS if m in known]
 
     @observe("image", "target", "net")
     def _trust_subject_changed(self, change):

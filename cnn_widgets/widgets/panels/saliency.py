@@ -30,9 +30,10 @@ class SaliencyInfo(TypedDict):
     model: str  # base.model_tag of the model: the caption shows trust_verdicts[method] when its model is the same
 
 
-def method_options() -> list[list[str]]:
-    """``[name, label]`` of every registered saliency method, in registry order."""
-    return [[name, method.label] for name, method in METHODS.items()]
+def method_options(net=None) -> list[list[str]]:
+    """``[name, label]`` of every registered saliency method, in registry order; with ``net``, only
+    those that apply to it (``SaliencyMethod.applies``: no attention rollout on a CNN)."""
+    return [[name, method.label] for name, method in METHODS.items() if net is None or method.applies(net)]
 
 
 def saliency_display(attribution: torch.Tensor, output: str = "rgb") -> np.ndarray:
@@ -54,8 +55,8 @@ class SaliencyPanel(Panel):
     label = "saliency"
 
     @staticmethod
-    def options() -> dict[str, list[list[str]]]:
-        return {"method": method_options()}
+    def options(net=None) -> dict[str, list[list[str]]]:
+        return {"method": method_options(net)}
 
     def compute(self, explorer) -> dict:
         target = explorer.resolved_target()
