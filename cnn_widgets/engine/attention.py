@@ -34,6 +34,7 @@ from torch.overrides import TorchFunctionMode
 from .checks import check_choice, check_int
 from .errors import LayerNotFoundError, ModelError, OptionError
 from .hooks import inference_state, this_thread_only
+from .precision import as_result
 from .targets import Direction, Unit
 
 if TYPE_CHECKING:
@@ -241,7 +242,7 @@ def attention(net: NetworkBase, image, layer: str | None = None, head: int | str
             grid = grid.mean(dim=0)
         elif head is not None:
             grid = grid[check_int("head", head, 0, grid.shape[0] - 1)]
-        maps[name] = grid.clone()
+        maps[name] = as_result(grid.clone())  # float32 for a bfloat16 / float16 model
     return maps[layer] if layer is not None else maps
 
 

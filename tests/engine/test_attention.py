@@ -261,6 +261,8 @@ def test_rollout_to_a_unit_stops_at_its_block_and_takes_its_token():
     np.testing.assert_allclose(got.numpy(), manual_rollout(layers[:2], 1 + 1 * GRID + 2, 1), atol=TOL, rtol=0)
     whole = net.saliency(img, cw.Unit("blocks.0", 0), "attention_rollout")  # no position: the class token's row
     np.testing.assert_allclose(whole.numpy(), manual_rollout(layers[:1], 0, 1), atol=TOL, rtol=0)
+    token = net.saliency(img, cw.Unit("blocks.1:tokens", 0, position=(0, 0)), "attention_rollout")  # the class token
+    np.testing.assert_allclose(token.numpy(), manual_rollout(layers[:2], 0, 1), atol=TOL, rtol=0)
     with pytest.raises(cw.OptionError, match="blocks.0"):
         net.saliency(img, cw.Unit("patch_embed.proj", 0), "attention_rollout")
 
