@@ -152,6 +152,14 @@ def timm_case(name: str, **kwargs) -> Callable[[], cw.Network]:
     return build
 
 
+def torchvision_vit() -> cw.Network:
+    """torchvision's vit_b_16 at 64 px; its head starts at zero (every class score 0 for any image),
+    so it gets random weights as a trained head has."""
+    model = tvm.vit_b_16(weights=None, image_size=64)
+    nn.init.normal_(model.heads.head.weight, std=0.02)
+    return cw.Network(model, preprocess=imagenet_at(64), name="vit_b_16")
+
+
 def timm_resnet18() -> cw.Network:
     import timm
 
@@ -188,7 +196,7 @@ CASES = [
     Case("deit_tiny", timm_case("deit_tiny_patch16_224"), 64),
     Case("swin_tiny", timm_case("swin_tiny_patch4_window7_224", window_size=2), 64),
     Case("vit_hybrid", timm_case("vit_tiny_r_s16_p8_224"), 64, incremental=False),  # its ResNet stem is not fx-traceable
-    Case("vit_b_16", torchvision_case("vit_b_16", image_size=64), 64),
+    Case("vit_b_16", torchvision_vit, 64),
 ]
 BY_ID = {case.id: case for case in CASES}
 ALL = [case.id for case in CASES]
@@ -410,8 +418,9 @@ def test_saliency(swept: Swept, method: str):
         return
     if method == "lrp" and any(isinstance(m, torch.nn.LayerNorm) or type(m).__name__ == "LayerNorm2d"
                                for m in net.model.modules()):
-        # LRP has no rule for a layer norm (ConvNeXt): a clear error naming it, never a silent gradient
-        with pytest.raises(cw.UnsupportedLayerError, match="layer_norm"):
+        # LRP has no rule for a layer norm (ConvNeXt, transformers): a clear error naming it, never a silent
+        # gradient (the hybrid ViT's padded stem conv is refused first: its flat rule needs the input itself)
+        with pytest.raises(cw.UnsupportedLayerError, match="layer_norm|first conv layer"):
             net.saliency(image, swept.top, method, **options)
         swept.untouched()
         return
@@ -596,3 +605,37 @@ def test_one_channel_reconstruction_is_rgb():
     scan = net.scan(images, layers=["3"], k=1, progress=False)
     (top,) = scan.top_images(cw.Unit("3", 0))
     assert top.reconstruction.shape == top.crop.shape and top.raw_reconstruction.shape == top.crop.shape
+
+
+# ----------------------------------------------------------------------------- the rest, on the transformers
+VITS = ["vit_tiny", "deit_tiny", "swin_tiny", "vit_hybrid", "vit_b_16"]
+
+
+@per_model(VITS)
+def test_transformer_feature_visualisation_dream_atlas(swept: Swept):
+    """Feature visualisation of a block's unit raises it; DeepDream and the atlas run on a block's tokens."""
+    net, image, size = swept.net, swept.image, swept.case.size
+    viz = net.visualize(swept.unit, steps=8, progress=False, seed=0)
+    assert viz.image.size == (size, size) and viz.objective[-1] > viz.objective[0]
+    dream = net.dream(image, swept.mid, octaves=1, steps=2, progress=False)
+    assert dream.image.size == (size, size)
+    atlas = net.atlas([photo(name, swept.case.image_size) for name in SCAN_SAMPLES], swept.mid, grid=2, positions=2,
+                      visualize=False, progress=False)
+    assert atlas.layer == swept.mid
+    swept.untouched()
+
+
+@per_model(VITS)
+def test_transformer_trust_calls(swept: Swept):
+    """Sanity check, faithfulness, probes and attention maps on the transformers."""
+    net, image = swept.net, swept.image
+    check = net.sanity_check(image, swept.top, methods=["gradient"], progress=False)
+    assert check.methods == ["gradient"]
+    faithful = net.faithfulness(image, swept.top, methods=["gradient"], steps=4, progress=False)
+    assert all(math.isfinite(v) for v in faithful.auc.values())
+    probe = net.probe(image, swept.top, kinds=("grey", "blur"))
+    assert all(0 <= p <= 1 for p in probe.probability.values())
+    if METHODS["attention_rollout"].applies(net):
+        maps = net.attention(image)
+        assert maps and all(torch.isfinite(m).all() and m.dim() == 3 for m in maps.values())
+    swept.untouched()
