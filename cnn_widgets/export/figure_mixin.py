@@ -21,9 +21,12 @@ class FigureMixin:
         raises ``OptionError`` listing the choices. Returns ``{"path", "size": (width, height) px,
         "scale", "regions": {picture: (x, y, w, h) px}}``.
         """
-        from ..engine.checks import check_choice
+        from ..engine.checks import check_choice, check_int
         from .figures import PANELS, ExplorerState, save_panel_figure
+        from .sheet import figure_path
 
-        check_choice("panel", panel, PANELS)
+        check_choice("panel", panel, PANELS)  # every argument checked before anything is computed
+        check_int("scale", scale, 1, 8)
+        figure_path(path)
         self.compute()
         return save_panel_figure(ExplorerState(self), panel, path, scale)

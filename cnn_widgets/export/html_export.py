@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..engine.checks import check_choice, check_int
 from ..engine.errors import OptionError
 from ..widgets.bundle import bundle_text as _bundle
+from .paths import output_path
 
 
 def export_html(source, path: str | Path, *, title: str | None = None, execute: str = "auto", timeout: int = 900) -> dict:
@@ -41,10 +43,16 @@ def export_html(source, path: str | Path, *, title: str | None = None, execute: 
     from .notebook import notebook_page
     from .state import widget_state
 
+    from .notebook import EXECUTE
+
     start = time.perf_counter()
-    out = Path(path)
+    out = output_path(path, "export_html", "explorer.html")
     if out.suffix.lower() not in (".html", ".htm"):
         raise OptionError(f"export_html writes an .html file; got {str(out)!r} (name it e.g. {out.with_suffix('.html').name!r})")
+    if title is not None and not isinstance(title, str):
+        raise OptionError(f"title must be a str (the page title) or None, not {type(title).__name__} {title!r:.60}")
+    check_choice("execute", execute, EXECUTE)
+    timeout = check_int("timeout", timeout)
     if isinstance(source, Explorer):
         source.compute()  # finish pending panels: the snapshot shows settled results
         page = explorer_page(_bundle(), widget_state(source), title or "cnn_widgets Explorer")
@@ -54,6 +62,5 @@ def export_html(source, path: str | Path, *, title: str | None = None, execute: 
         summary = {"explorers": summary["explorers"], "executed": summary["executed"]}
     else:
         raise OptionError(f"export_html takes a cw.Explorer or the path of a .ipynb notebook, not {type(source).__name__} {source!r:.80}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     return {"path": str(out), "bytes": out.stat().st_size, **summary, "seconds": round(time.perf_counter() - start, 2)}

@@ -18,6 +18,7 @@ import copy
 from pathlib import Path
 
 from ..engine.checks import check_choice
+from ..engine.errors import OptionError
 from .html_page import scripts
 from .state import WIDGET_STATE, WIDGET_VIEW, has_pixels, is_explorer
 
@@ -113,7 +114,12 @@ def notebook_page(path: str | Path, bundle: str, execute_mode: str = "auto", tim
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}")
-    nb = nbformat.read(path, as_version=4)
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # not JSON, JSON of another shape, an unknown format version: all "not a notebook"
+        raise OptionError(f"{str(path)!r} is not a readable Jupyter notebook ({type(err).__name__}: {str(err)[:200]}); "
+                          "pass a .ipynb file saved by Jupyter") from err
     executed = execute_mode == "always" or (execute_mode == "auto" and widget_views(nb) and not _complete(nb))
     if execute_mode == "auto" and not widget_views(nb) and any(c.cell_type == "code" and "Explorer" in c.source for c in nb.cells):
         executed = True  # saved without outputs: run it to get its Explorers

@@ -142,16 +142,23 @@ def _bar_chart(ax, labels: list[str], values: list[float]) -> None:
 FORMATS = ("png", "svg", "pdf")
 
 
+def figure_path(path) -> Path:
+    """``path`` checked: a .png / .svg / .pdf file in a folder that exists (an ``OptionError`` otherwise)."""
+    from .paths import output_path
+
+    out = output_path(path, "save_figure", "figure.png")
+    if out.suffix.lower().lstrip(".") not in FORMATS:
+        raise OptionError(f"cannot save a figure as {out.name!r}: use a .png, .svg or .pdf file name")
+    return out
+
+
 def save(block: Block, path: str | Path, scale: int = 2) -> dict:
     """Write the block as PNG / SVG / PDF (by the suffix). Text stays text in SVG (editable on a slide)."""
     from matplotlib import rc_context
 
-    path = Path(path)
+    path = figure_path(path)
     kind = path.suffix.lower().lstrip(".")
-    if kind not in FORMATS:
-        raise OptionError(f"cannot save a figure as {path.name!r}: use a .png, .svg or .pdf file name")
     fig = render(block, scale)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with rc_context({"svg.fonttype": "none"}):
         fig.savefig(path, dpi=100 * scale, format=kind, facecolor=fig.get_facecolor())
     return {"path": str(path), "size": (block.width * scale, block.height * scale), "scale": scale,
