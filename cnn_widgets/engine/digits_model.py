@@ -71,8 +71,9 @@ def _tensors(dataset, preprocess) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_digits_model(seed: int = 0, epochs: int = 8, batch_size: int = 64, lr: float = 1e-2,
-                       shuffled_labels: bool = False) -> tuple[nn.Module, float]:
-    """Train the digits CNN from scratch; return ``(model in eval mode, test accuracy)``.
+                       shuffled_labels: bool = False, architecture=digits_architecture) -> tuple[nn.Module, float]:
+    """Train the digits CNN (or another ``architecture()`` on the same data) from scratch; return
+    ``(model in eval mode, test accuracy)``.
 
     Adam with a cosine-decayed learning rate, cross-entropy, batches drawn by a seeded generator.
     ``shuffled_labels``: the training labels are permuted (seeded by ``seed``) first, so the model
@@ -96,7 +97,7 @@ def train_digits_model(seed: int = 0, epochs: int = 8, batch_size: int = 64, lr:
         torch.manual_seed(seed)
         torch.use_deterministic_algorithms(True)
         try:
-            model = digits_architecture()
+            model = architecture()
             generator = torch.Generator().manual_seed(seed)
             optimiser = torch.optim.Adam(model.parameters(), lr=lr)
             steps = epochs * ((len(y_train) + batch_size - 1) // batch_size)
