@@ -34,6 +34,8 @@ export const CSS = `
   --cnnw-muted: var(--muted-foreground, #596173); --cnnw-border: var(--border, #d5d9e0); --cnnw-control-border: var(--input, #aab2bf); }
 .cnnw-explorer *, .cnnw-explorer *::before, .cnnw-explorer *::after { box-sizing: border-box; }
 .cnnw-explorer canvas { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
+/* a small model's input (16 px digits) is drawn at least 192 px wide, its pixels kept sharp */
+.cnnw-explorer :is(.cnnw-image, .cnnw-saliency, .cnnw-occlusion) { min-width: min(100%, 192px); }
 .cnnw-explorer h3 { color: inherit; }
 /* controls, explicitly (hosts' resets strip borders, backgrounds and padding) */
 .cnnw-explorer :where(select, button, input) { font: inherit; color: var(--cnnw-fg); margin: 0; }
