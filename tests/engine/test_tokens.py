@@ -207,3 +207,39 @@ def test_occlusion_on_a_vit_says_why_it_runs_in_full(vit):
     model, net, image = vit
     result = net.occlusion(image, window=16, stride=16, result=True, progress=False)
     assert result.method == "full" and "self-attention" in result.reason
+
+
+def test_a_users_thread_running_the_vit_meanwhile_is_never_touched(vit):
+    """The hooks that hand the pass a block's output rebuilt from its map answer only the engine's
+    thread: the user's own passes of the same model, all the while, give exactly their outputs."""
+    import threading
+
+    model, net, image = vit
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        expected = model(x)
+    stop, seen, wrong = threading.Event(), [0], []
+
+    def user():
+        while not stop.is_set():
+            try:
+                with torch.no_grad():
+                    out = model(x)
+            except Exception as err:  # an engine hook cutting the user's pass short (StopForward) lands here
+                wrong.append(repr(err))
+                return
+            seen[0] += 1
+            if not torch.equal(out, expected):
+                wrong.append(seen[0])
+
+    thread = threading.Thread(target=user)
+    thread.start()
+    try:
+        for layer in ("blocks.1", "blocks.2:tokens"):
+            net.saliency(image, cw.Unit(layer, 1), method="guided_backprop")
+            net.contribution_tree(image, cw.Unit(layer, 1), depth=1, k=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert seen[0] > 0 and not wrong
+    assert hook_count(model) == 0
