@@ -11,4 +11,4 @@ fi
 scripts/setup.sh test
 . .venv/bin/activate
 (cd js && npm test --silent)
-python -m pytest -q -ra "$@"
+python -m pytest -q -ra --durations=40 "$@"
