@@ -24,6 +24,14 @@ PANELS = {"predictions": "the image and its top-5 predictions", "saliency": "the
           "tree": "the contribution tree", "all": "every panel above in one figure"}
 PAD = 8
 TITLE = 14
+PICTURE = 224  #: a smaller input is drawn enlarged by a whole factor to at least this side (16 px digits: 14 x)
+ROW = 26  #: height of one prediction bar
+
+
+def enlarged(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` with every pixel a ``k x k`` block, ``k`` the least whole factor giving a side of at least ``PICTURE``."""
+    k = max(1, -(-PICTURE // max(rgb.shape[:2])))
+    return np.repeat(np.repeat(rgb, k, axis=0), k, axis=1) if k > 1 else rgb
 
 
 def _alpha(values: np.ndarray, opacity: float, alpha_of: Callable) -> np.ndarray:
@@ -77,16 +85,15 @@ def _panel(title: str, body: Callable[[Block, int, int], int], width: int, capti
 
 
 def predictions_block(state: Mapping) -> Block:
-    image = state["image_data"]
+    image = enlarged(state["image_data"])
     preds = state["predictions"] or []
     H, W = image.shape[:2]
-    bars_w = 260
+    bars_w, bars_h = 260, ROW * max(1, len(preds))  # a row per prediction, however small the image
 
     def body(block, x, y):
         block.picture(image, x, y, name="image")
-        block.bars(x + W + 12, y, bars_w, min(H, 26 * max(1, len(preds))), [p["label"] for p in preds],
-                   [p["probability"] for p in preds])
-        return H
+        block.bars(x + W + 12, y, bars_w, bars_h, [p["label"] for p in preds], [p["probability"] for p in preds])
+        return max(H, bars_h)
 
     top = preds[0] if preds else None
     caption = f"top-1: {top['label']} ({100 * top['probability']:.1f}%)" if top else ""
@@ -95,7 +102,7 @@ def predictions_block(state: Mapping) -> Block:
 
 def _heat_block(state: Mapping, name: str, title: str, colormap: str, opacity: float, alpha_of, legend, caption: str) -> Block:
     image = state["image_data"]
-    rgb = blend_heat(image, state[name], colormap, opacity, alpha_of)
+    rgb = enlarged(blend_heat(image, state[name], colormap, opacity, alpha_of))
     H, W = rgb.shape[:2]
 
     def body(block, x, y):

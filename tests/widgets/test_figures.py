@@ -175,3 +175,36 @@ def test_figure_defaults_are_the_explorers(small, tmp_path):
         explorer.save_figure(name, tmp_path / f"w_{name}.png", scale=1)
         make(net, image, path=tmp_path / f"e_{name}.png", scale=1)
         np.testing.assert_array_equal(_png(tmp_path / f"e_{name}.png"), _png(tmp_path / f"w_{name}.png"), err_msg=name)
+
+
+@pytest.fixture()
+def digits_explorer():
+    return cw.Explorer(cw.digits_cnn())
+
+
+def test_small_inputs_are_drawn_large_enough_to_read(digits_explorer, tmp_path):
+    ex = digits_explorer
+    side = ex.image_data.shape[0]
+    assert side == 16  # the premise: the digits model's pictures are 16 px
+    k = -(-224 // side)  # the least whole factor giving at least 224 px: 14
+    out = ex.save_figure("saliency", tmp_path / "s.png", scale=2)
+    x, y, w, h = out["regions"]["saliency"]
+    assert (w, h) == (side * k * 2, side * k * 2)
+    png = _png(tmp_path / "s.png")
+    expected = _blend(ex.image_data, ex.saliency, lut("inferno"), ex.opacity, lambda v: np.sqrt(v / 255))
+    shown = png[y:y + h:2 * k, x:x + w:2 * k].astype(np.float64)  # one pixel of each k x k block
+    assert np.abs(shown - expected).max() <= 1.0
+    block = png[y:y + h, x:x + w]  # every image pixel is a (2k) x (2k) block: enlarged, not resampled
+    np.testing.assert_array_equal(block, np.repeat(np.repeat(block[::2 * k, ::2 * k], 2 * k, 0), 2 * k, 1))
+
+
+def test_small_input_prediction_rows_do_not_overprint(digits_explorer, tmp_path):
+    ex = digits_explorer
+    ex.save_figure("predictions", tmp_path / "p.svg")
+    root = ET.parse(tmp_path / "p.svg").getroot()
+    labels = {p["label"] for p in ex.predictions}
+    rows = [t for t in root.iter("{http://www.w3.org/2000/svg}text") if "".join(t.itertext()) in labels]
+    assert len(rows) == 5
+    ys = sorted(float(t.get("y")) for t in rows)
+    size = float(rows[0].get("style").split("font-size: ")[1].split("px")[0])
+    assert min(b - a for a, b in zip(ys, ys[1:])) >= 1.5 * size  # a line of text and some air between rows
