@@ -107,3 +107,24 @@ def check_keywords(function, options: dict, skip: int = 0, name: str | None = No
             + f" its options are {', '.join(params)}"
         )
     return options
+
+
+def check_callback(option: str, value, signature: str):
+    """``value`` if it is callable or ``None``, else an ``OptionError`` showing how it is called (``signature``)."""
+    if value is not None and not callable(value):
+        raise OptionError(f"{option} must be a function {signature} or None, got {type(value).__name__} {value!r:.60}")
+    return value
+
+
+def call_back(callback, signature: str, *args):
+    """``callback(*args)``. A Python error inside the user's function (a ``TypeError``, ``KeyError``, ...) becomes
+    an ``OptionError`` saying it came from the callback (the original chained); the caller's cleanup has run.
+    Exceptions of the caller's own classes (the Explorer's ``Cancelled``) pass through: raising one is how a
+    callback stops a run."""
+    try:
+        return callback(*args)
+    except Exception as err:
+        if type(err).__module__ != "builtins":
+            raise
+        raise OptionError(f"the callback {signature} raised {type(err).__name__}: {err} (fix the callback; "
+                          "the run stopped there and the model is as it was)") from err

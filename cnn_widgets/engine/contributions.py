@@ -274,6 +274,13 @@ def contribution_tree(
     return node
 
 
+def check_path(net: "NetworkBase", root_layer: str, path) -> None:
+    """THE rule for a tree's ``path`` below a root in ``root_layer``: :class:`Unit` steps, each in the layer
+    below the one before (``net.layer_below``), channels in range; else a ``TargetError`` saying which
+    step breaks it. :func:`contribution_tree` and the Explorer's ``tree_path`` both apply it."""
+    _check_path(net, _chain(net, root_layer, len(path)), tuple(path))
+
+
 def _check_path(net: "NetworkBase", layers: list[str], path: tuple) -> None:
     for level, step in enumerate(path, start=1):
         if not isinstance(step, Unit):

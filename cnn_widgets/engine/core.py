@@ -348,8 +348,8 @@ class NetworkBase:
 
     def activations(self, image: ImageLike, layers: str | Iterable[str] | None = None) -> dict[str, torch.Tensor]:
         """Layer outputs ``{name: [C, H, W] or [C]}`` from one forward pass (cached per image)."""
-        if isinstance(layers, str):
-            layers = [layers]
+        if isinstance(layers, (str, LayerInfo)) or not (layers is None or isinstance(layers, Iterable)):
+            layers = [layers]  # one name (a wrong type is then refused by self.layer, naming the layers)
         names = self.layer_names if layers is None else [self.layer(n).name for n in layers]
         x = self.prepare(image)
         every = self._all_activations(x)

@@ -147,6 +147,8 @@ def _pil_to_rgb(image: Image.Image) -> Image.Image:
     width, height = image.size
     if width == 0 or height == 0:
         raise ImageError(f"the image is empty ({width}x{height} pixels); pass an image with at least one pixel")
+    if min(width, height) < 2:  # the rule for arrays too (_array_to_rgb): one row or column is no picture
+        raise ImageError(f"image of {width}x{height} pixels is too small; it needs at least 2x2 pixels")
     mode = image.mode
     if mode == "RGB":
         return image.copy()

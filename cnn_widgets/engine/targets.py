@@ -6,7 +6,7 @@ Plain values only: checking a target against a network is ``NetworkBase._resolve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Union
 
 import numpy as np
@@ -86,7 +86,9 @@ class Direction:
     ``v``, so the map concentrates on the positions that look like the direction. A vector
     ``[n, C]`` gives each row of a batch its own direction (batched feature visualisation).
 
-    ``name`` is only how the direction is shown (``"atlas cell (2, 3) of blocks.4"``).
+    ``name`` is only how the direction is shown (``"atlas cell (2, 3) of blocks.4"``). A Direction is
+    immutable, like :class:`Unit`: assigning a field raises ``dataclasses.FrozenInstanceError`` (an
+    ``AttributeError``). An all-zero vector is refused where it is used (it has no objective).
     """
 
     __slots__ = ("layer", "vector", "cossim_power", "name")
@@ -110,8 +112,12 @@ class Direction:
         for slot, value in (("layer", str(layer)), ("vector", vector), ("cossim_power", float(cossim_power)), ("name", str(name))):
             object.__setattr__(self, slot, value)
 
-    def __setattr__(self, name, value):
-        raise AttributeError("a Direction is immutable; make a new one")
+    def __setattr__(self, name, value):  # frozen, like Unit: the same error a frozen dataclass raises
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: a Direction is immutable; make a new one, "
+                                  "e.g. cw.Direction(d.layer, new_vector, d.cossim_power)")
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError(f"cannot delete field {name!r}: a Direction is immutable")
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, Direction) and (self.layer, self.cossim_power) == (other.layer, other.cossim_power)
@@ -148,6 +154,13 @@ def check_direction(direction: Direction, info) -> Direction:
         raise TargetError(
             f"the direction has {direction.vector.shape[-1]} values but layer {info.name!r} has {info.channels} "
             f"channels; pass one value per channel (net.layer({info.name!r}).channels)"
+        )
+    zero = (direction.vector == 0).all(dim=-1)
+    if bool(zero.any()):
+        row = f" (row {int(zero.nonzero()[0, 0])} of the batch)" if direction.vector.dim() == 2 else ""
+        raise TargetError(
+            f"the direction in {info.name!r} is all zeros{row}: it points nowhere, so its objective is 0 on "
+            "every image (a blank map, a grey picture); pass a vector with at least one non-zero value"
         )
     return direction
 

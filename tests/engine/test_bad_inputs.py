@@ -164,6 +164,8 @@ NAN = float("nan")
 CASES = [
     # ---------------------------------------------------------------- layer names (did you mean)
     Bad("activations-typo", lambda c: c.net.activations(c.image, "blok"), LAYER, r"no explorable layer 'blok'; did you mean 'block'"),
+    Bad("activations-layer-int", lambda c: c.net.activations(c.image, 123), LAYER, r"no explorable layer 123 \(net\.layers lists them all\)"),
+    Bad("activations-layer-none-in-list", lambda c: c.net.activations(c.image, [None]), LAYER, r"no explorable layer None"),
     Bad("unit-layer-typo", sal(U("conv3", 0)), LAYER, r"'conv3'; did you mean 'conv2'"),
     Bad("unit-layer-module-name-not-layer", sal(U("block.cnv", 0)), LAYER, r"did you mean 'block.conv'"),
     Bad("filters-typo", lambda c: c.net.filters("stm"), LAYER, r"did you mean 'stem'"),
@@ -282,7 +284,10 @@ CASES = [
     Bad("nan-in-scan", lambda c: c.net.scan([c.image, torch.full((3, SIZE, SIZE), NAN)], layers=["relu2"], progress=False), IMAGE, r"NaN"),
     Bad("no-resize-image-too-small", lambda c: c.cifar.predict(Image.new("RGB", (8, 8))), IMAGE, r"cannot run on an input of shape \[3, 8, 8\].*resize images to 32x32"),
     Bad("no-resize-image-too-big", lambda c: c.cifar.saliency(Image.new("RGB", (48, 40)), 0), IMAGE, r"\[3, 40, 48\].*resize images to 32x32"),
-    Bad("no-resize-image-1x1", lambda c: c.cifar.occlusion(Image.new("RGB", (1, 1)), 0, window=1, stride=1), IMAGE, r"cannot run on an input of shape \[3, 1, 1\]"),
+    Bad("no-resize-image-1x1", lambda c: c.cifar.occlusion(Image.new("RGB", (1, 1)), 0, window=1, stride=1), IMAGE, r"image of 1x1 pixels is too small; it needs at least 2x2 pixels"),
+    Bad("image-1x1-pil-as-array", lambda c: c.net.predict(Image.new("RGB", (1, 1))), IMAGE, r"too small; it needs at least 2x2 pixels"),
+    Bad("image-1x1-array-as-pil", lambda c: c.net.predict(np.zeros((1, 1, 3), np.uint8)), IMAGE, r"too small; it needs at least 2x2 pixels"),
+    Bad("image-1-row-pil", lambda c: c.net.predict(Image.new("RGB", (16, 1))), IMAGE, r"image of 16x1 pixels is too small"),
     # ---------------------------------------------------------------- models and network options
     Bad("model-without-convolutions", lambda c: cw.Network(nn.Sequential(nn.Flatten(), nn.Linear(12, 3))), MODEL, r"has no convolution layers; cnn_widgets explores CNNs"),
     Bad("model-not-a-module", lambda c: cw.Network(lambda x: x), MODEL, r"Network needs a torch\.nn\.Module, got function"),
@@ -306,6 +311,24 @@ CASES = [
     Bad("model-traced", lambda c: cw.Network(quiet(lambda: torch.jit.trace(Small(), torch.zeros(1, 3, SIZE, SIZE)))), MODEL, r"TopLevelTracedModule of Small is a TorchScript module"),
     Bad("model-scripted-submodule", lambda c: cw.Network(with_part(torch.jit.script)), MODEL, r"Small\.block is a TorchScript module \(RecursiveScriptModule of Residual\).*eager module at 'block'"),
     Bad("model-compiled-submodule", lambda c: cw.Network(with_part(torch.compile)), MODEL, r"Small\.block was compiled \(torch\.compile\).*torch\.compile\(model\)"),
+    # ---------------------------------------------------------------- feature visualisation (issue 27)
+    Bad("visualize-layer-typo", lambda c: c.net.visualize("relu3", steps=1, progress=False), TARGET, r"'relu3' is neither a layer nor a class label of Small; did you mean layer 'relu2'"),
+    Bad("visualize-label-typo", lambda c: c.net.visualize("dgo", steps=1, progress=False), TARGET, r"'dgo' is neither a layer nor a class label.*class 'dog'"),
+    Bad("visualize-callback-not-callable", lambda c: c.net.visualize(0, steps=1, callback=5, progress=False), OPTION, r"callback must be a function callback\(step, frame, objective\) or None, got int 5"),
+    Bad("visualize-callback-raises", lambda c: c.net.visualize(0, steps=2, every=1, callback=lambda *a: {}["x"], progress=False), OPTION, r"the callback callback\(step, frame, objective\) raised KeyError: 'x'"),
+    Bad("visualize-show-start-callback-raises", lambda c: c.net.visualize(0, steps=2, show_start=True, callback=lambda *a: 1 / 0, progress=False), OPTION, r"raised ZeroDivisionError"),
+    Bad("dream-callback-not-callable", lambda c: c.net.dream(c.image, "relu2", octaves=1, steps=1, callback="print", progress=False), OPTION, r"callback must be a function callback\(octave, frame, objective\) or None, got str 'print'"),
+    Bad("dream-callback-raises", lambda c: c.net.dream(c.image, "relu2", octaves=1, steps=1, callback=lambda *a: [][1], progress=False), OPTION, r"the callback callback\(octave, frame, objective\) raised IndexError"),
+    Bad("visualize-zero-direction", lambda c: c.net.visualize(cw.Direction("relu2", torch.zeros(6)), steps=1, progress=False), TARGET, r"the direction in 'relu2' is all zeros: it points nowhere"),
+    Bad("saliency-zero-direction", sal(lambda: cw.Direction("relu2", np.zeros(6))), TARGET, r"all zeros"),
+    Bad("visualize-zero-row-of-a-batch", lambda c: c.net.visualize(cw.Direction("relu2", torch.tensor([[1.0] * 6, [0.0] * 6])), steps=1, progress=False), TARGET, r"all zeros \(row 1 of the batch\)"),
+]
+
+#: Python errors by design: a Direction is immutable as a frozen dataclass (Unit) is
+FROZEN = [
+    ("direction-assign-layer", lambda d: setattr(d, "layer", "stem"), r"cannot assign to field 'layer': a Direction is immutable; make a new one"),
+    ("direction-assign-vector", lambda d: setattr(d, "vector", torch.ones(6)), r"cannot assign to field 'vector'"),
+    ("direction-delete-name", lambda d: delattr(d, "name"), r"cannot delete field 'name'"),
 ]
 
 
@@ -344,3 +367,15 @@ def test_bad_input(ctx: Ctx, case: Bad):
         assert all(p.grad is None for p in net.model.parameters())
     assert torch._C._len_torch_function_stack() == 0
     assert ctx.net.predict(ctx.image, k=1)  # and the network still works
+
+
+@pytest.mark.parametrize("change, match", [pytest.param(c, m, id=i) for i, c, m in FROZEN])
+def test_direction_is_frozen_like_unit(change, match):
+    import dataclasses
+
+    direction = cw.Direction("relu2", torch.ones(6), name="d")
+    with pytest.raises(dataclasses.FrozenInstanceError, match=match):
+        change(direction)
+    assert direction.layer == "relu2" and torch.equal(direction.vector, torch.ones(6)) and direction.name == "d"
+    with pytest.raises(dataclasses.FrozenInstanceError):  # the same error as Unit's
+        cw.Unit("relu2", 0).layer = "stem"

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import call_back
 from ..errors import CnnWidgetsError
 from ..hooks import inference_state
 from ..pictures import pixels_to_uint8
@@ -28,6 +29,7 @@ from .transforms import Transform, apply_all
 __all__ = ["Ascent", "ascend", "model_input", "runs_at", "shape_check"]
 
 FrameCallback = Callable[[int, np.ndarray, float], "bool | None"]  # (step, frame, objective) -> False stops
+SIGNATURE = "callback(step, frame, objective)"
 
 
 @dataclass
@@ -122,7 +124,7 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
     try:
         if show_start and callback is not None:
             with torch.no_grad():
-                interrupted = callback(0, pixels_to_uint8(image()[0]), float("nan")) is False
+                interrupted = call_back(callback, SIGNATURE, 0, pixels_to_uint8(image()[0]), float("nan")) is False
         if native is None:
             native = runs_at(net, size)  # the model's first pass at this size: after the starting frame
         if interrupted:
@@ -149,7 +151,7 @@ def ascend(net, objective: Objective, n: int, size: int, steps: int, *, generato
                 if every and (step % every == 0 or step == steps):
                     frame = pixels_to_uint8(image().detach()[0])
                     frames.append(frame)
-                    if callback is not None and callback(step, frame, curve[-1]) is False:
+                    if callback is not None and call_back(callback, SIGNATURE, step, frame, curve[-1]) is False:
                         interrupted = step < steps
                         break
     except KeyboardInterrupt:

@@ -16,15 +16,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..checks import check_bool, check_choice, check_float, check_int
+from ..checks import call_back, check_bool, check_callback, check_choice, check_float, check_int
 from ..core import NetworkBase
-from ..errors import OptionError
+from ..errors import OptionError, TargetError, closest_names
 from ..hooks import inference_state
 from ..images import ImageLike
 from ..pictures import pixels_to_uint8
 from ..preprocess import display_pixels, pixels_to_input
 from ..targets import Target, Unit, check_direction
-from .ascent import FrameCallback, ascend, forward_value, model_input, runs_at, shape_check
+from .ascent import SIGNATURE, FrameCallback, ascend, forward_value, model_input, shape_check
 from .objectives import Direction, LayerTarget, Objective, objective_layer
 from .param import PARAMS
 from .transforms import TRANSFORM_SETS, transform_set
@@ -70,6 +70,12 @@ def _objective(net: NetworkBase, target) -> Objective:
         return target
     if isinstance(target, str) and target in net.layer_names:
         return LayerTarget(target)
+    if isinstance(target, str) and target not in net.labels:  # neither: a misspelt layer or label
+        close = [f"layer {n!r}" for n in closest_names(target, net.layer_names)]
+        close += [f"class {n!r}" for n in closest_names(target, net.labels, 2) if n.lower() != target.lower()]
+        raise TargetError(f"{target!r} is neither a layer nor a class label of {net.name}"
+                          + (f"; did you mean {', '.join(close)}?" if close else "")
+                          + " (net.layer_names lists the layers, net.labels the classes; a class index works too)")
     return net._resolve_target(target)
 
 
@@ -130,6 +136,7 @@ def visualize(
     check_choice("transforms", transforms, TRANSFORM_SETS)
     decorrelate, negative, progress = check_bool("decorrelate", decorrelate), check_bool("negative", negative), check_bool("progress", progress)
     show_start = check_bool("show_start", show_start)
+    check_callback("callback", callback, SIGNATURE)
     diversity_weight, l2, tv = (check_float(name, v, low=0) for name, v in (("diversity_weight", diversity_weight), ("l2", l2), ("tv", tv)))
     seed = check_int("seed", seed, low=0)
     if start is not None:
@@ -194,6 +201,7 @@ def dream(
     lr = check_float("lr", lr, low=0, open_low=True)
     octave_scale = check_float("octave_scale", octave_scale, low=1)
     show_start = check_bool("show_start", show_start)
+    check_callback("callback", callback, "callback(octave, frame, objective)")
     generator = torch.Generator().manual_seed(seed)
     h, w = net.prepare(image).shape[-2:]  # the image as the model sees it
     base = start_pixels(net, image, h).to(net.device)
@@ -205,7 +213,7 @@ def dream(
     curve, frames, interrupted = [], [], False
     bar = _bar(octaves * steps, "dream", progress)
     try:
-        if show_start and callback is not None and callback(0, pixels_to_uint8(base[0]), float("nan")) is False:
+        if show_start and callback is not None and call_back(callback, SIGNATURE, 0, pixels_to_uint8(base[0]), float("nan")) is False:
             sizes, interrupted = [], True  # stopped at the start: no octave
         with inference_state(net.model), torch.enable_grad():
             for octave, hw in enumerate(sizes):
@@ -226,7 +234,7 @@ def dream(
                 detail = x - octave_base
                 frame = pixels_to_uint8(F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)[0])
                 frames.append(frame)
-                if callback is not None and callback(octave + 1, frame, curve[-1]) is False:
+                if callback is not None and call_back(callback, "callback(octave, frame, objective)", octave + 1, frame, curve[-1]) is False:
                     interrupted = octave + 1 < octaves
                     break
     except KeyboardInterrupt:
