@@ -15,8 +15,13 @@ argument needs a gradient) run untouched. On the path:
   multiplied into an activation (squeeze-and-excitation), the gate is a constant;
 * the operations in :data:`LINEAR` (bias-free linear maps, routing, shape changes) keep their
   gradient;
-* anything else -- a product or quotient of two activations, a layer norm, a softmax, an
-  attention block -- raises :class:`~cnn_widgets.engine.errors.UnsupportedLayerError` naming the
+* a layer norm, group norm or RMS norm passes the relevance (its statistics are constants);
+  ``scaled_dot_product_attention`` and ``multi_head_attention_forward`` (``nn.MultiheadAttention``)
+  use constant attention probabilities, linear in the values (CP-LRP / AttnLRP, :mod:`.lrp_attention`);
+* a matrix product of two activations (attention scores written out, ``q @ k.transpose(-2, -1)``)
+  is a constant on its way to a softmax, whose output then is (timm's Swin, ``fused_attn=False``);
+* anything else -- a product or quotient of two activations, a softmax of an activation, attention
+  scores meeting anything but a softmax -- raises :class:`~cnn_widgets.engine.errors.UnsupportedLayerError` naming the
   operation and the module it was called from, never a silent gradient.
 """
 
@@ -32,6 +37,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import OptionError, UnsupportedLayerError
+from .lrp_attention import ATTENTION, NORMS, scores_flow
 from .relu_rules import _RELU_FUNCS, rectifier_rules
 from .lrp_rules import (COMPOSITES, FIRST_ONLY, RULES, GATED, GATES, Composite, LrpState, _Affine, _Call, _InputTimes,
                         _Pass, batch_norm_fold, run_batch_norm)
@@ -122,7 +128,10 @@ class LrpMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if getattr(func, "__module__", None) == "torch.autograd" or func is torch.Tensor.backward:
             return func(*args, **kwargs)  # a backward pass run inside the session (the kept graphs)
-        path = [t for t in (*_tensors(args), *_tensors(list(kwargs.values()))) if t.requires_grad]
+        tensors = [*_tensors(args), *_tensors(list(kwargs.values()))]
+        path = [t for t in tensors if t.requires_grad]
+        if any(getattr(t, "_cnnw_scores", None) for t in tensors):  # attention scores on their way to a softmax
+            return scores_flow(self, func, path, args, kwargs)
         if not path:
             if func in _RELU or kwargs.get("inplace"):
                 return _out_of_place(func, args, kwargs)
@@ -139,9 +148,11 @@ class LrpMode(TorchFunctionMode):
         name = getattr(func, "__name__", str(func))
         if func is F.batch_norm:
             return self._batch_norm(args, kwargs)
+        if func in ATTENTION:
+            return ATTENTION[func](self, func, args, kwargs)
         if func in _RELU:
             return torch.relu(args[0])
-        if func in GATED or func in _CLAMPS:
+        if func in GATED or func in _CLAMPS or func in NORMS:
             state.applied.add(f"pass:{name.rstrip('_')}")
             return _Pass.apply(args[0], _elementwise(_CLAMPS.get(func, func), args, kwargs))
         if func in GATES:
@@ -255,11 +266,12 @@ class LrpMode(TorchFunctionMode):
                 return f" in {type(owner).__name__}" + (f" {label!r}" if label else "")
         return ""
 
-    def _unsupported(self, name: str, why: str):
+    def _unsupported(self, name: str, why: str, where: str | None = None):
         raise UnsupportedLayerError(
-            f"LRP has no rule for {name!r}{self._where()}: {why}. The supported operations are convolutions, "
-            "linear layers, batch norms, rectifiers and gated activations, pooling, additions, concatenations "
-            "and squeeze-and-excitation gates; use a gradient method (gradient, integrated_gradients) for this model"
+            f"LRP has no rule for {name!r}{self._where() if where is None else where}: {why}. The supported operations are convolutions, "
+            "linear layers, batch, layer and group norms, rectifiers and gated activations, pooling, additions, "
+            "concatenations, squeeze-and-excitation gates and attention (F.scaled_dot_product_attention, "
+            "nn.MultiheadAttention, softmax(q @ k.transpose(-2, -1)) @ v); use a gradient method (gradient, integrated_gradients) for this model"
         )
 
 
