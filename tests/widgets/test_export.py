@@ -118,3 +118,32 @@ def test_a_state_saved_mid_computation_is_marked_not_finished_never_half_done(ex
                                     "run the notebook again to compute it")
     assert state["progress"]["saliency"]["state"] == "done"  # what had finished stays as it was
     assert not any(info.get("state") == "running" for info in state["progress"].values())
+
+
+@pytest.mark.parametrize("path_of, kwargs, match", [
+    (lambda d: None, {}, r"export_html needs a file path \(a str or pathlib\.Path such as 'explorer\.html'\), not NoneType"),
+    (lambda d: 123, {}, r"needs a file path.*not int 123"),
+    (lambda d: str(d / "e.html").encode(), {}, r"needs a file path.*not bytes"),
+    (lambda d: d / "missing" / "e.html", {}, r"cannot write 'e\.html': the folder '.*missing' does not exist; create it first"),
+    (lambda d: d / "dir.html", {}, r"'.*dir\.html' is a folder; give export_html a file in it"),
+    (lambda d: d / "e.html", {"title": 123}, r"title must be a str \(the page title\) or None, not int 123"),
+    (lambda d: d / "e.html", {"title": ["x"]}, r"title must be a str.*not list"),
+    (lambda d: d / "e.html", {"timeout": -1}, r"timeout must be a positive integer, got -1"),
+    (lambda d: d / "e.html", {"execute": None}, r"execute must be one of 'auto', 'always', 'never', got None"),
+])
+def test_bad_paths_and_options_are_refused_before_anything_is_written(explorer, tmp_path, path_of, kwargs, match):
+    (tmp_path / "dir.html").mkdir()
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    traits = {k: explorer.trait_values()[k] for k in ("layer", "channel", "target", "error")}
+    with pytest.raises(OptionError, match=match):
+        cw.export_html(explorer, path_of(tmp_path), **kwargs)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # no folder made, no file written
+    assert {k: explorer.trait_values()[k] for k in traits} == traits
+
+
+@pytest.mark.parametrize("text, reason", [("{not json", "NotJSONError"), ("[1, 2]", "AttributeError"), ('{"cells": 5}', "")])
+def test_a_file_that_is_not_a_notebook_is_refused(tmp_path, text, reason):
+    (tmp_path / "n.ipynb").write_text(text)
+    with pytest.raises(OptionError, match=rf"'.*n\.ipynb' is not a readable Jupyter notebook \({reason}"):
+        cw.export_html(tmp_path / "n.ipynb", tmp_path / "e.html")
+    assert not (tmp_path / "e.html").exists()

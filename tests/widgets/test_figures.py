@@ -208,3 +208,21 @@ def test_small_input_prediction_rows_do_not_overprint(digits_explorer, tmp_path)
     ys = sorted(float(t.get("y")) for t in rows)
     size = float(rows[0].get("style").split("font-size: ")[1].split("px")[0])
     assert min(b - a for a, b in zip(ys, ys[1:])) >= 1.5 * size  # a line of text and some air between rows
+
+
+@pytest.mark.parametrize("path_of, match", [
+    (lambda d: None, r"save_figure needs a file path \(a str or pathlib\.Path such as 'figure\.png'\), not NoneType None"),
+    (lambda d: 3.5, r"needs a file path.*not float 3\.5"),
+    (lambda d: d / "missing" / "f.png", r"cannot write 'f\.png': the folder '.*missing' does not exist; create it first"),
+    (lambda d: d / "file.png" / "f.png", r"'.*file\.png' is a file, not a folder"),
+    (lambda d: d, r"is a folder; give save_figure a file in it, e\.g\. '.*figure\.png'"),
+    (lambda d: d / "f.gif", r"cannot save a figure as 'f\.gif': use a \.png, \.svg or \.pdf file name"),
+])
+def test_bad_figure_paths_are_refused_before_anything_is_computed_or_written(explorer, tmp_path, path_of, match):
+    (tmp_path / "file.png").write_bytes(b"")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    calls = []
+    explorer.compute = lambda: calls.append(1)  # refused before the pending panels are computed
+    with pytest.raises(OptionError, match=match):
+        explorer.save_figure("all", path_of(tmp_path))
+    assert calls == [] and sorted(p.name for p in tmp_path.rglob("*")) == before
