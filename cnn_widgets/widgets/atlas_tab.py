@@ -164,6 +164,16 @@ class AtlasTab(traitlets.HasTraits):
         except (CnnWidgetsError, TraitError, ValueError) as exc:
             self._report("atlas", str(exc))
 
+    @traitlets.validate("atlas_class")
+    def _check_atlas_class(self, proposal):
+        value = proposal["value"]
+        net = getattr(self, "net", None)
+        count = net.num_classes if net is not None else None
+        if value != ALL_CELLS and (count is None or not 0 <= value < count):
+            allowed = f"a class index 0..{count - 1}" if count else "only -1 (this network gives no class scores)"
+            raise TraitError(f"atlas_class must be -1 (all cells) or {allowed}, got {value}")
+        return value
+
     @observe("atlas_class")
     def _atlas_class_changed(self, change):
         if getattr(self, "_ready", False) and self._atlas is not None:
@@ -171,6 +181,9 @@ class AtlasTab(traitlets.HasTraits):
 
     @observe("net")
     def _atlas_target_gone(self, change):
+        count = change["new"].num_classes if change["new"] is not None else None
+        if self.atlas_class != ALL_CELLS and (count is None or self.atlas_class >= count):
+            self.atlas_class = ALL_CELLS  # a class of the old network the new one does not have
         # a direction belongs to the network it was measured on
         if self._atlas_direction is not None:
             self._atlas_direction, self.atlas_target = None, {}

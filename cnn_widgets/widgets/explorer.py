@@ -226,7 +226,7 @@ class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, Pane
 
     @validate("tree_path")
     def _valid_tree_path(self, proposal):
-        return validation.check_tree_path(self.net, proposal["value"])
+        return validation.check_tree_path(self.net, proposal["value"], self.target, self.layer, ATLAS_TARGET)
 
     # ---------------------------------------------------------------- changes
     def notify_change(self, change):

@@ -97,32 +97,37 @@ def check_target(net: Network | None, value) -> str | int:
     return value
 
 
-def check_tree_path(net: Network | None, steps) -> list[list]:
+def check_tree_path(net: Network | None, steps, target=None, layer: str | None = None, atlas: str = "atlas") -> list[list]:
+    """``steps`` as ``[layer, channel]`` pairs that the tree rooted now can follow (the engine's one rule,
+    :func:`~cnn_widgets.engine.contributions.check_path`: each step one layer below the one before,
+    from the root: the selected unit's layer, or the logit layer for a class), or a ``TraitError``."""
+    from ..engine import Unit
+    from ..engine.contributions import check_path
+
     path = []
     for step in steps:
-        if len(step) != 2:
-            raise TraitError(f"tree_path steps are [layer, channel] pairs, got {step!r}")
-        layer, channel = str(step[0]), int(step[1])
-        if net is not None:
-            info = net.layer(layer) if layer in net.layer_names else None
-            if info is None or not 0 <= channel < info.channels:
-                raise TraitError(f"tree_path step {step!r} is not a unit of this network")
-        path.append([layer, channel])
+        if not isinstance(step, (list, tuple)) or len(step) != 2 or not isinstance(step[0], str) \
+                or isinstance(step[1], bool) or not isinstance(step[1], int):
+            raise TraitError(f"tree_path steps are [layer name, channel index] pairs, got {step!r}")
+        path.append([step[0], step[1]])
+    if not path or net is None:
+        return path
+    if target == atlas:
+        raise TraitError("tree_path must be [] while an atlas cell's direction is explained (a direction has no tree)")
+    root = layer if target == "unit" else net.logit_layer
+    if root is None:
+        raise TraitError(f"tree_path must be []: {net.name} has no logit layer for a class's tree (select a unit)")
+    try:
+        check_path(net, root, [Unit(name, channel) for name, channel in path])
+    except CnnWidgetsError as exc:
+        raise TraitError(f"tree_path {path!r} is not a path of the tree rooted in {root!r}: {exc}") from exc
     return path
 
 
 def stale_tree_path(net: Network | None, target, layer: str, steps, atlas: str) -> bool:
-    """Whether ``steps`` were built on another tree than the one rooted now: each step of a path is one
-    layer below the one before it, starting below the root (the selected unit's layer, or the logit
-    layer for a class), as the engine's contribution tree goes (``atlas``: the target value of a
-    direction, which has no tree)."""
-    if not steps or net is None:
-        return False
-    if target == atlas:
+    """Whether ``steps`` were built on another tree than the one rooted now (:func:`check_tree_path` refuses them)."""
+    try:
+        check_tree_path(net, steps, target, layer, atlas)
+    except TraitError:
         return True
-    below = layer if target == "unit" else net.logit_layer
-    for step in steps:
-        below = net.layer_below(below) if below is not None else None
-        if below is None or not isinstance(step, (list, tuple)) or len(step) != 2 or str(step[0]) != below:
-            return True
     return False

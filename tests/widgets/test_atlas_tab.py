@@ -146,3 +146,23 @@ def test_a_build_for_the_old_layer_is_never_drawn_over_the_new_one(explorer, mon
     assert explorer.atlas_image is None and explorer.progress["atlas"]["state"] == "cancelled"
     explorer.build_atlas()  # the new layer's, when asked for
     assert explorer.atlas_info["layer"] == "relu1" and explorer.progress["atlas"]["state"] == "done"
+
+
+@pytest.mark.parametrize("built", [False, True])
+def test_a_class_the_network_does_not_have_is_refused_and_the_filter_stays(explorer, built):
+    from traitlets import TraitError
+
+    if built:
+        explorer.build_atlas()
+    explorer.atlas_class = 3
+    shown = None if explorer.atlas_image is None else explorer.atlas_image.copy()
+    for bad in (5000, 10, -2):  # the digits model has classes 0..9; -1 is "all cells"
+        with pytest.raises(TraitError, match=rf"atlas_class must be -1 \(all cells\) or a class index 0\.\.9, got {bad}"):
+            explorer.atlas_class = bad
+        assert explorer.atlas_class == 3
+    explorer.set_state({"atlas_class": 5000})  # the front end's way: the error is shown, the value kept
+    assert explorer.atlas_class == 3 and "atlas_class must be -1" in explorer.error
+    if built:
+        np.testing.assert_array_equal(explorer.atlas_image, shown)
+    explorer.atlas_class = -1
+    assert explorer.atlas_class == -1

@@ -80,7 +80,7 @@ def test_per_tile_scaling_stretches_each_live_channel(explorer):
         ("target", 5000, "out of range"),
         ("target", "no such class", "no class is labelled"),
         ("image_name", "moon", "unknown sample image"),
-        ("tree_path", [["conv_stem", 999]], "not a unit"),
+        ("tree_path", [["conv_stem", 999]], "not a path of the tree rooted in"),
     ],
 )
 def test_invalid_values_are_refused_with_a_reason(explorer, name, value, message):

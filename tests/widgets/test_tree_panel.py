@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import cnn_widgets as cw
 from cnn_widgets.engine import tree_walk
@@ -77,3 +78,23 @@ def test_a_click_on_a_tree_no_longer_shown_is_dropped_quietly(explorer, net):
     child = explorer.tree["levels"][0]["children"][0]  # a click on the tree shown expands it
     _front_end_update(explorer, {"tree_path": [[child["layer"], child["channel"]]]})
     assert explorer.tree_path == [[child["layer"], child["channel"]]] and len(explorer.tree["levels"]) == 2
+
+
+def test_a_path_the_tree_cannot_follow_is_refused_by_the_setter(explorer, net):
+    """One rule (the engine's check_path): a path the tree panel would reject is refused when it is set."""
+    from traitlets import TraitError
+
+    explorer.target = "unit"
+    explorer.layer = "blocks.4.2"
+    first = net.layer_names[0]  # a real unit, but not one layer below blocks.4.2
+    assert net.layer_below("blocks.4.2") != first
+    with pytest.raises(TraitError, match=r"not a path of the tree rooted in 'blocks\.4\.2'.*a path goes one layer down per step"):
+        explorer.tree_path = [[first, 0]]
+    below = net.layer_below("blocks.4.2")
+    with pytest.raises(TraitError, match="out of range"):
+        explorer.tree_path = [[below, net.layer(below).channels]]
+    with pytest.raises(TraitError, match=r"\[layer name, channel index\] pairs"):
+        explorer.tree_path = [[below, "0"]]
+    assert explorer.tree_path == [] and explorer.error == "" and len(explorer.tree["levels"]) == 1
+    explorer.tree_path = [[below, 0]]  # a step the tree shows is taken
+    assert explorer.error == "" and len(explorer.tree["levels"]) == 2

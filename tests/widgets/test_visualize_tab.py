@@ -120,7 +120,8 @@ def test_the_first_frame_is_the_starting_picture_before_the_ascent_runs_the_mode
                                                    explorer.viz_curve.copy())), "viz_info")  # (set last of the three)
     explorer.start_visualization(wait=True)
     frame, info, curve = events[0]
-    assert events[1] == "runs_at" and events[2] == "step"
+    # the model's first use (whether it runs at 24 px, then at the transformed sizes) comes after the frame
+    assert events[1] == "runs_at" and set(events[2:events.index("step")]) <= {"runs_at"}
     assert info["step"] == 0 and info["steps"] == 16 and curve.shape == (0,)  # nothing measured yet
     start = ImageParam(1, 24, generator=torch.Generator().manual_seed(0))  # the run's seed
     with torch.no_grad():
@@ -130,7 +131,7 @@ def test_the_first_frame_is_the_starting_picture_before_the_ascent_runs_the_mode
     explorer.viz_start, explorer.viz_size = "image", 16
     explorer.start_visualization(wait=True)
     frame, info, _ = events[0]
-    assert events[1] == "step" and info["step"] == 0
+    assert events[1] in ("runs_at", "step") and "step" in events and info["step"] == 0
     assert np.abs(frame.astype(int) - explorer.net.display_image(explorer.image).astype(int)).max() <= 2
 
 
