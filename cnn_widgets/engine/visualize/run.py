@@ -70,13 +70,17 @@ def _objective(net: NetworkBase, target) -> Objective:
         return target
     if isinstance(target, str) and target in net.layer_names:
         return LayerTarget(target)
-    if isinstance(target, str) and target not in net.labels:  # neither: a misspelt layer or label
-        close = [f"layer {n!r}" for n in closest_names(target, net.layer_names)]
-        close += [f"class {n!r}" for n in closest_names(target, net.labels, 2) if n.lower() != target.lower()]
-        raise TargetError(f"{target!r} is neither a layer nor a class label of {net.name}"
-                          + (f"; did you mean {', '.join(close)}?" if close else "")
-                          + " (net.layer_names lists the layers, net.labels the classes; a class index works too)")
-    return net._resolve_target(target)
+    try:
+        return net._resolve_target(target)
+    except TargetError:
+        if not isinstance(target, str):
+            raise
+    # neither a layer nor a class label (as net.class_index reads one): a misspelt layer or label
+    close = [f"layer {n!r}" for n in closest_names(target, net.layer_names)]
+    close += [f"class {n!r}" for n in closest_names(target, net.labels, 2) if n.lower() != target.lower()]
+    raise TargetError(f"{target!r} is neither a layer nor a class label of {net.name}"
+                      + (f"; did you mean {', '.join(close)}?" if close else "")
+                      + " (net.layer_names lists the layers, net.labels the classes; a class index works too)")
 
 
 def start_pixels(net: NetworkBase, image: ImageLike, size: int) -> torch.Tensor:
