@@ -292,7 +292,7 @@ class NetworkBase:
         (the logits are then ``None``).
         """
         names = list(dict.fromkeys(layers))
-        modules, layouts = {n: self.layer(n)._module for n in names}, {n: self.layer(n).layout for n in names}
+        modules, layouts = {n: self.layer(n)._module for n in names}, {n: self.layer(n).capture for n in names}
         logits = None
         with capture_outputs(modules, stop_after=stop_early and bool(names), layouts=layouts) as outputs:
             try:

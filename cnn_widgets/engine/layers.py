@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from .hooks import tensor_version, this_thread_only
-from .tokens import TOKENS, TokenLayout, token_layout
+from .tokens import TOKENS, Copied, TokenLayout, token_layout
 from .tracing import INPUT, ReceptiveField, ReceptiveFieldTracer, to_receptive_field
 
 #: A receptive field along one axis: (size, jump, start).
@@ -81,6 +81,7 @@ class LayerInfo:
     inputs: tuple[str, ...] = ()
     fed_by: str | None = None
     layout: TokenLayout | None = None
+    changed_later: bool = False  # the model adds to its output in place afterwards (``result += input``)
     _module: nn.Module | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -90,6 +91,12 @@ class LayerInfo:
     @property
     def is_spatial(self) -> bool:
         return len(self.shape) == 3
+
+    @property
+    def capture(self) -> TokenLayout | Copied | None:
+        """How a forward hook reads this layer: its layout, handing the rest of the pass a copy when the
+        model changes the output in place later (:class:`~.tokens.Copied`)."""
+        return Copied(self.layout) if self.changed_later else self.layout
 
     @property
     def is_join(self) -> bool:
@@ -173,6 +180,7 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
         entry["post"] = clock[0]
         clock[0] += 1
         entry["output"] = output
+        entry["version"] = tensor_version(output) if isinstance(output, torch.Tensor) else None
         if isinstance(output, torch.Tensor):
             produced.setdefault(id(output), []).append((name, output, tensor_version(output)))
         call = (name, entry["count"] - 1)
@@ -252,6 +260,8 @@ def discover_layers(model: nn.Module, example: torch.Tensor) -> list[LayerInfo]:
                 inputs=tuple(sorted(inputs[name] - {INPUT}, key=[n for n, _, _ in kept].index)),
                 fed_by=next((n for n in fed.get(name, ()) if n in kept_names), None),
                 layout=layout,
+                changed_later=id(entry["output"]) in tracer.summed_into and entry["version"] is not None
+                and tensor_version(entry["output"]) != entry["version"],
                 _module=module,
             )
         )

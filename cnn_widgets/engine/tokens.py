@@ -72,6 +72,21 @@ class TokenLayout:
         return f"{self.grid[0]}x{self.grid[1]} patch tokens{extra}"
 
 
+@dataclass(frozen=True)
+class Copied:
+    """The layout of a layer whose output the model later changes in place (a residual ``result +=
+    input`` in MobileNet's and EfficientNet's blocks): the rest of the pass reads a copy (the same
+    values; gradients flow through it), so the captured map stays the layer's own output."""
+
+    inner: TokenLayout | None = None
+
+    def to_map(self, out: torch.Tensor) -> torch.Tensor:
+        return self.inner.to_map(out) if self.inner is not None else out
+
+    def from_map(self, feature_map: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return (self.inner.from_map(feature_map, out) if self.inner is not None else feature_map).clone()
+
+
 def token_layout(out: torch.Tensor, grids: list[tuple[int, int]], channels_last: bool) -> TokenLayout | None:
     """The layout of a module's output, or None when it is not a token map.
 

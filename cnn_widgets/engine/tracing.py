@@ -46,6 +46,7 @@ class ReceptiveField:
 # --------------------------------------------------------------------------------------------
 
 _GLOBAL = "global"
+_IN_PLACE_ARITHMETIC = frozenset("add_ __iadd__ sub_ __isub__ mul_ __imul__ div_ __itruediv__ addcmul_ addcdiv_".split())
 INPUT = ("<input>", 0)  # the image, as a source in the traced dataflow graph
 
 
@@ -95,6 +96,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         self.grids: list[tuple[int, int]] = []
         # tensors computed from one token picked out of [N, tokens, C] (a head on the class token)
         self.picked: set[int] = set()
+        # tensors an in-place sum or product wrote to (a residual ``result += input``)
+        self.summed_into: set[int] = set()
         self._alive: list[torch.Tensor] = [image]  # keep ids unique during the trace
 
     def sources_of(self, obj) -> frozenset:
@@ -197,6 +200,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         if first is None or not isinstance(main, torch.Tensor):
             return
         name = getattr(func, "__name__", "")
+        if name in _IN_PLACE_ARITHMETIC:
+            self.summed_into.add(id(first))
         if any(id(a) in self.picked for a in args if isinstance(a, torch.Tensor)) or (
                 name in ("__getitem__", "select") and first.dim() == 3 and main.dim() == 2):
             self.picked.add(id(main))

@@ -154,3 +154,30 @@ def test_model_without_convolutions_is_refused():
         cw.Network(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)))
     with pytest.raises(cw.ModelError, match="torch.nn.Module"):
         cw.Network("resnet18")
+
+
+def test_a_layer_the_model_adds_to_in_place_later_keeps_its_own_output():
+    """MobileNetV3's inverted residual returns ``result += input`` on its block's last layer's output:
+    the activations are that layer's own output (a plain hook's copy, taken the moment it returned),
+    not the sum; VGG's in-place ReLUs are rectifiers the sessions run out of place, no copy needed."""
+    from torchvision import models as tvm
+
+    torch.manual_seed(0)
+    model = tvm.mobilenet_v3_small(weights=None).eval()
+    net = cw.Network(model, preprocess=cw.imagenet_preprocess(size=64, resize=64))
+    changed = [layer.name for layer in net.layers if layer.changed_later]
+    assert "features.3.block.2" in changed and all(".block." in name for name in changed)
+    image = cw.sample_image("cat")
+    x = net.prepare(image)
+    kept = {}
+    handles = [model.get_submodule(n).register_forward_hook(
+        lambda _m, _i, out, n=n: kept.__setitem__(n, out.detach().clone()) and None) for n in changed]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    acts = net.activations(image, changed)
+    for name in changed:
+        assert torch.equal(acts[name], kept[name][0]), name
+    assert not any(layer.changed_later for layer in cw.Network(tvm.vgg11(weights=None),
+                                                                preprocess=cw.imagenet_preprocess(size=64, resize=64)).layers)

@@ -96,7 +96,7 @@ def sample_activations(net: "NetworkBase", source: "Source", layer: str, positio
     try:
         with inference_state(net.model), torch.no_grad():
             for x, labels in source.batches(net, 0, batch_size, 0):
-                with on_outputs({layer: module}, keep, stop_after=True, layouts={layer: net.layer(layer).layout}):
+                with on_outputs({layer: module}, keep, stop_after=True, layouts={layer: net.layer(layer).capture}):
                     try:
                         net.model(x.to(device=net.device, dtype=net.dtype))
                     except StopForward:

@@ -126,7 +126,7 @@ def fold_batch(net: "NetworkBase", layers: list[str], layer_states: dict, k: int
             folded[name] = fold(name, output, start, layer_states[name], k)
 
     modules = {name: net.layer(name)._module for name in layers}
-    with on_outputs(modules, on_output, stop_after=True, layouts={name: net.layer(name).layout for name in layers}):
+    with on_outputs(modules, on_output, stop_after=True, layouts={name: net.layer(name).capture for name in layers}):
         try:
             net.model(x)
         except StopForward:
