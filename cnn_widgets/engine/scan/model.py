@@ -104,13 +104,12 @@ def stand_ins(net: "NetworkBase") -> dict[str, StandIn]:
     for l in layers:
         for source in l.inputs:
             readers.setdefault(source, []).append(l.name)
-    modules = dict(net.model.named_modules())
     found: dict[str, StandIn] = {}
     for l in layers:
         source = by_name.get(l.fed_by or "")
         if source is None or l.inputs != (source.name,):
             continue
-        module = modules[l.name]
+        module = l._module  # (a block's ':tokens' layer is its block's module)
         if (source.kind in ("conv", "linear") and readers.get(source.name) == [l.name]
                 and source.shape == l.shape and _keeps_positive_order(module)):
             why = f"the {l.module_type} right after it is monotone: same images, same positions wherever a channel fires"
