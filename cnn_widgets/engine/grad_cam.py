@@ -20,6 +20,7 @@ from .checks import check_bool
 from .errors import LayerNotFoundError, OptionError, closest_names
 from .hooks import capture_outputs
 from .targets import TOP_CLASS, ClassTarget, Unit, scalar
+from .tokens import Copied
 
 __all__ = ["grad_cam"]
 
@@ -69,10 +70,10 @@ def grad_cam(
     # x requires grad only so that the layer output joins the graph; the backward stops at it
     x = x.detach().requires_grad_(True)
     unit = isinstance(resolved, Unit)
-    layout = net.layer(name).layout if name in net.layer_names else None
-    for copy in (False, True):  # a second pass only for an output changed in place later (MobileNetV3's `result += input`)
+    layout = net.layer(name).capture if name in net.layer_names else None
+    for copy in (False, True):  # a second pass only for a module (not a listed layer) whose output is changed in place later
         with net._session("gradient"), torch.enable_grad(), \
-                capture_outputs({name: module}, layouts={name: _Copy(layout) if copy else layout}) as captured:
+                capture_outputs({name: module}, layouts={name: Copied(layout) if copy else layout}) as captured:
             with _Watch(captured, name) as watch:
                 logits, outputs = net._forward(x, layers=[resolved.layer] if unit else [], stop_early=unit)
             if not copy and _changed_in_place(watch, name):
@@ -90,21 +91,6 @@ def grad_cam(
     cam = F.relu((weights * activation.detach()).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)
     return cam[0, 0]
-
-
-class _Copy:
-    """A layout for :func:`~cnn_widgets.engine.hooks.on_outputs` that hands the rest of the pass a copy of
-    the output (the same values; gradients flow through it), so a later in-place change such as a
-    residual ``result += input`` changes the copy and the captured map stays the layer's output."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def to_map(self, output: torch.Tensor) -> torch.Tensor:
-        return self.inner.to_map(output) if self.inner is not None else output
-
-    def from_map(self, value: torch.Tensor, whole: torch.Tensor) -> torch.Tensor:
-        return (self.inner.from_map(value, whole) if self.inner is not None else value).clone()
 
 
 def _changed_in_place(watch, name: str) -> bool:
