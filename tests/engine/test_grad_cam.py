@@ -42,10 +42,14 @@ def cam_from(activation: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return F.interpolate(cam, size=(SIZE, SIZE), mode="bilinear", align_corners=False)[0, 0].detach()
 
 
-def hooked_cam(model: nn.Module, module: nn.Module, x: torch.Tensor, cls: int) -> torch.Tensor:
-    """Grad-CAM with a plain forward hook on ``module`` (its output must not be changed in place later)."""
+def hooked_cam(model: nn.Module, module: nn.Module, x: torch.Tensor, cls: int, copy: bool = False) -> torch.Tensor:
+    """Grad-CAM with a plain forward hook on ``module`` (its output must not be changed in place later).
+
+    With ``copy`` the hook keeps the output and hands the rest of the pass a copy, so a later
+    ``out += identity`` changes the copy: Grad-CAM of ``module``'s own output."""
     store = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: store.setdefault("a", out))
+    handle = module.register_forward_hook(
+        lambda _m, _i, out: (store.setdefault("a", out), out.clone() if copy else None)[1])
     try:
         score = model(x[None])[0, cls]
     finally:
@@ -118,19 +122,6 @@ def test_after_relu_refused_where_no_relu_follows():
         net.saliency(image(), 0, "grad_cam", layer="layer4", after_relu="yes")
 
 
-def copied_cam(model: nn.Module, module: nn.Module, x: torch.Tensor, cls: int) -> torch.Tensor:
-    """Grad-CAM of ``module``'s own output when the forward changes it in place later: the hook keeps
-    the output and hands the rest of the pass a copy, so ``out += identity`` changes the copy."""
-    store = {}
-    handle = module.register_forward_hook(lambda _m, _i, out: (store.setdefault("a", out), out.clone())[1])
-    try:
-        score = model(x[None])[0, cls]
-    finally:
-        handle.remove()
-    (grad,) = torch.autograd.grad(score, store["a"])
-    return cam_from(store["a"], grad)
-
-
 @pytest.mark.parametrize(("arch", "layer", "module_of"), [
     ("resnet18", "layer4.1.bn2", lambda m: m.layer4[1].bn2),  # BasicBlock: out = bn2(out); out += identity
     ("mobilenet_v3_small", "features.3.block.2", lambda m: m.features[3].block[2]),  # result += input
@@ -139,7 +130,7 @@ def test_output_changed_in_place_later_is_the_layers_own(arch, layer, module_of)
     model, net = build(arch)
     x = image(4)
     cls = int(model(x[None]).argmax())
-    expected = copied_cam(model, module_of(model), x, cls)
+    expected = hooked_cam(model, module_of(model), x, cls, copy=True)
     plain = hooked_cam(model, module_of(model), x, cls)  # the sum's map: what an unguarded hook would give
     assert expected.max() > 0 and not torch.allclose(plain, expected, rtol=1e-3, atol=0)
     ours = net.saliency(x, cls, "grad_cam", layer=layer)
