@@ -24,6 +24,8 @@ from .saliency import saliency
 from .sanity import SanityCheck, sanity_check
 from .scan import Scan, scan
 from .targets import Target, Unit
+from .unit_explain import explain_unit
+from .unit_steps import UnitArithmetic
 from .visualize import Visualization, dream, visualize
 
 __all__ = ["Network"]
@@ -116,3 +118,10 @@ class Network(NetworkBase):
         """Activation atlas of ``layer`` over ``images`` (Carter et al., Distill 2019); see :func:`.atlas.atlas`."""
         return atlas(self, images, layer, grid=grid, positions=positions, method=method, visualize=visualize, steps=steps,
                      size=size, seed=seed, progress=progress, **check_keywords(atlas, options, 3))
+
+    def explain_unit(self, image: ImageLike, unit: Unit) -> UnitArithmetic:
+        """The exact arithmetic of one number ``cw.Unit(layer, channel, (y, x))`` (the input patch times the
+        kernel, a pooling window, a linear layer's products, a residual sum, then batch norm and
+        activation; the softmax for a class score); see :func:`.unit_explain.explain_unit`."""
+        return explain_unit(self, image, unit)
+
