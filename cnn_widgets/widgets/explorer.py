@@ -38,6 +38,7 @@ from .model_turns import ModelTurns
 from .visualize_tab import VisualizeTab
 from .trust_tab import TrustTab
 from .compare_tab import CompareTab
+from .unit_view import UnitView
 from ..export.figure_mixin import FigureMixin  # explorer.save_figure (slide figures from the current state)
 from .atlas_tab import ATLAS_TARGET, AtlasTab
 from .bundle import widget_esm
@@ -47,12 +48,12 @@ from .progress import PanelProgress
 #: The views below the feature maps, shown one at a time (keeps the widget short enough that
 #: Notebook 7 does not fold it into a scrolled output, and the tree next to the grid on a projector).
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
-        "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust", "compare": "Compare"}
+        "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust", "compare": "Compare", "unit": "Inside a unit"}
 SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is attached
 NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
 
 
-class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
+class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, UnitView, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):
     """A live, clickable explorer of a CNN on one image.
 
     Parameters

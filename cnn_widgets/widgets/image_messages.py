@@ -1,5 +1,5 @@
 """What the front end sends besides trait changes and the runner's recompute / cancel: a dropped image
-file, a click on a scanned image, a click on an atlas cell."""
+file, a click on a scanned image, a click on an atlas cell, a click on the image (a unit's position)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class ImageMessages:
     """Mixed into the Explorer: loads images from front-end messages (reports problems as ``error``)."""
 
     #: What this part uses of the Explorer's other parts (read, called or set); tests/widgets/test_parts.py checks it
-    USES: tuple[str, ...] = ('scan', 'scan_index', '_next_scan_index', '_set_image', '_on_atlas_message', '_report')
+    USES: tuple[str, ...] = ('scan', 'scan_index', '_next_scan_index', '_set_image', '_on_atlas_message', '_on_unit_message', '_report')
 
     def _on_custom_message(self, _widget, content, buffers):
         if not isinstance(content, dict):
@@ -26,6 +26,8 @@ class ImageMessages:
             self.load_image_bytes(bytes(buffers[0]), name=str(content.get("name", "uploaded image")))
         elif content.get("type") == "atlas":
             self._on_atlas_message(content)
+        elif content.get("type") == "unit":  # a click on the image picks a unit of the selected layer (unit_view.py)
+            self._on_unit_message(content)
         elif content.get("type") == "scan_image":
             try:
                 self.load_scan_image(int(content.get("index", -1)))

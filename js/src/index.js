@@ -25,11 +25,12 @@ import visualize from "./panels/visualize.js";
 import atlas from "./panels/atlas.js";
 import trust from "./panels/trust.js";
 import compare from "./panels/compare.js";
+import unitView, { UNIT_CSS } from "./panels/unit.js";
 
 // Every view, in page order. Each file exports {name, place, mount(model) -> {el, cleanup}};
 // place "top": the row under the bar; "main": full width under the layer strip; "tab": one page
 // below the feature maps, shown by the kernel's `tab` trait (whose menu names the tabs).
-const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas, trust, compare];
+const VIEWS = [predictions, saliency, occlusion, featureMaps, tree, topImages, embedding, filters, visualize, atlas, trust, compare, unitView];
 
 const ATLAS_TARGET = "atlas"; // the kernel's target value while an atlas cell's direction is explained (atlas_tab.py)
 
@@ -47,7 +48,7 @@ function targetOptions(model) {
 }
 
 function render({ model, el }) {
-  const style = h("style", { text: CSS + STATIC_CSS + FIGURE_CSS + PROGRESS_CSS });
+  const style = h("style", { text: CSS + STATIC_CSS + FIGURE_CSS + PROGRESS_CSS + UNIT_CSS });
   const root = h("div", { class: "cnnw-explorer", "data-status": "idle" });
   let localStatus = null; // e.g. "busy" while a dropped file is being read, before the kernel knows
 

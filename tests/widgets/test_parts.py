@@ -18,9 +18,10 @@ from cnn_widgets.widgets.atlas_tab import AtlasTab
 from cnn_widgets.widgets.image_messages import ImageMessages
 from cnn_widgets.widgets.layout_mode import LayoutMode
 from cnn_widgets.widgets.progress import PanelProgress
+from cnn_widgets.widgets.unit_view import UnitView
 from cnn_widgets.widgets.visualize_tab import VisualizeTab
 
-PARTS = (PanelProgress, VisualizeTab, AtlasTab, ImageMessages, LayoutMode, FigureMixin)
+PARTS = (PanelProgress, VisualizeTab, AtlasTab, ImageMessages, LayoutMode, FigureMixin, UnitView)
 WIDGET = set(dir(anywidget.AnyWidget))  # what every widget has (hold_sync, send_state, observe, ...)
 
 

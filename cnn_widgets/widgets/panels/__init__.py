@@ -27,6 +27,7 @@ from .scan_layer import ScanLayerPanel
 from .top_images import TopImagesPanel
 from .tree import TreePanel
 from .trust import TrustPanel
+from .unit import UnitPanel
 from .visualize import VisualizePanel
 
 __all__ = ["PANELS", "Panel", "Row", "initial", "lanes", "on_demand", "panels_recomputed_by", "triggers"]
@@ -40,6 +41,11 @@ def unit_targeted(explorer) -> bool:
 def compare_shown(explorer) -> bool:
     """The Compare tab is shown (it computes nothing while hidden)."""
     return explorer.tab == "compare"
+
+
+def unit_shown(explorer) -> bool:
+    """The "Inside a unit" tab is shown (it computes nothing while hidden)."""
+    return explorer.tab == "unit"
 
 
 def scan_attached(explorer) -> bool:
@@ -75,6 +81,7 @@ PANELS: tuple[Row, ...] = (
         when=((unit_targeted, SELECTION),), lane=PANEL_LANE),
     Row(ComparePanel, on=(), when=((compare_shown, ("net", "image", "target", "method", "trust_methods", "layer", "channel",
                                                    "compare_net", "tab")),), lane=PANEL_LANE),
+    Row(UnitPanel, on=(), when=((unit_shown, ("net", "image", "layer", "channel", "unit_position", "tab")),), lane=PANEL_LANE),
     Row(VisualizePanel, on=(), lane=LONG_LANE),
     Row(AtlasPanel, on=(), lane=LONG_LANE),
     Row(TrustPanel, on=(), lane=LONG_LANE),

@@ -86,7 +86,7 @@ function mount(model) {
     title.textContent = `Feature maps of ${info.layer ?? ""} (${C} channels, ${hh}×${ww})`;
     caption.textContent = `${info.lo == null ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo)} … ${fmt(info.hi)}`}` +
       ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} on this image crossed out in red` +
-      (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a tile to select the unit";
+      (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a position to select the unit and see inside it";
   }
 
   function drawOverlay() {
@@ -150,11 +150,22 @@ function mount(model) {
     drawOverlay();
   }
   function onLeave() { clearHover(); drawOverlay(); }
+  /** [y, x] on the channel's map under the pointer ([] for a layer with one number per channel). */
+  function positionAtEvent(event, c) {
+    const info = (model.get("layers") || []).find((l) => l.name === (model.get("fmap_info") || {}).layer);
+    if (!layout || !data || !info || info.shape.length !== 3) return [];
+    const rect = canvas.getBoundingClientRect();
+    const [x0, y0] = tileOrigin(layout, c);
+    const px = ((event.clientX - rect.left) * canvas.width) / rect.width - x0, py = ((event.clientY - rect.top) * canvas.height) / rect.height - y0;
+    const clamp = (v, n) => Math.min(n - 1, Math.max(0, Math.floor(v)));
+    return [clamp((py * data.hh) / layout.tile, data.hh), clamp((px * data.ww) / layout.tile, data.ww)];
+  }
   function onClick(event) {
     const c = channelAtEvent(event);
     if (c < 0) return;
     hovered = c;
-    commit(model, { channel: c, target: "unit" });
+    // the unit under the pointer: its channel, and its position, opened in the "Inside a unit" tab (panels/unit.js)
+    commit(model, { channel: c, target: "unit", unit_position: positionAtEvent(event, c), tab: "unit" });
     channelInput.value = String(c);
     drawOverlay();
   }

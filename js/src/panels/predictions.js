@@ -25,6 +25,13 @@ function mount(model) {
       return row;
     }));
   }
+  // a click on the image: the selected layer's unit whose receptive field is centred there (unit_view.py), in "Inside a unit"
+  canvas.addEventListener("click", (event) => {
+    const r = canvas.getBoundingClientRect();
+    if (!r.width || !r.height) return;
+    model.send({ type: "unit", y: Math.floor(((event.clientY - r.top) * canvas.height) / r.height), x: Math.floor(((event.clientX - r.left) * canvas.width) / r.width) });
+  });
+  canvas.title = "click to look inside the selected layer's unit over this pixel";
   const off = listen(model, ["image_data", "predictions", "target"], draw);
   draw();
   return { el, cleanup: off };
