@@ -54,6 +54,8 @@ class UnitView(traitlets.HasTraits):
     unit_products = Array()  # float32 [k, kh, kw]
     unit_input = Array()  # float32 [k, H, W]: the shown channels' input maps (what the animation slides over)
     unit_output = Array()  # float32 [Ho, Wo]: the unit's channel of the source's output
+    _unit_seen: list | None = None  # the position its observer last saw, and the map size it was on
+    _unit_map: tuple | None = None
 
     def select_unit(self, layer: str, channel: int, position: tuple[int, int] | None = None) -> None:
         """Show the arithmetic of ``layer[channel]`` at ``position`` (``(y, x)``; ``None``: where the
@@ -100,18 +102,25 @@ class UnitView(traitlets.HasTraits):
     def _valid_unit_position(self, proposal):
         return check_position(getattr(self, "net", None), self.layer, proposal["value"])
 
+    @observe("unit_position")
+    def _unit_position_set(self, change):
+        self._unit_seen, self._unit_map = list(change["new"]), self._map_size(self.layer)
+
     @observe("layer")
     def _unit_layer_changed(self, change):
-        """A position belongs to a map of one size: another size (or no map) starts at the new channel's maximum."""
-        net = getattr(self, "net", None)
-        if not self.unit_position or net is None:
+        """A position belongs to a map of one size: another size (or no map) starts at the new channel's
+        maximum. A position sent with the layer (its observer not run yet) was checked against that layer."""
+        if not self.unit_position or self.unit_position != self._unit_seen:
             return
-        try:
-            same = change["old"] and net.layer(change["old"]).shape[1:] == net.layer(change["new"]).shape[1:]
-        except CnnWidgetsError:
-            same = False
-        if not same:
+        if self._map_size(change["new"]) != self._unit_map:
             self.unit_position = []
+
+    def _map_size(self, layer: str) -> tuple | None:
+        net = getattr(self, "net", None)
+        try:
+            return tuple(net.layer(layer).shape[1:]) if net is not None and layer else None
+        except CnnWidgetsError:
+            return None
 
     @observe("net")
     def _unit_net_changed(self, change):
