@@ -578,6 +578,28 @@ def test_scan(swept: Swept):
     swept.untouched()
 
 
+# ----------------------------------------------------------------------------- inside a unit
+@per_model()
+def test_explain_unit_adds_up_on_every_layer(swept: Swept):
+    """Issue 28: the arithmetic of each layer's strongest number, recomputed in float64 from the parts
+    shown, is the model's own number: to 1e-5 of the number, or of a hundredth of the size of the
+    terms summed where they cancel to near zero (float32 rounding of a long sum is relative to its
+    terms, not its result)."""
+    net, image = swept.net, swept.image
+    acts = net.activations(image)
+    kinds = set()
+    for layer in net.layers:
+        act = acts[layer.name]
+        channel = int(act.flatten(1).amax(1).argmax()) if act.dim() > 1 else int(act.argmax())
+        r = net.explain_unit(image, cw.Unit(layer.name, channel))
+        expected = float(act[channel].max()) if act.dim() > 1 else float(act[channel])
+        assert r.value == expected, layer.name
+        assert abs(r.total - r.value) <= 1e-5 * max(abs(r.value), 1e-2 * r.magnitude), (layer.name, r.total, r.value)
+        kinds.add(r.kind)
+    assert "conv" in kinds  # every model in the sweep has a convolution (a ViT its patch embedding)
+    swept.untouched()
+
+
 # ----------------------------------------------------------------------------- the Explorer
 @per_model([case.id for case in CASES if case.explorer])
 def test_explorer(swept: Swept):
