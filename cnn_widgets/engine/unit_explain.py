@@ -79,7 +79,9 @@ def _activation_step(rec: PassRecorder, r: Record, index: tuple[int, ...], name:
     inp = float(rec.value(r.args[0], r.index)[index])
     one = torch.tensor([inp], dtype=torch.float64)
     out = r.func(one, *r.args[1:], **r.kwargs)
-    return Step(name, inp, float(out[0]), r.module)
+    params = tuple(float(a) for a in (*r.args[1:], *r.kwargs.values())
+                   if isinstance(a, (int, float)) and not isinstance(a, bool))
+    return Step(name, inp, float(out[0]), r.module, params=params)
 
 
 def _step(rec: PassRecorder, r: Record, index: tuple[int, ...]) -> Step | None:

@@ -111,7 +111,10 @@ def _pool(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) -> Po
     values = torch.where(valid, values, torch.full_like(values, float("nan"))).numpy()
     op = "max" if "max" in name else "average"
     winner = tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape)) if op == "max" else None
-    return Pooling(op, values, (y0, x0), winner, divisor if op == "average" else None, plane.numpy(), out_plane)
+    windows = {"adaptive": True} if name.startswith("adaptive") else \
+        {"kernel": tuple(k), "stride": tuple(stride), "pad": tuple(pad), "dilation": tuple(d)}
+    return Pooling(op, values, (y0, x0), winner, divisor if op == "average" else None, plane.numpy(), out_plane,
+                   **windows)
 
 
 def _reduction(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) -> Pooling:

@@ -69,6 +69,14 @@ class Pooling:
     input_map: np.ndarray | None = field(default=None, repr=False)  # [H, W]: the channel pooled
     output_map: np.ndarray | None = field(default=None, repr=False)
     kind: str = "pool"
+    # how every window of the map lies on the input (for sliding it): kernel, stride, padding, dilation
+    # of a max / average pool; ``adaptive`` windows are floor(i*H/out) .. ceil((i+1)*H/out); a
+    # reduction (``x.mean((2, 3))``) has one window, the whole map
+    kernel: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    pad: tuple[int, int] | None = None
+    dilation: tuple[int, int] | None = None
+    adaptive: bool = False
 
     @property
     def total(self) -> float:
@@ -148,6 +156,7 @@ class Step:
     module: str
     scale: float | None = None
     shift: float | None = None
+    params: tuple[float, ...] = ()  # the activation's numeric arguments as called (hardtanh: min, max)
 
 
 @dataclass(frozen=True)

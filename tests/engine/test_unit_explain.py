@@ -164,7 +164,7 @@ def test_convolution_parts_against_one_channel_convolutions(default, layer):
     assert src.channels == tuple(range(first, first + conv.in_channels // conv.groups))
     assert src.groups == conv.groups and src.stride == conv.stride and src.pad == conv.padding
     for i, ch in enumerate(src.channels):  # each input channel convolved alone with its kernel slice
-        alone = F.conv2d(x[:, ch:ch + 1].double(), conv.weight[channel:channel + 1, i:i + 1].double(), None,
+        alone = F.conv2d(x[:, ch:ch + 1].double(), conv.weight[channel:channel + 1, i:i + 1].detach().double(), None,
                          conv.stride, conv.padding, conv.dilation)
         assert src.channel_sums[i] == pytest.approx(float(alone[0, 0, 3, 4]), rel=1e-9, abs=1e-12)
     np.testing.assert_allclose(src.products, src.patch * src.kernel)
@@ -313,3 +313,16 @@ def test_a_user_thread_is_neither_recorded_nor_changed(every):
         thread.join()
     assert runs[0] > 0 and not wrong
     assert hook_count(every.model) == 0
+
+
+def test_windows_and_activation_arguments_for_sliding(every, default):
+    """A pool says how all its windows lie (the view slides them); ReLU6 says its bounds."""
+    image = cw.sample_image("cat")
+    mp = every.explain_unit(image, cw.Unit("branches.mp", 0, (1, 1))).source
+    module = every.model.branches.mp
+    assert (mp.kernel, mp.stride, mp.pad, mp.dilation) == ((3, 3), (2, 2), (1, 1), (1, 1)) == (
+        (module.kernel_size,) * 2, (module.stride,) * 2, (module.padding,) * 2, (module.dilation,) * 2)
+    assert mp.window == (1 * 2 - 1, 1 * 2 - 1)
+    assert every.explain_unit(image, cw.Unit("pool", 0, (1, 2))).source.adaptive
+    relu6 = default.explain_unit(image, cw.Unit("bn1.act", 0, (5, 5))).steps[-1]
+    assert relu6.name == "hardtanh" and relu6.params == (0.0, 6.0)
