@@ -194,4 +194,5 @@ def explain_unit(net: "NetworkBase", image: "ImageLike", unit: Unit) -> UnitArit
     steps = [step for _, step in steps]
     then = _then(rec, out, at, index) if not steps and source.kind in ("conv", "linear") else ()
     softmax = _softmax(net, image, unit.channel) if info.name == net.logit_layer else None
-    return UnitArithmetic(unit, info.name, record.module, source, tuple(steps), value, total, magnitude, then, softmax)
+    return UnitArithmetic(unit, info.name, record.module, source, tuple(steps), value, total, magnitude, then, softmax,
+                          str(out.dtype).replace("torch.", ""))

@@ -182,7 +182,8 @@ class UnitArithmetic:
     ``total`` is the same number recomputed in float64 from the parts shown. ``then`` are the steps
     the model applies to this layer's output right after it (its batch norm and activation, when a
     convolution is followed by them), ending at ``after``; ``softmax`` is set for a unit of the
-    logit layer.
+    logit layer. A bfloat16 / float16 model's ``value`` differs from ``total`` by its own rounding
+    (about 2**-8 / 2**-11 of the terms).
     """
 
     unit: object  # cw.Unit, position filled in
@@ -195,6 +196,7 @@ class UnitArithmetic:
     magnitude: float  # the size of the terms summed, carried through the steps (a scale for rounding)
     then: tuple[Step, ...] = ()
     softmax: Softmax | None = None
+    dtype: str = "float32"  # what the model computes in: ``value`` is rounded to it, ``total`` is float64
 
     @property
     def kind(self) -> str:

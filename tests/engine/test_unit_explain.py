@@ -326,3 +326,19 @@ def test_windows_and_activation_arguments_for_sliding(every, default):
     assert every.explain_unit(image, cw.Unit("pool", 0, (1, 2))).source.adaptive
     relu6 = default.explain_unit(image, cw.Unit("bn1.act", 0, (5, 5))).steps[-1]
     assert relu6.name == "hardtanh" and relu6.params == (0.0, 6.0)
+
+
+@pytest.mark.parametrize("dtype, eps", [(torch.bfloat16, 2.0 ** -8), (torch.float16, 2.0 ** -11)])
+def test_low_precision_models_differ_by_their_own_rounding(dtype, eps):
+    """The parts are read in the model's precision and summed in float64: the model's own number
+    differs from that sum by its rounding, a few units of its epsilon (and float32 agrees to 1e-6)."""
+    net32 = every_model(torch.float32)
+    low = cw.Network(every_model(torch.float64).model.to(dtype), preprocess=lambda im: net32.preprocess(im).to(dtype),
+                     input_size=(19, 19), name=str(dtype))
+    image = cw.sample_image("cat")
+    for layer in ("c1", "act1", "res", "branches", "fc"):
+        r = low.explain_unit(image, cw.Unit(layer, 1))
+        assert r.dtype == str(dtype).replace("torch.", "")
+        assert abs(r.total - r.value) <= 8 * eps * max(abs(r.value), r.magnitude), (layer, r.total, r.value)
+        r32 = net32.explain_unit(image, cw.Unit(layer, 1))
+        assert r32.dtype == "float32" and close(r32, 1e-6)
