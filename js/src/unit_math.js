@@ -23,6 +23,13 @@ export function applyStep(step, x) {
   }
 }
 
+/** A step's name as a reader knows it: "batch norm", "ReLU6" (PyTorch's hardtanh between 0 and 6), ... */
+export function stepName(step) {
+  if (step.name === "batch_norm") return "batch norm";
+  if (step.name === "hardtanh" && step.bounds && step.bounds[0] === 0 && step.bounds[1] === 6) return "ReLU6";
+  return { relu: "ReLU", relu6: "ReLU6", silu: "SiLU", gelu: "GELU", hardswish: "hardswish" }[step.name] || step.name;
+}
+
 /** How a step is written: "× 0.84 + 0.12", "max(0, x)", ... */
 export function stepFormula(step) {
   switch (step.name) {

@@ -77,3 +77,10 @@ test("grid cells print short numbers", async () => {
   const { cellNum } = await import("../src/unit_math.js");
   assert.deepEqual([0.2764, -0.0031, 0, 12.345, -123.4, 4321, NaN].map(cellNum), ["0.28", "≈0", "0", "12.3", "-123", "4e3", "pad"]);
 });
+
+test("steps are named as a reader knows them", async () => {
+  const { stepName } = await import("../src/unit_math.js");
+  assert.equal(stepName({ name: "hardtanh", bounds: [0, 6] }), "ReLU6");
+  assert.equal(stepName({ name: "hardtanh", bounds: [-1, 1] }), "hardtanh");
+  assert.equal(stepName({ name: "batch_norm" }), "batch norm");
+});

@@ -11,7 +11,7 @@ import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { h, listenBatched } from "../dom.js";
 import { imageOf } from "../picture.js";
-import { agreement, applySteps, cellNum, diverging, extentOf, num, positionsPerSecond, softmaxRows, stepFormula, unitSum, windowAt } from "../unit_math.js";
+import { agreement, applySteps, cellNum, diverging, extentOf, num, positionsPerSecond, softmaxRows, stepFormula, stepName, unitSum, windowAt } from "../unit_math.js";
 
 const MAP_PX = 224; // css pixels of the input and output maps (presentation: larger, by CSS)
 const DOM_CELLS = 400; // windows up to this many cells are DOM grids (hover, printed numbers); larger ones a canvas
@@ -124,7 +124,7 @@ function mount(model) {
     view.outPicture = document.createElement("canvas");
     view.outPicture.width = Wo; view.outPicture.height = Ho;
     view.geometry = { Hh, Ww, Ho, Wo };
-    const what = info.kind === "pool" ? `channel ${info.channel} pooled` : useImage ? "the image" : `input channel ${info.conv ? info.conv.channels[view.active] : ""}`;
+    const what = info.kind === "pool" ? `channel ${info.channel} before pooling` : useImage ? "the image" : `input channel ${info.conv ? info.conv.channels[view.active] : ""}`;
     inputCaption.textContent = `input: ${what} (${Hh}×${Ww})`;
     outputCaption.textContent = `output: ${info.module}[${info.channel}] (${Ho}×${Wo})`;
   }
@@ -151,7 +151,12 @@ function mount(model) {
     }
     const sIn = MAP_PX / Math.max(g.Hh, g.Ww), sOut = MAP_PX / Math.max(g.Ho, g.Wo);
     const w = info.slide ? windowAt(info.slide, oy, ox, g.Hh, g.Ww, g.Ho, g.Wo) : null;
-    const box = (ctx, x, y, wd, ht, colour, width) => { ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.strokeRect(x, y, wd, ht); };
+    const box = (ctx, x, y, wd, ht, colour, width) => {
+      ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.strokeRect(x, y, wd, ht);
+      if (Math.max(wd, ht) < 14) { // a window of a few pixels on a large map: a ring around it too
+        ctx.beginPath(); ctx.arc(x + wd / 2, y + ht / 2, 14, 0, 2 * Math.PI); ctx.stroke();
+      }
+    };
     const ictx = inputCanvas.getContext("2d"), octx = outputCanvas.getContext("2d");
     if (w) {
       box(ictx, w.x0 * sIn, w.y0 * sIn, w.w * sIn, w.h * sIn, "#000", 4);
@@ -227,7 +232,7 @@ function mount(model) {
 
   function stepLines(entries, muted = false) {
     return entries.map(({ step, input, output }) => h("div", { class: `cnnw-unit-step${muted ? " then" : ""}`, "data-step": step.name },
-      h("span", { class: "cnnw-unit-label", text: `${step.name === "batch_norm" ? "batch norm" : step.name} (${step.module})` }),
+      h("span", { class: "cnnw-unit-label", text: `${stepName(step)} (${step.module})` }),
       h("span", { class: "cnnw-unit-num", text: `${num(input)} ${stepFormula(step).startsWith("×") ? stepFormula(step) : `→ ${stepFormula(step)}`} = ${num(output)}` })));
   }
 
@@ -243,7 +248,7 @@ function mount(model) {
         h("td", { text: num(r.logit), "data-col": "1" }), h("td", { text: num(r.shifted), "data-col": "2" }), h("td", { text: num(r.exp), "data-col": "3" }),
         h("td", { text: `${num(r.probability)} (${(100 * r.probability).toFixed(1)}%)`, "data-col": "4" }))));
     return [h("h4", { class: "cnnw-unit-title", text: "Softmax: logits → probabilities" }),
-      h("div", { class: "cnnw-caption", text: `exp(logit − ${num(info.softmax.shift)}) (the largest logit, subtracted so exp stays finite), summed over all classes: Σ = ${num(sm.sum)} (the others add ${num(sm.others)}), then each ÷ Σ` }),
+      h("div", { class: "cnnw-caption", text: `exp(logit − ${num(info.softmax.shift)}) (the largest logit, subtracted so exp stays finite), summed over all classes: Σ = ${Number(sm.sum.toPrecision(7))} (the classes not shown add ${num(sm.others)}), then each ÷ Σ` }),
       table];
   }
 
@@ -258,7 +263,7 @@ function mount(model) {
     const where = info.position ? ` at (y ${info.position[0]}, x ${info.position[1]})` : "";
     title.textContent = `Inside a unit: ${info.layer}[${info.channel}]${where}`;
     caption.textContent = `computed by ${info.module} (a ${KIND_TEXT[info.kind] || info.kind})` +
-      (info.steps.length ? `, then ${info.steps.map((s) => (s.name === "batch_norm" ? "batch norm" : s.name)).join(", ")}` : "") +
+      (info.steps.length ? `, then ${info.steps.map(stepName).join(", ")}` : "") +
       ` · the model's number: ${num(info.value)}`;
     const parts = info.kind === "conv" ? drawConv(info, sums) : info.kind === "pool" ? drawPool(info, sums)
       : info.kind === "linear" ? drawLinear(info, sums) : drawCombine(info, sums);
@@ -339,7 +344,7 @@ function mount(model) {
 }
 
 export const UNIT_CSS = `
-.cnnw-unit { --cnnw-cell: 36px; }
+.cnnw-unit { --cnnw-cell: 32px; }
 .cnnw-explorer canvas.cnnw-image { cursor: crosshair; }
 .cnnw-unit-maps { display: flex; gap: 12px; align-items: center; flex-wrap: wrap; margin: 4px 0 8px; }
 .cnnw-unit-maps figure { margin: 0; }
