@@ -148,6 +148,24 @@ def test_a_clicked_position_shows_the_models_number_and_animates(browser, digits
     page.close()
 
 
+def test_a_click_on_the_image_asks_for_the_unit_over_that_pixel(browser, digits, digit, tmp_path):
+    explorer = cw.Explorer(digits, image=digit, layer="conv1", channel=2, window=8, stride=8)
+    page = open_page(browser, write_harness(explorer, tmp_path / "image_click.html", width=1248), SCREENS[0])
+    point = page.evaluate("""() => { const c = document.querySelector('canvas.cnnw-image'), r = c.getBoundingClientRect();
+        return {x: r.left + (3.5 * r.width) / c.width, y: r.top + (8.5 * r.height) / c.height}; }""")  # pixel (y 8, x 3)
+    page.mouse.click(point["x"], point["y"])
+    sent = page.evaluate("() => window.__sent.at(-1).content")
+    assert sent == {"type": "unit", "y": 8, "x": 3}
+    explorer._on_custom_message(explorer, sent, [])  # what the kernel does with it
+    assert explorer.error == "" and explorer.unit_position == [8, 3] and explorer.tab == "unit"  # conv1: 3x3, padding 1
+    push(page, explorer, ["tab", "unit_position", "unit_info", "unit_patch", "unit_kernel", "unit_products", "unit_input", "unit_output"])
+    page.wait_for_function(f"() => document.querySelector('{UNIT}').dataset.position === '8,3'")
+    expected = float(digits.activations(digit, ["conv1"])["conv1"][2, 8, 3])
+    assert abs(shown_total(page)["total"] - expected) <= REL * max(abs(expected), 1e-6)
+    assert not page.errors, page.errors
+    page.close()
+
+
 CASES = {  # name: (network, layer, channel, position or None)
     "depthwise_default": ("default", "blocks.1.0.bn2.act", 5, (20, 30)),
     "maxpool_digits": ("digits", "pool1", 6, None),
@@ -228,3 +246,34 @@ def test_the_exported_page_draws_the_unit_and_animates_it(browser, digits, digit
     print(f"\nexported page: animation {page.get_attribute(UNIT, 'data-frames')} frames at {page.get_attribute(UNIT, 'data-fps')} frames/s")
     assert not errors, errors
     page.close()
+
+
+LAB_CELLS = ["""\
+import cnn_widgets as cw
+from cnn_widgets.engine.digits_dataset import digits_split
+net = cw.digits_cnn()
+image = digits_split("test")[0][0]
+explorer = cw.Explorer(net, image, layer="conv2", window=8, stride=8)""",
+             "explorer"]
+
+
+def test_in_jupyterlab_a_click_opens_the_unit_the_kernel_computed(open_notebook):
+    """The real round trip: a click in JupyterLab, the kernel's explain_unit, the view's total = the model's number."""
+    nb = open_notebook("lab", "unit_view.ipynb", LAB_CELLS)
+    nb.screenshot_selector = "div.cnnw-explorer"
+    nb.run_all(timeout_s=180)
+    page = nb.page
+    page.wait_for_selector("canvas.cnnw-fmap[data-channels='32']", timeout=120_000)
+    page.locator("canvas.cnnw-fmap").scroll_into_view_if_needed()
+    click_position(page, 6, 2, 5)
+    page.wait_for_function(f"() => {{ const el = document.querySelector('{UNIT}'); return el && el.dataset.position === '2,5'"
+                           f" && el.dataset.layer === 'conv2' && el.dataset.channel === '6'; }}", timeout=120_000)
+    assert nb.kernel_json("[explorer.tab, explorer.channel, explorer.unit_position]") == ["unit", 6, [2, 5]]
+    expected = nb.kernel_json("float(net.activations(image, ['conv2'])['conv2'][6, 2, 5])")
+    shown = shown_total(page)
+    assert abs(shown["total"] - expected) <= REL * max(abs(expected), 1e-6), (shown, expected)
+    page.locator(UNIT).scroll_into_view_if_needed()
+    page.click(f"{UNIT} button.cnnw-unit-animate")
+    page.wait_for_function(f"() => document.querySelector('{UNIT}').dataset.animating === 'false'", timeout=60_000)
+    print(f"\nJupyterLab: animation {page.get_attribute(UNIT, 'data-frames')} frames at {page.get_attribute(UNIT, 'data-fps')} frames/s")
+    assert not nb.console_errors()

@@ -86,10 +86,13 @@ def test_the_recompute_table_names_real_traits_and_panels(tiny):
     assert list(explorer.panels) == [row.panel.name for row in PANELS]
     jobs = on_demand()  # started by the user only: the Visualise run, the Atlas build, the Trust checks
     assert jobs == ["visualize", "atlas", "trust"]
-    # the Compare tab computes only while it is shown
-    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in [*jobs, "compare"]]
+    # the Compare and Inside-a-unit tabs compute only while shown
+    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in [*jobs, "compare", "unit"]]
     explorer.tab = "compare"
-    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in jobs]
+    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in [*jobs, "unit"]]
+    explorer.tab = "unit"
+    assert panels_recomputed_by("net", explorer) == [name for name in explorer.panels if name not in [*jobs, "compare"]]
+    assert panels_recomputed_by("unit_position", explorer) == ["unit"]
     explorer.tab = "tree"
     assert panels_recomputed_by("channel", explorer) == ["filters"]  # no scan, target "top"
     explorer.target = "unit"

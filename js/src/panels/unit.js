@@ -276,10 +276,10 @@ function mount(model) {
     body.replaceChildren(...parts, ...stepLines(sums.steps), final, ...then, ...(info.softmax ? drawSoftmax(info) : []));
     Object.assign(el.dataset, { kind: info.kind, layer: info.layer, channel: String(info.channel), position: info.position ? info.position.join(",") : "",
       total: String(sums.total), value: String(info.value), animating: "false" });
-    animate.hidden = !(info.slide && !maps.hidden) && !info.softmax;
-    speed.hidden = animate.hidden;
     prepareMaps();
     drawMaps();
+    animate.hidden = !(info.slide && !maps.hidden) && !info.softmax; // a window to slide (over the maps shown), or a softmax to step through
+    speed.hidden = animate.hidden;
     el.dataset.version = String(Number(el.dataset.version) + 1);
   }
 
@@ -315,7 +315,7 @@ function mount(model) {
     drawMaps();
   }
   function start() {
-    if (!view) return;
+    if (!view || animate.hidden) return;
     if (view.info.softmax && !(view.info.slide && !maps.hidden)) {
       const table = body.querySelector(".cnnw-unit-softmax");
       if (!table) return;
