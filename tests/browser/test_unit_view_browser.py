@@ -91,16 +91,15 @@ def screenshot(page, name: str, anchor: str = UNIT) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def click_position(page, channel: int, y: int, x: int) -> None:
-    """A real mouse click on the feature-map grid at channel `channel`'s map position (y, x)."""
-    point = page.evaluate("""([c, y, x]) => {
+def click_position(page, channel: int, y: int, x: int, size: tuple[int, int]) -> None:
+    """A real mouse click on the feature-map grid at channel `channel`'s map position (y, x) of a map of `size`."""
+    point = page.evaluate("""([c, y, x, hh, ww]) => {
         const cv = document.querySelector('canvas.cnnw-fmap'), d = cv.dataset;
-        const cols = +d.cols, tile = +d.tile, gap = +d.gap, info = window.__model.get('fmap');
-        const [, hh, ww] = info.shape;
+        const cols = +d.cols, tile = +d.tile, gap = +d.gap;
         const px = gap + (c % cols) * (tile + gap) + (x + 0.5) * tile / ww, py = gap + Math.floor(c / cols) * (tile + gap) + (y + 0.5) * tile / hh;
         const r = cv.getBoundingClientRect();
         return {x: r.left + px * r.width / cv.width, y: r.top + py * r.height / cv.height};
-    }""", [channel, y, x])
+    }""", [channel, y, x, *size])
     page.mouse.click(point["x"], point["y"])
 
 
@@ -110,7 +109,7 @@ def test_a_clicked_position_shows_the_models_number_and_animates(browser, digits
     page = open_page(browser, write_harness(explorer, tmp_path / "digits.html", width=screen[0] - 32), screen)
     channel, y, x = 3, 5, 7
     page.locator("canvas.cnnw-fmap").scroll_into_view_if_needed()
-    click_position(page, channel, y, x)
+    click_position(page, channel, y, x, (16, 16))
     sent = page.evaluate("() => window.__saved.at(-1)")
     assert (sent["channel"], sent["unit_position"], sent["tab"]) == (channel, [y, x], "unit")
 
@@ -265,7 +264,7 @@ def test_in_jupyterlab_a_click_opens_the_unit_the_kernel_computed(open_notebook)
     page = nb.page
     page.wait_for_selector("canvas.cnnw-fmap[data-channels='32']", timeout=120_000)
     page.locator("canvas.cnnw-fmap").scroll_into_view_if_needed()
-    click_position(page, 6, 2, 5)
+    click_position(page, 6, 2, 5, (8, 8))
     page.wait_for_function(f"() => {{ const el = document.querySelector('{UNIT}'); return el && el.dataset.position === '2,5'"
                            f" && el.dataset.layer === 'conv2' && el.dataset.channel === '6'; }}", timeout=120_000)
     assert nb.kernel_json("[explorer.tab, explorer.channel, explorer.unit_position]") == ["unit", 6, [2, 5]]

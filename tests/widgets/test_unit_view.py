@@ -155,7 +155,7 @@ def test_many_input_channels_show_the_largest_sums_and_group_the_rest(net):
     assert c["channels"] == top and np.allclose(c["sums"], sums[top].numpy(), rtol=1e-9)
     assert c["other"]["count"] == conv.in_channels - 6
     assert c["other"]["sum"] == pytest.approx(float(sums.sum() - sums[top].sum()), rel=1e-9, abs=1e-12)
-    assert explorer.unit_patch.shape == (6, 1, 1) and explorer.unit_input.shape[0] == 6
+    assert explorer.unit_patch.shape == (6, 1, 1) and explorer.unit_input.shape[0] == 6 and not info["input_is_image"]
     assert close(sum(c["sums"]) + c["other"]["sum"] + (c["bias"] or 0.0), value)
 
 

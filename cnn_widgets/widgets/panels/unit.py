@@ -181,6 +181,9 @@ class UnitPanel(Panel):
 
     def compute(self, explorer) -> dict:
         position = tuple(explorer.unit_position) or None
-        net = explorer.net
-        arith = net.explain_unit(explorer.image, Unit(explorer.layer, explorer.channel, position))
-        return unit_view(arith, net, net.prepare(explorer.image)[0].detach().cpu().double().numpy())
+        net, image = explorer.net, explorer.image
+        arith = net.explain_unit(image, Unit(explorer.layer, explorer.channel, position))
+        shown = explorer.image_data  # the input's size: only a convolution reading a map of that size may read the image
+        reads_input_size = (isinstance(arith.source, Convolution) and shown is not None
+                            and tuple(arith.source.input_map.shape[1:]) == tuple(shown.shape[:2]))
+        return unit_view(arith, net, net.prepare(image)[0].detach().cpu().double().numpy() if reads_input_size else None)

@@ -124,7 +124,7 @@ function mount(model) {
     view.outPicture = document.createElement("canvas");
     view.outPicture.width = Wo; view.outPicture.height = Ho;
     view.geometry = { Hh, Ww, Ho, Wo };
-    const what = info.kind === "pool" ? `channel ${info.channel} before pooling` : useImage ? "the image" : `input channel ${info.conv ? info.conv.channels[view.active] : ""}`;
+    const what = info.kind === "pool" ? `channel ${info.channel} before pooling` : useImage ? "the image" : `channel ${info.conv ? info.conv.channels[view.active] : ""} of the layer's input`;
     inputCaption.textContent = `input: ${what} (${Hh}×${Ww})`;
     outputCaption.textContent = `output: ${info.module}[${info.channel}] (${Ho}×${Wo})`;
   }
@@ -310,6 +310,7 @@ function mount(model) {
     el.dataset.fps = (anim.frames / Math.max(seconds, 1e-3)).toFixed(1);
     el.dataset.frames = String(anim.frames);
     anim = null;
+    animText.textContent = "";
     el.dataset.animating = "false";
     animate.textContent = "▶ animate";
     drawMaps();
