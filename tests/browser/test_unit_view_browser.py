@@ -256,9 +256,10 @@ explorer = cw.Explorer(net, image, layer="conv2", window=8, stride=8)""",
              "explorer"]
 
 
-def test_in_jupyterlab_a_click_opens_the_unit_the_kernel_computed(open_notebook):
-    """The real round trip: a click in JupyterLab, the kernel's explain_unit, the view's total = the model's number."""
-    nb = open_notebook("lab", "unit_view.ipynb", LAB_CELLS)
+@pytest.mark.parametrize("kind", ["lab", "notebook"])
+def test_in_jupyter_a_click_opens_the_unit_the_kernel_computed(open_notebook, kind):
+    """The real round trip: a click in JupyterLab or Notebook 7, the kernel's explain_unit, the view's total = the model's number."""
+    nb = open_notebook(kind, f"unit_view_{kind}.ipynb", LAB_CELLS)
     nb.screenshot_selector = "div.cnnw-explorer"
     nb.run_all(timeout_s=180)
     page = nb.page
@@ -274,5 +275,35 @@ def test_in_jupyterlab_a_click_opens_the_unit_the_kernel_computed(open_notebook)
     page.locator(UNIT).scroll_into_view_if_needed()
     page.click(f"{UNIT} button.cnnw-unit-animate")
     page.wait_for_function(f"() => document.querySelector('{UNIT}').dataset.animating === 'false'", timeout=60_000)
-    print(f"\nJupyterLab: animation {page.get_attribute(UNIT, 'data-frames')} frames at {page.get_attribute(UNIT, 'data-fps')} frames/s")
+    print(f"\n{kind}: animation {page.get_attribute(UNIT, 'data-frames')} frames at {page.get_attribute(UNIT, 'data-fps')} frames/s")
     assert not nb.console_errors()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_in_voila_a_click_opens_the_unit(browser, digits, digit, theme):
+    """Voila (a notebook as an app): the click reaches the kernel and the view adds up to the model's number."""
+    from frontends import VoilaServer, our_errors
+    from frontends import open_page as open_app
+    from frontends import screenshot as app_screenshot
+
+    server = VoilaServer([LAB_CELLS[0] + "\nexplorer"], theme=theme).start()
+    page = None
+    try:
+        page = open_app(browser, server.page_url())
+        page.wait_for_selector("canvas.cnnw-fmap[data-channels='32']", timeout=180_000)
+        page.locator("canvas.cnnw-fmap").scroll_into_view_if_needed()
+        click_position(page, 11, 4, 1, (8, 8))
+        page.wait_for_function(f"() => {{ const el = document.querySelector('{UNIT}'); return el && el.dataset.position === '4,1'"
+                               f" && el.dataset.channel === '11'; }}", timeout=120_000)
+        expected = float(digits.activations(digit, ["conv2"])["conv2"][11, 4, 1])  # the same trained CNN and digit as the app's
+        shown = shown_total(page)
+        assert abs(shown["total"] - expected) <= REL * max(abs(expected), 1e-6), (shown, expected)
+        assert page.locator("div.cnnw-explorer").first.get_attribute("data-theme") == theme
+        assert our_errors(page) == [], our_errors(page)
+    finally:
+        if page is not None:
+            page.locator(UNIT).scroll_into_view_if_needed()
+            app_screenshot(page, f"unit_voila_{theme}")
+            page.context.close()
+        server.stop()
