@@ -2,8 +2,9 @@
 view, on any network the Explorer explores). The unit is the selected ``layer`` and ``channel`` at
 ``unit_position`` (``[y, x]`` on the layer's map; ``[]``: where the channel is largest on this image).
 
-A click on a feature-map tile selects the channel and the position under the pointer and opens the
-tab (the front end sets ``channel``, ``unit_position`` and ``tab`` together); a click on the image
+A click on a feature-map tile selects the channel and the position under the pointer (the front end
+sets ``channel`` and ``unit_position`` together; the tab shows it when shown), a double-click also opens
+the tab (``tab``: a click alone leaves the tree or any other tab in place); a click on the image
 picks the selected layer's position whose receptive field is centred nearest the pixel (a message,
 :meth:`UnitView.select_unit_at_pixel`). ``panels/unit.py`` computes the tab's traits, only while it
 is shown. Everything the animation needs (the input and output maps) is in those traits: the front

@@ -210,7 +210,7 @@ TAB_BAR = """() => {
 def test_the_presentation_tab_bar_keeps_one_row_and_puts_the_rest_in_a_menu(browser, pages, screen):
     page = open_page(browser, pages["tree", "presentation", screen[0]], screen)
     bar = page.evaluate(TAB_BAR)
-    every = ["saliency", "occlusion", "feature_maps", "tree", "top_images", "embedding", "filters", "visualize", "atlas", "trust", "compare"]
+    every = ["saliency", "occlusion", "feature_maps", "tree", "top_images", "embedding", "filters", "visualize", "atlas", "trust", "compare", "unit"]
     assert bar["rows"] == 1, bar  # a scan is attached: 11 tabs, more than one row holds beside the image
     assert bar["buttons"][:2] == ["saliency", "occlusion"] and bar["buttons"] + bar["menu"] == every, bar
     last = bar["menu"][-1]

@@ -1,6 +1,6 @@
 """The "Inside a unit" tab in headless chromium on the real bundle (harness pages, tests/widgets/harness.py).
 
-A click on a feature-map position of the digits CNN goes to a real Explorer (what the page saved is
+A double-click on a feature-map position of the digits CNN goes to a real Explorer (what the page saved is
 applied with ``set_state``, as the kernel would), its answer comes back into the page (the traits with
 their binary buffers, set on the page's model), and the total the view adds up itself (``data-total``)
 must equal ``net.activations`` at that position to 1e-5 relative. "Animate" must run (its frame rate
@@ -91,8 +91,9 @@ def screenshot(page, name: str, anchor: str = UNIT) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
-def click_position(page, channel: int, y: int, x: int, size: tuple[int, int]) -> None:
-    """A real mouse click on the feature-map grid at channel `channel`'s map position (y, x) of a map of `size`."""
+def click_position(page, channel: int, y: int, x: int, size: tuple[int, int], double: bool = True) -> None:
+    """A real mouse click (double: a double-click, which also opens the tab) on the feature-map grid at channel
+    `channel`'s map position (y, x) of a map of `size`."""
     point = page.evaluate("""([c, y, x, hh, ww]) => {
         const cv = document.querySelector('canvas.cnnw-fmap'), d = cv.dataset;
         const cols = +d.cols, tile = +d.tile, gap = +d.gap;
@@ -100,7 +101,7 @@ def click_position(page, channel: int, y: int, x: int, size: tuple[int, int]) ->
         const r = cv.getBoundingClientRect();
         return {x: r.left + px * r.width / cv.width, y: r.top + py * r.height / cv.height};
     }""", [channel, y, x, *size])
-    page.mouse.click(point["x"], point["y"])
+    (page.mouse.dblclick if double else page.mouse.click)(point["x"], point["y"])
 
 
 @pytest.mark.parametrize("screen", SCREENS, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -109,7 +110,10 @@ def test_a_clicked_position_shows_the_models_number_and_animates(browser, digits
     page = open_page(browser, write_harness(explorer, tmp_path / "digits.html", width=screen[0] - 32), screen)
     channel, y, x = 3, 5, 7
     page.locator("canvas.cnnw-fmap").scroll_into_view_if_needed()
-    click_position(page, channel, y, x, (16, 16))
+    click_position(page, channel, y, x, (16, 16), double=False)  # a click selects the unit, the tab stays
+    sent = page.evaluate("() => window.__saved.at(-1)")
+    assert (sent["channel"], sent["unit_position"], sent["tab"]) == (channel, [y, x], "tree")
+    click_position(page, channel, y, x, (16, 16))  # a double-click also opens the tab
     sent = page.evaluate("() => window.__saved.at(-1)")
     assert (sent["channel"], sent["unit_position"], sent["tab"]) == (channel, [y, x], "unit")
 
@@ -143,6 +147,10 @@ def test_a_clicked_position_shows_the_models_number_and_animates(browser, digits
     fps, frames = float(page.get_attribute(UNIT, "data-fps")), int(page.get_attribute(UNIT, "data-frames"))
     print(f"[{screen[0]}x{screen[1]}] animation: {frames} frames at {fps:.1f} frames/s (goal >= 30)")
     assert frames > 10 and int(page.get_attribute(UNIT, "data-anim-position")) == 16 * 16 - 1
+    # a click on the output map asks for the unit there
+    box = page.locator(f"{UNIT} canvas.cnnw-unit-output").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 2.5 / 16, box["y"] + box["height"] * 9.5 / 16)
+    assert page.evaluate("() => window.__saved.at(-1).unit_position") == [9, 2]
     assert not page.errors, page.errors
     page.close()
 

@@ -86,7 +86,7 @@ function mount(model) {
     title.textContent = `Feature maps of ${info.layer ?? ""} (${C} channels, ${hh}×${ww})`;
     caption.textContent = `${info.lo == null ? "each tile stretched to its own range" : `shared scale ${fmt(info.lo)} … ${fmt(info.hi)}`}` +
       ` · ${deadCount} dead (all-zero) channel${deadCount === 1 ? "" : "s"} on this image crossed out in red` +
-      (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a position to select the unit and see inside it";
+      (scanDead ? ` · ${scanDeadCount} dead over the scan greyed out` : "") + " · click a position to select the unit, double-click to look inside it";
   }
 
   function drawOverlay() {
@@ -164,14 +164,16 @@ function mount(model) {
     const c = channelAtEvent(event);
     if (c < 0) return;
     hovered = c;
-    // the unit under the pointer: its channel, and its position, opened in the "Inside a unit" tab (panels/unit.js)
-    commit(model, { channel: c, target: "unit", unit_position: positionAtEvent(event, c), tab: "unit" });
+    // the unit under the pointer: its channel and its position (the "Inside a unit" tab shows it; a double-click opens that tab)
+    commit(model, { channel: c, target: "unit", unit_position: positionAtEvent(event, c) });
     channelInput.value = String(c);
     drawOverlay();
   }
   canvas.addEventListener("mousemove", onMove);
   canvas.addEventListener("mouseleave", onLeave);
   canvas.addEventListener("click", onClick);
+  const onDoubleClick = (event) => { if (channelAtEvent(event) >= 0) commit(model, { tab: "unit" }); }; // look inside the unit (panels/unit.js)
+  canvas.addEventListener("dblclick", onDoubleClick);
 
   // a new image or layer: the hovered text describes the old maps, so it goes
   const offData = listen(model, ["fmap", "fmap_max", "fmap_dead", "fmap_info"], () => { decode(); clearHover(); draw(); });
@@ -196,7 +198,7 @@ function mount(model) {
   return {
     el,
     cleanup() { offData(); offScan(); offImage(); offWidth(); clearTimeout(fallback); offColor(); offSel(); scaling.cleanup(); colormap.cleanup();
-      canvas.removeEventListener("mousemove", onMove); canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); },
+      canvas.removeEventListener("mousemove", onMove); canvas.removeEventListener("mouseleave", onLeave); canvas.removeEventListener("click", onClick); canvas.removeEventListener("dblclick", onDoubleClick); },
   };
 }
 

@@ -10,10 +10,12 @@
 import { decodeArray } from "../buffers.js";
 import { lut } from "../colormaps.js";
 import { h, listenBatched } from "../dom.js";
+import { commit } from "../actions.js";
 import { imageOf } from "../picture.js";
 import { agreement, applySteps, cellNum, diverging, extentOf, num, positionsPerSecond, softmaxRows, stepFormula, stepName, unitSum, windowAt } from "../unit_math.js";
 
 const MAP_PX = 224; // css pixels of the input and output maps (presentation: larger, by CSS)
+const RES = 2; // canvas pixels per css pixel of the maps (sharp outlines on a projector and on high-dpi screens)
 const DOM_CELLS = 400; // windows up to this many cells are DOM grids (hover, printed numbers); larger ones a canvas
 const SPEEDS = { slow: 24, normal: 9, fast: 3 }; // seconds one pass over the output map takes
 const KIND_TEXT = { conv: "convolution", pool: "pooling", linear: "linear layer", combine: "combination" };
@@ -59,8 +61,7 @@ function grid(values, rows, cols, extent, { printed = false, title = "", hover, 
 }
 
 function mapCanvas(cls) {
-  const canvas = h("canvas", { class: `cnnw-unit-map ${cls}`, width: MAP_PX, height: MAP_PX });
-  return canvas;
+  return h("canvas", { class: `cnnw-unit-map ${cls}`, width: MAP_PX * RES, height: MAP_PX * RES });
 }
 
 /** An offscreen canvas of a map: the image itself (RGB) or a signed map through the diverging colours. */
@@ -81,7 +82,7 @@ function mapPicture(map, Hh, Ww, image = null) {
 function mount(model) {
   const title = h("h3", { text: "Inside a unit" });
   const caption = h("div", { class: "cnnw-caption cnnw-unit-what" });
-  const hover = h("span", { class: "cnnw-hover cnnw-unit-hover", "data-placeholder": "hover a cell for its number" });
+  const hover = h("span", { class: "cnnw-unit-hover", "data-placeholder": "hover a cell for its number" });
   const animate = h("button", { type: "button", class: "cnnw-unit-animate", "data-client": "", title: "slide the window over the input map and fill the output map, position by position (in the browser)", text: "▶ animate" });
   const speed = h("select", { class: "cnnw-unit-speed", "data-client": "", title: "how fast the animation goes" },
     ...Object.keys(SPEEDS).map((s) => h("option", { value: s, text: s, selected: s === "normal" })));
@@ -91,7 +92,7 @@ function mount(model) {
   const maps = h("div", { class: "cnnw-unit-maps" }, h("figure", {}, inputCanvas, inputCaption), h("div", { class: "cnnw-unit-arrow", text: "→" }),
     h("figure", {}, outputCanvas, outputCaption));
   const body = h("div", { class: "cnnw-unit-body" });
-  const empty = h("div", { class: "cnnw-caption", text: "click a position on a feature map (or on the image) to see how its number is computed" });
+  const empty = h("div", { class: "cnnw-caption", text: "double-click a position on a feature map (or click the image) to see how its number is computed" });
   const el = h("div", { class: "cnnw-panel cnnw-unit", "data-version": "0" }, title, caption,
     h("div", { class: "cnnw-controls" }, animate, speed, animText, hover), maps, body, empty);
   const say = (text) => { hover.textContent = text; };
@@ -144,17 +145,17 @@ function mount(model) {
       const ctx = canvas.getContext("2d");
       ctx.imageSmoothingEnabled = false;
       ctx.fillStyle = "#bfc5ce";
-      ctx.fillRect(0, 0, MAP_PX, MAP_PX);
-      const s = MAP_PX / Math.max(Hh, Ww);
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      const s = canvas.width / Math.max(Hh, Ww);
       ctx.drawImage(picture, 0, 0, Ww * s, Hh * s);
       canvas.dataset.scale = String(s);
     }
-    const sIn = MAP_PX / Math.max(g.Hh, g.Ww), sOut = MAP_PX / Math.max(g.Ho, g.Wo);
+    const sIn = inputCanvas.width / Math.max(g.Hh, g.Ww), sOut = outputCanvas.width / Math.max(g.Ho, g.Wo);
     const w = info.slide ? windowAt(info.slide, oy, ox, g.Hh, g.Ww, g.Ho, g.Wo) : null;
     const box = (ctx, x, y, wd, ht, colour, width) => {
-      ctx.strokeStyle = colour; ctx.lineWidth = width; ctx.strokeRect(x, y, wd, ht);
-      if (Math.max(wd, ht) < 14) { // a window of a few pixels on a large map: a ring around it too
-        ctx.beginPath(); ctx.arc(x + wd / 2, y + ht / 2, 14, 0, 2 * Math.PI); ctx.stroke();
+      ctx.strokeStyle = colour; ctx.lineWidth = width * RES; ctx.strokeRect(x, y, wd, ht);
+      if (Math.max(wd, ht) < 14 * RES) { // a window of a few pixels on a large map: a ring around it too
+        ctx.beginPath(); ctx.arc(x + wd / 2, y + ht / 2, 14 * RES, 0, 2 * Math.PI); ctx.stroke();
       }
     };
     const ictx = inputCanvas.getContext("2d"), octx = outputCanvas.getContext("2d");
@@ -338,6 +339,28 @@ function mount(model) {
   }
   animate.addEventListener("click", () => (anim ? stop() : start()));
 
+  // the maps: their numbers on hover; a click on the output map looks inside the unit there (the kernel computes it)
+  function mapPosition(event, canvas, Hh, Ww) {
+    const r = canvas.getBoundingClientRect(), s = r.width / Math.max(Hh, Ww);
+    const y = Math.floor((event.clientY - r.top) / s), x = Math.floor((event.clientX - r.left) / s);
+    return y >= 0 && y < Hh && x >= 0 && x < Ww ? [y, x] : null;
+  }
+  inputCanvas.addEventListener("mousemove", (event) => {
+    if (!view || !view.geometry) return;
+    const p = mapPosition(event, inputCanvas, view.geometry.Hh, view.geometry.Ww);
+    if (p) say(`input (${p[0]}, ${p[1]}): ${num(slice(view.input, view.active).array[p[0] * view.geometry.Ww + p[1]])}`);
+  });
+  outputCanvas.addEventListener("mousemove", (event) => {
+    if (!view || !view.geometry) return;
+    const p = mapPosition(event, outputCanvas, view.geometry.Ho, view.geometry.Wo);
+    if (p) say(`output (${p[0]}, ${p[1]}): ${num(view.output.array[p[0] * view.geometry.Wo + p[1]])} · click to look inside it`);
+  });
+  outputCanvas.addEventListener("click", (event) => {
+    if (!view || !view.geometry || anim) return;
+    const p = mapPosition(event, outputCanvas, view.geometry.Ho, view.geometry.Wo);
+    if (p && model.get("layer") === view.info.layer) commit(model, { unit_position: p });
+  });
+
   const off = listenBatched(model, ["unit_info", "unit_patch", "unit_kernel", "unit_products", "unit_input", "unit_output"], draw);
   const offImage = listenBatched(model, ["image_data"], () => { if (view && view.info.input_is_image) { prepareMaps(); drawMaps(); } });
   draw();
@@ -351,6 +374,7 @@ export const UNIT_CSS = `
 .cnnw-unit-maps figure { margin: 0; }
 .cnnw-unit-maps figcaption { font-size: 12px; color: var(--cnnw-muted); text-align: center; }
 .cnnw-explorer canvas.cnnw-unit-map { width: ${MAP_PX}px; height: ${MAP_PX}px; border-radius: 4px; image-rendering: auto; }
+.cnnw-explorer canvas.cnnw-unit-output { cursor: crosshair; }
 .cnnw-unit-arrow { font-size: 22px; color: var(--cnnw-muted); }
 .cnnw-unit-body { display: grid; gap: 6px; }
 .cnnw-unit-row { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; padding: 3px 4px; border-radius: 4px; }
@@ -381,6 +405,8 @@ export const UNIT_CSS = `
 .cnnw-unit-softmax[data-stage="1"] [data-col="3"], .cnnw-unit-softmax[data-stage="1"] [data-col="4"],
 .cnnw-unit-softmax[data-stage="2"] [data-col="4"] { visibility: hidden; }
 .cnnw-unit-title { margin: 10px 0 2px; font-size: 13px; }
+.cnnw-unit-hover { font-variant-numeric: tabular-nums; min-width: 15em; }
+.cnnw-unit-hover:empty::before { content: attr(data-placeholder); color: var(--cnnw-faint); }
 .cnnw-unit-anim-text { font-variant-numeric: tabular-nums; color: var(--cnnw-muted); min-width: 14em; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-unit { --cnnw-cell: 52px; }
 .cnnw-explorer[data-layout="presentation"] .cnnw-unit-cell { font-size: 16px; }
