@@ -25,9 +25,8 @@ import cnn_widgets as cw
 from cnn_widgets.engine.digits_dataset import digits_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "widgets"))
-from harness import write_harness  # noqa: E402
-
-from conftest import ARTIFACTS  # noqa: E402
+from conftest import ARTIFACTS
+from harness import write_harness
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")]

@@ -208,7 +208,7 @@ def test_the_selected_units_view_is_saved_in_an_export(widget, tmp_path):
     widget.select_unit("conv2", 7, (3, 4))
     page = cw.export_html(widget, tmp_path / "unit.html")
     text = (tmp_path / "unit.html").read_text()
-    states = json.loads(re.search(r'<script type="application/json" id="cnnw-states">(.*?)</script>', text, re.S).group(1))
+    states = json.loads(re.search(r'<script type="application/json" id="cnnw-states">(.*?)</script>', text, re.DOTALL).group(1))
     entry = next(iter(states.values()))
     assert entry["state"]["tab"] == "unit" and entry["state"]["unit_info"]["position"] == [3, 4]
     paths = {tuple(b["path"]) for b in entry["buffers"]}

@@ -17,7 +17,14 @@ import numpy as np
 from torch import nn
 
 from ...engine import Unit
-from ...engine.unit_steps import Combination, Convolution, Linear, Pooling, Step, UnitArithmetic
+from ...engine.unit_steps import (
+    Combination,
+    Convolution,
+    Linear,
+    Pooling,
+    Step,
+    UnitArithmetic,
+)
 from .base import Panel
 
 SHOWN_CHANNELS = 6  # input channels of a convolution drawn one by one; the others are one "other channels" entry
@@ -109,8 +116,8 @@ def _conv(source: Convolution, count: int = SHOWN_CHANNELS) -> tuple[dict, dict]
     extent = float(np.abs(source.products[order]).max()) if len(order) else 0.0
     info = {
         "channels": [int(source.channels[i]) for i in order], "sums": [float(sums[i]) for i in order],
-        "other": {"count": int(len(rest)), "sum": float(sums[rest].sum())} if len(rest) else None,
-        "count": int(len(sums)), "bias": _f(source.bias), "stride": list(source.stride), "dilation": list(source.dilation),
+        "other": {"count": len(rest), "sum": float(sums[rest].sum())} if len(rest) else None,
+        "count": len(sums), "bias": _f(source.bias), "stride": list(source.stride), "dilation": list(source.dilation),
         "pad": list(source.pad), "groups": int(source.groups), "window": [int(v) for v in source.window],
         "kernel": [int(kh), int(kw)], "padding": source.padding.astype(bool).tolist(), "printed": bool(kh * kw <= PRINTED_CELLS),
         "extent": extent,
