@@ -125,6 +125,20 @@ export function windowAt(slide, oy, ox, H, W, Ho, Wo) {
   return { y0: oy * slide.sy - slide.py, x0: ox * slide.sx - slide.px, h: (slide.kh - 1) * dy + 1, w: (slide.kw - 1) * dx + 1, dy, dx };
 }
 
+/** The kh x kw values a window (windowAt) reads from a map of H x W (row-major), NaN where it lies on the padding. */
+export function windowValues(map, H, W, w, kh, kw) {
+  const out = new Float64Array(kh * kw).fill(NaN);
+  for (let i = 0; i < kh; i++) {
+    const y = w.y0 + i * w.dy;
+    if (y < 0 || y >= H) continue;
+    for (let j = 0; j < kw; j++) {
+      const x = w.x0 + j * w.dx;
+      if (x >= 0 && x < W) out[i * kw + j] = map[y * W + x];
+    }
+  }
+  return out;
+}
+
 /** Output positions revealed per second so that a map of `count` positions takes about `seconds` (at least 1.5 / s). */
 export function positionsPerSecond(count, seconds) {
   return Math.max(1.5, count / Math.max(0.5, seconds));

@@ -84,3 +84,12 @@ test("steps are named as a reader knows them", async () => {
   assert.equal(stepName({ name: "hardtanh", bounds: [-1, 1] }), "hardtanh");
   assert.equal(stepName({ name: "batch_norm" }), "batch norm");
 });
+
+test("a window's values: NaN on the padding, dilation skips", async () => {
+  const { windowValues, windowAt } = await import("../src/unit_math.js");
+  const map = Float32Array.from({ length: 16 }, (_, i) => i); // 4 x 4: value = 4 y + x
+  const w = windowAt({ kh: 3, kw: 3, sy: 1, sx: 1, py: 1, px: 1, dy: 1, dx: 1 }, 0, 0, 4, 4, 4, 4);
+  assert.deepEqual([...windowValues(map, 4, 4, w, 3, 3)], [NaN, NaN, NaN, NaN, 0, 1, NaN, 4, 5]);
+  const d = windowAt({ kh: 2, kw: 2, sy: 1, sx: 1, py: 0, px: 0, dy: 2, dx: 2 }, 1, 1, 4, 4, 2, 2);
+  assert.deepEqual([...windowValues(map, 4, 4, d, 2, 2)], [5, 7, 13, 15]);
+});

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch.nn.functional as F
 from ipywidgets.widgets.widget import _remove_buffers
 
 import cnn_widgets as cw
@@ -138,14 +139,23 @@ def test_a_clicked_position_shows_the_models_number_and_animates(browser, digits
     assert cells == 9  # 3 input channels x (patch, kernel, products), every number printed
     screenshot(page, f"unit_conv_digits_{screen[0]}")
 
-    # animate: the window slides over the whole 16 x 16 map in the browser
+    # animate: the window slides over the whole 16 x 16 map in the browser, each row's numbers following it
+    sums_before = page.evaluate(f"() => [...document.querySelectorAll('{UNIT} .cnnw-unit-row[data-channel] .cnnw-unit-num')].map((e) => e.textContent)")
     page.select_option(f"{UNIT} select.cnnw-unit-speed", "fast")
     page.click(f"{UNIT} button.cnnw-unit-animate")
     assert page.get_attribute(UNIT, "data-animating") == "true"
+    page.wait_for_function(f"() => Number(document.querySelector('{UNIT}').dataset.animPosition) >= 20")
+    during = page.evaluate(f"""() => ({{p: Number(document.querySelector('{UNIT}').dataset.animPosition),
+        sums: [...document.querySelectorAll('{UNIT} .cnnw-unit-row[data-channel] .cnnw-unit-num')].map((e) => Number(e.textContent))}})""")
+    conv = digits.model.conv1
+    pre = F.conv2d(digits.prepare(digit).double(), conv.weight.detach().double(), None, padding=1)[0, channel].flatten()
+    assert sum(during["sums"]) == pytest.approx(float(pre[during["p"]]), rel=5e-3, abs=5e-3), during  # 4 digits each
     page.wait_for_function(f"() => document.querySelector('{UNIT}').dataset.animating === 'false'", timeout=60_000)
     fps, frames = float(page.get_attribute(UNIT, "data-fps")), int(page.get_attribute(UNIT, "data-frames"))
     print(f"[{screen[0]}x{screen[1]}] animation: {frames} frames at {fps:.1f} frames/s (goal >= 30)")
     assert frames > 10 and int(page.get_attribute(UNIT, "data-anim-position")) == 16 * 16 - 1
+    sums_after = page.evaluate(f"() => [...document.querySelectorAll('{UNIT} .cnnw-unit-row[data-channel] .cnnw-unit-num')].map((e) => e.textContent)")
+    assert sums_after == sums_before and shown_total(page)["total"] == shown["total"]  # the unit's own numbers again
     # a click on the output map asks for the unit there
     box = page.locator(f"{UNIT} canvas.cnnw-unit-output").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 2.5 / 16, box["y"] + box["height"] * 9.5 / 16)

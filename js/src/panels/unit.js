@@ -12,7 +12,7 @@ import { lut } from "../colormaps.js";
 import { h, listenBatched } from "../dom.js";
 import { commit } from "../actions.js";
 import { imageOf } from "../picture.js";
-import { agreement, applySteps, cellNum, diverging, extentOf, num, positionsPerSecond, softmaxRows, stepFormula, stepName, unitSum, windowAt } from "../unit_math.js";
+import { agreement, applySteps, cellNum, diverging, extentOf, num, positionsPerSecond, softmaxRows, stepFormula, stepName, unitSum, windowAt, windowValues } from "../unit_math.js";
 
 const MAP_PX = 224; // css pixels of the input and output maps (presentation: larger, by CSS)
 const RES = 2; // canvas pixels per css pixel of the maps (sharp outlines on a projector and on high-dpi screens)
@@ -178,6 +178,7 @@ function mount(model) {
   function drawConv(info, sums) {
     const c = info.conv, [kh, kw] = c.kernel;
     const exP = extentOf(view.patch.array), exK = extentOf(view.kernel.array), exX = extentOf(view.products.array);
+    const live = view.live = []; // the rows the animation rewrites with each position's numbers (DOM grids only)
     const rows = c.channels.map((channel, i) => {
       const term = sums.rows[i];
       const g = (stack, extent, name) => grid(slice(stack, i).array, kh, kw, extent, { printed: c.printed, title: `${name} of channel ${channel}`, hover: say, padding: name === "input" ? c.padding : null, kind: name });
@@ -187,6 +188,8 @@ function mount(model) {
         h("span", { class: "cnnw-unit-op", text: "=" }), g(view.products, exX, "products"),
         h("span", { class: "cnnw-unit-op", text: "Σ" }), h("span", { class: "cnnw-unit-num", text: num(term.add) }),
         h("span", { class: "cnnw-unit-running", text: `running sum ${num(term.running)}` }));
+      const [input, , products] = row.querySelectorAll(".cnnw-unit-grid");
+      if (input && products) live.push({ i, input, products, sum: row.querySelector(".cnnw-unit-num"), running: row.querySelector(".cnnw-unit-running"), exP, exX });
       row.addEventListener("click", () => { if (view.active !== i && !info.input_is_image) { view.active = i; prepareMaps(); drawMaps(); } });
       return row;
     });
@@ -255,6 +258,7 @@ function mount(model) {
 
   function draw() {
     stop();
+    body.classList.remove("cnnw-unit-live");
     view = decode();
     empty.hidden = !!view;
     for (const part of [maps, body, animate.parentElement]) part.hidden = !view;
@@ -285,6 +289,37 @@ function mount(model) {
   }
 
   // ------------------------------------------------------------------ animation (JS only)
+  function paintCell(cell, v, extent, printed) {
+    const c = diverging(v, extent), table = lut("coolwarm");
+    cell.style.background = rgbOf(table, c);
+    cell.style.color = c >= 0 && Math.abs(c - 128) > 70 ? "#fff" : "#111";
+    cell.classList.toggle("pad", Number.isNaN(v));
+    if (printed) cell.textContent = cellNum(v);
+  }
+  /** The shown channels' windows, products and sums at output position (oy, ox), from the maps already here. */
+  function showAt(oy, ox) {
+    const { info, input, kernel, live } = view;
+    if (info.kind !== "conv" || !live || !live.length) return;
+    const g = view.geometry, [kh, kw] = info.conv.kernel, printed = info.conv.printed;
+    const w = windowAt(info.slide, oy, ox, g.Hh, g.Ww, g.Ho, g.Wo);
+    let running = 0;
+    for (const row of live) {
+      const values = windowValues(slice(input, row.i).array, g.Hh, g.Ww, w, kh, kw), k = slice(kernel, row.i).array;
+      let sum = 0;
+      for (let j = 0; j < kh * kw; j++) {
+        const product = Number.isNaN(values[j]) ? 0 : values[j] * k[j];
+        sum += product;
+        paintCell(row.input.children[j], values[j], row.exP, printed);
+        paintCell(row.products.children[j], product, row.exX, printed);
+      }
+      running += sum;
+      row.sum.textContent = num(sum);
+      row.running.textContent = `running sum ${num(running)}`;
+    }
+    body.classList.add("cnnw-unit-live");
+    anim.touched = true;
+  }
+
   function frame(now) {
     if (!anim) return;
     if (anim.softmax) {
@@ -299,6 +334,7 @@ function mount(model) {
     const revealed = Math.min(count, Math.floor(((now - anim.start) / 1000) * anim.rate) + 1);
     const p = revealed - 1;
     drawFrame(Math.floor(p / Wo), p % Wo, revealed);
+    showAt(Math.floor(p / Wo), p % Wo);
     anim.frames++;
     const value = view.output.array[p];
     animText.textContent = `position (${Math.floor(p / Wo)}, ${p % Wo}) = ${num(value)} · ${revealed}/${count}`;
@@ -310,11 +346,13 @@ function mount(model) {
     const seconds = (performance.now() - anim.start) / 1000;
     el.dataset.fps = (anim.frames / Math.max(seconds, 1e-3)).toFixed(1);
     el.dataset.frames = String(anim.frames);
+    const touched = anim.touched;
     anim = null;
     animText.textContent = "";
     el.dataset.animating = "false";
     animate.textContent = "▶ animate";
-    drawMaps();
+    if (touched) draw(); // the unit's own numbers again
+    else drawMaps();
   }
   function start() {
     if (!view || animate.hidden) return;
@@ -405,6 +443,8 @@ export const UNIT_CSS = `
 .cnnw-unit-softmax[data-stage="1"] [data-col="3"], .cnnw-unit-softmax[data-stage="1"] [data-col="4"],
 .cnnw-unit-softmax[data-stage="2"] [data-col="4"] { visibility: hidden; }
 .cnnw-unit-title { margin: 10px 0 2px; font-size: 13px; }
+/* while the window slides: the shown channels follow it; what holds only at the unit (other channels, the total) fades */
+.cnnw-unit-live > :not(.cnnw-unit-row[data-channel]):not(.cnnw-caption) { opacity: 0.3; }
 .cnnw-unit-hover { font-variant-numeric: tabular-nums; min-width: 15em; }
 .cnnw-unit-hover:empty::before { content: attr(data-placeholder); color: var(--cnnw-faint); }
 .cnnw-unit-anim-text { font-variant-numeric: tabular-nums; color: var(--cnnw-muted); min-width: 14em; }
