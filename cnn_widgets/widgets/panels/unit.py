@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TypedDict
 
 import numpy as np
-from torch import nn
 
 from ...engine import Unit
 from ...engine.unit_steps import (
@@ -38,7 +37,7 @@ class StepEntry(TypedDict):
     output: float
     scale: float | None  # batch_norm: output = input * scale + shift
     shift: float | None
-    bounds: list[float] | None  # hardtanh (ReLU6): [min_val, max_val], read from its module
+    bounds: list[float] | None  # hardtanh (ReLU6): [min_val, max_val], the engine's Step.params
 
 
 class UnitInfo(TypedDict, total=False):
@@ -69,42 +68,23 @@ def _f(value) -> float | None:
     return None if value is None else float(value)
 
 
-def _step(step: Step, net) -> StepEntry:
-    bounds = None
-    if step.name == "hardtanh":
-        module = _module(net, step.module)
-        if module is not None and hasattr(module, "min_val"):
-            bounds = [float(module.min_val), float(module.max_val)]
+def _step(step: Step) -> StepEntry:
+    bounds = [float(v) for v in step.params[:2]] if step.name == "hardtanh" and len(step.params) >= 2 else None
     return {"name": step.name, "module": step.module, "input": float(step.input), "output": float(step.output),
             "scale": _f(step.scale), "shift": _f(step.shift), "bounds": bounds}
 
 
-def _module(net, name: str) -> nn.Module | None:
-    try:
-        return net.model.get_submodule(name) if name else None
-    except AttributeError:
-        return None
-
-
-def _pair(value) -> tuple[int, int]:
-    return (int(value), int(value)) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _pool_slide(net, module_name: str, source: Pooling) -> dict | None:
-    """Where each window of the pooling lies on its input map (read from the module: the engine's
-    ``Pooling`` gives one window only)."""
-    module = _module(net, module_name)
+def _pool_slide(source: Pooling) -> dict | None:
+    """Where each window of the pooling lies on its input map (the engine's kernel, stride, padding, dilation)."""
     if source.input_map is None or source.output_map is None or source.values.ndim != 2:
         return None
-    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+    if source.adaptive:
         return {"adaptive": True}
-    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        kh, kw = _pair(module.kernel_size)
-        sy, sx = _pair(module.stride if module.stride is not None else module.kernel_size)
-        py, px = _pair(module.padding)
-        dy, dx = _pair(getattr(module, "dilation", 1))
-        return {"kh": kh, "kw": kw, "sy": sy, "sx": sx, "py": py, "px": px, "dy": dy, "dx": dx}
-    return None
+    if source.kernel is None or source.stride is None:
+        return None
+    (kh, kw), (sy, sx) = source.kernel, source.stride
+    (py, px), (dy, dx) = source.pad or (0, 0), source.dilation or (1, 1)
+    return {"kh": int(kh), "kw": int(kw), "sy": int(sy), "sx": int(sx), "py": int(py), "px": int(px), "dy": int(dy), "dx": int(dx)}
 
 
 def _conv(source: Convolution, count: int = SHOWN_CHANNELS) -> tuple[dict, dict]:
@@ -134,14 +114,14 @@ def _map2d(a) -> np.ndarray:
     return a if a.ndim == 2 else a.reshape(1, -1)
 
 
-def unit_view(arith: UnitArithmetic, net, model_input: np.ndarray | None = None) -> dict:
+def unit_view(arith: UnitArithmetic, model_input: np.ndarray | None = None) -> dict:
     """The result traits of the tab for one explained unit."""
     unit = arith.unit
     info: UnitInfo = {
         "layer": arith.layer, "channel": int(unit.channel),
         "position": None if unit.position is None else [int(v) for v in unit.position],
         "module": arith.module, "kind": arith.kind, "value": float(arith.value), "total": float(arith.total),
-        "steps": [_step(s, net) for s in arith.steps], "then": [_step(s, net) for s in arith.then],
+        "steps": [_step(s) for s in arith.steps], "then": [_step(s) for s in arith.then],
         "slide": None, "input_is_image": False,
     }
     arrays: dict = {"unit_patch": None, "unit_kernel": None, "unit_products": None, "unit_input": None, "unit_output": None}
@@ -164,7 +144,7 @@ def unit_view(arith: UnitArithmetic, net, model_input: np.ndarray | None = None)
             arrays["unit_input"] = _map2d(source.input_map)[None]
         if source.output_map is not None:
             arrays["unit_output"] = _map2d(source.output_map)
-        info["slide"] = _pool_slide(net, arith.module, source)
+        info["slide"] = _pool_slide(source)
     elif isinstance(source, Linear):
         info["linear"] = {"inputs": [int(i) for i in source.inputs], "values": source.values.tolist(),
                           "weights": source.weights.tolist(), "products": source.products.tolist(),
@@ -193,4 +173,4 @@ class UnitPanel(Panel):
         shown = explorer.image_data  # the input's size: only a convolution reading a map of that size may read the image
         reads_input_size = (isinstance(arith.source, Convolution) and shown is not None
                             and tuple(arith.source.input_map.shape[1:]) == tuple(shown.shape[:2]))
-        return unit_view(arith, net, net.prepare(image)[0].detach().cpu().double().numpy() if reads_input_size else None)
+        return unit_view(arith, net.prepare(image)[0].detach().cpu().double().numpy() if reads_input_size else None)
