@@ -50,7 +50,7 @@ from .progress import PanelProgress
 TABS = {"tree": "Contribution tree", "top_images": "Top images", "embedding": "Scanned images", "filters": "Filters",
         "visualize": "Visualise", "atlas": "Atlas", "trust": "Trust", "compare": "Compare", "unit": "Inside a unit"}
 SCAN_TABS = ("top_images", "embedding", "atlas")  # shown only while a scan is attached
-NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter")  # checked against the network
+NETWORK_SETTINGS = ("layer", "channel", "target", "window", "stride", "tree_path", "viz_size", "viz_jitter", "unit_position")  # checked against the network
 
 
 class Explorer(ImageMessages, VisualizeTab, AtlasTab, TrustTab, CompareTab, UnitView, PanelProgress, FigureMixin, LayoutMode, anywidget.AnyWidget):

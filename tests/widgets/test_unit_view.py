@@ -218,3 +218,14 @@ def test_the_selected_units_view_is_saved_in_an_export(widget, tmp_path):
     shape = entry["state"]["unit_patch"]["shape"]
     assert np.array_equal(np.frombuffer(base64.b64decode(patch["data"]), np.float32).reshape(shape), widget.unit_patch)
     assert page is not None
+
+
+def test_a_position_given_to_the_constructor_is_kept_and_checked(digits, digit):
+    """unit_position is checked against the network, so it is set after it (NETWORK_SETTINGS): the
+    Explorer opens on that number, and a position off the map is refused naming the map's size."""
+    explorer = cw.Explorer(digits, image=digit, layer="conv1", channel=7, unit_position=[4, 6], tab="unit")
+    expected = float(digits.activations(digit, "conv1")["conv1"][7, 4, 6])
+    assert explorer.unit_position == [4, 6] and explorer.unit_info["position"] == [4, 6]
+    assert explorer.unit_info["value"] == pytest.approx(expected, rel=REL)
+    with pytest.raises(Exception, match=r"outside layer conv1's 16×16 map"):
+        cw.Explorer(digits, image=digit, layer="conv1", channel=7, unit_position=[40, 6])
