@@ -69,7 +69,7 @@ def _conv(rec: PassRecorder, r: Record, index: tuple[int, ...]) -> Convolution:
     return Convolution(
         patch.numpy(), kernel.numpy(), products.numpy(), products.sum((1, 2)).numpy(), channels,
         (~inside).numpy(), float(bias[c]) if bias is not None else None, stride, dilation, pad, groups,
-        (y0, x0), maps.numpy(), _numpy(out[n, c]),
+        (y0, x0), maps.numpy(), _numpy(out[n, c]), input_from=rec.source(r.args[0], r.index),
     )
 
 
@@ -114,7 +114,7 @@ def _pool(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) -> Po
     windows = {"adaptive": True} if name.startswith("adaptive") else \
         {"kernel": tuple(k), "stride": tuple(stride), "pad": tuple(pad), "dilation": tuple(d)}
     return Pooling(op, values, (y0, x0), winner, divisor if op == "average" else None, plane.numpy(), out_plane,
-                   **windows)
+                   input_from=rec.source(r.args[0], r.index), **windows)
 
 
 def _reduction(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) -> Pooling:
@@ -141,7 +141,7 @@ def _reduction(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) 
     winner = tuple(int(i) for i in np.unravel_index(np.argmax(arr), arr.shape)) if op == "max" else None
     shown = arr if arr.ndim <= 2 else arr.reshape(-1)
     return Pooling(op, shown, (0, 0), winner, divisor if op == "average" else None,
-                   shown if shown.ndim == 2 else None)
+                   shown if shown.ndim == 2 else None, input_from=rec.source(r.args[0], r.index))
 
 
 def _linear(rec: PassRecorder, r: Record, index: tuple[int, ...]) -> Linear:

@@ -42,6 +42,7 @@ class Convolution:
     input_map: np.ndarray = field(repr=False)  # [Cg, H, W]
     output_map: np.ndarray = field(repr=False)  # [Ho, Wo]
     kind: str = "conv"
+    input_from: str = ""  # the module that computed the input map; "input": the network's input itself
 
     @property
     def total(self) -> float:
@@ -69,6 +70,7 @@ class Pooling:
     input_map: np.ndarray | None = field(default=None, repr=False)  # [H, W]: the channel pooled
     output_map: np.ndarray | None = field(default=None, repr=False)
     kind: str = "pool"
+    input_from: str = ""  # the module that computed the pooled map; "input": the network's input itself
     # how every window of the map lies on the input (for sliding it): kernel, stride, padding, dilation
     # of a max / average pool; ``adaptive`` windows are floor(i*H/out) .. ceil((i+1)*H/out); a
     # reduction (``x.mean((2, 3))``) has one window, the whole map

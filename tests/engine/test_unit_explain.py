@@ -342,3 +342,13 @@ def test_low_precision_models_differ_by_their_own_rounding(dtype, eps):
         assert abs(r.total - r.value) <= 8 * eps * max(abs(r.value), r.magnitude), (layer, r.total, r.value)
         r32 = net32.explain_unit(image, cw.Unit(layer, 1))
         assert r32.dtype == "float32" and close(r32, 1e-6)
+
+
+def test_the_source_says_where_its_input_came_from(every):
+    """The input map's producer, for the view's caption: the network's input for the first conv, the
+    module before otherwise (an in-place ReLU is the module that last wrote the tensor)."""
+    image = cw.sample_image("cat")
+    assert every.explain_unit(image, cw.Unit("c1", 0, (1, 1))).source.input_from == "input"
+    assert every.explain_unit(image, cw.Unit("res.dw", 0, (1, 1))).source.input_from == "act1"
+    assert every.explain_unit(image, cw.Unit("branches.mp", 0, (1, 1))).source.input_from == "branches.pw"
+    assert every.explain_unit(image, cw.Unit("branches.ap", 0, (1, 1))).source.input_from == "res"

@@ -62,6 +62,7 @@ class UnitInfo(TypedDict, total=False):
     softmax: dict  # classes, labels, logits, shift, exps, exp_sum, probabilities (the top classes)
     slide: dict | None  # how the window moves over the input map: {kh, kw, sy, sx, py, px, dy, dx} or {adaptive}
     input_is_image: bool  # the input map is the network's input (draw the image under the window)
+    input_from: str  # the module that computed the input map ("input": the network's input; "" for none)
 
 
 def _f(value) -> float | None:
@@ -114,7 +115,7 @@ def _map2d(a) -> np.ndarray:
     return a if a.ndim == 2 else a.reshape(1, -1)
 
 
-def unit_view(arith: UnitArithmetic, model_input: np.ndarray | None = None) -> dict:
+def unit_view(arith: UnitArithmetic) -> dict:
     """The result traits of the tab for one explained unit."""
     unit = arith.unit
     info: UnitInfo = {
@@ -122,7 +123,7 @@ def unit_view(arith: UnitArithmetic, model_input: np.ndarray | None = None) -> d
         "position": None if unit.position is None else [int(v) for v in unit.position],
         "module": arith.module, "kind": arith.kind, "value": float(arith.value), "total": float(arith.total),
         "steps": [_step(s) for s in arith.steps], "then": [_step(s) for s in arith.then],
-        "slide": None, "input_is_image": False,
+        "slide": None, "input_is_image": False, "input_from": getattr(arith.source, "input_from", ""),
     }
     arrays: dict = {"unit_patch": None, "unit_kernel": None, "unit_products": None, "unit_input": None, "unit_output": None}
     source = arith.source
@@ -130,9 +131,7 @@ def unit_view(arith: UnitArithmetic, model_input: np.ndarray | None = None) -> d
         info["conv"], extra = _conv(source)
         info["slide"] = extra["slide"]
         arrays.update(extra["arrays"])
-        if model_input is not None and source.input_map.shape[1:] == model_input.shape[1:]:
-            # the convolution reads the network's input: the view draws the image under its window
-            info["input_is_image"] = bool(np.array_equal(source.input_map, model_input[list(source.channels)]))
+        info["input_is_image"] = source.input_from == "input"  # the view draws the image under the window
     elif isinstance(source, Pooling):
         kernel = list(source.values.shape)
         info["pool"] = {"op": source.op, "window": [int(v) for v in source.window], "kernel": kernel,
@@ -168,9 +167,4 @@ class UnitPanel(Panel):
 
     def compute(self, explorer) -> dict:
         position = tuple(explorer.unit_position) or None
-        net, image = explorer.net, explorer.image
-        arith = net.explain_unit(image, Unit(explorer.layer, explorer.channel, position))
-        shown = explorer.image_data  # the input's size: only a convolution reading a map of that size may read the image
-        reads_input_size = (isinstance(arith.source, Convolution) and shown is not None
-                            and tuple(arith.source.input_map.shape[1:]) == tuple(shown.shape[:2]))
-        return unit_view(arith, net.prepare(image)[0].detach().cpu().double().numpy() if reads_input_size else None)
+        return unit_view(explorer.net.explain_unit(explorer.image, Unit(explorer.layer, explorer.channel, position)))

@@ -125,7 +125,9 @@ function mount(model) {
     view.outPicture = document.createElement("canvas");
     view.outPicture.width = Wo; view.outPicture.height = Ho;
     view.geometry = { Hh, Ww, Ho, Wo };
-    const what = info.kind === "pool" ? `channel ${info.channel} before pooling` : useImage ? "the image" : `channel ${info.conv ? info.conv.channels[view.active] : ""} of the layer's input`;
+    const from = info.input_from && info.input_from !== "input" ? ` of ${info.input_from}` : "";
+    const what = info.kind === "pool" ? `channel ${info.channel}${from || " before pooling"}` : useImage ? "the image"
+      : `channel ${info.conv ? info.conv.channels[view.active] : ""}${from || " of the layer's input"}`;
     inputCaption.textContent = `input: ${what} (${Hh}×${Ww})`;
     outputCaption.textContent = `output: ${info.module}[${info.channel}] (${Ho}×${Wo})`;
   }
