@@ -139,21 +139,31 @@ _GATED_BACKWARD = {
 _GATED_FUNCS = {F.gelu: "gelu", F.silu: "silu", F.hardswish: "hardswish", F.mish: "mish"}
 
 
+def _tensor_arg(args, kwargs):
+    """The tensor an activation is called on, by position or by keyword (``torch.relu(input=x)``)."""
+    return args[0] if args else kwargs.get("input", kwargs.get("self"))
+
+
 def _relu_args(func, args, kwargs):
-    """Return ``(x, lower, upper, negative_slope)`` if ``func`` is a rectifier call, else None."""
+    """Return ``(x, lower, upper, negative_slope)`` if ``func`` is a rectifier call, else None.
+
+    The tensor may come by position or by keyword (``torch.relu(input=x)``)."""
+    x = _tensor_arg(args, kwargs)
+    if not isinstance(x, torch.Tensor):
+        return None
     if func in _RELU_FUNCS:
-        return args[0], 0.0, None, 0.0
+        return x, 0.0, None, 0.0
     if func in _RELU6_FUNCS:
-        return args[0], 0.0, 6.0, 0.0
+        return x, 0.0, 6.0, 0.0
     if func in _HARDTANH_FUNCS:
         lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
         hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
         if lo == 0:
-            return args[0], 0.0, float(hi), 0.0
+            return x, 0.0, float(hi), 0.0
         return None
     if func in _LEAKY_FUNCS:
         slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
-        return args[0], 0.0, None, float(slope)
+        return x, 0.0, None, float(slope)
     return None
 
 
@@ -178,7 +188,7 @@ class RectifierMode(TorchFunctionMode):
         kwargs = kwargs or {}
         kind = _GATED_FUNCS.get(func)
         if kind is not None:
-            x = args[0]
+            x = _tensor_arg(args, kwargs)
             approximate = kwargs.get("approximate", args[1] if kind == "gelu" and len(args) > 1 else "none")
             if not (isinstance(x, torch.Tensor) and x.requires_grad):
                 return _GATED_FORWARD[kind](x, approximate)  # out of place, as for the rectifiers
@@ -191,12 +201,11 @@ class RectifierMode(TorchFunctionMode):
                 self.state.applied.add(getattr(func, "__name__", "relu").rstrip("_"))
                 return _Rectifier.apply(x, self.state, lower, upper, slope)
             # No autograd: compute out of place so a tensor captured by a hook is never mutated.
-            return _out_of_place(func, args, kwargs)
+            return _out_of_place(func, x, args, kwargs)
         return func(*args, **kwargs)
 
 
-def _out_of_place(func, args, kwargs):
-    x = args[0]
+def _out_of_place(func, x, args, kwargs):
     if func in _RELU_FUNCS:
         return torch.relu(x)
     if func in _RELU6_FUNCS:

@@ -84,6 +84,11 @@ def _activation_step(rec: PassRecorder, r: Record, index: tuple[int, ...], name:
     return Step(name, inp, float(out[0]), r.module, params=params)
 
 
+def _step_name(r: Record) -> bool:
+    name = base_name(r.name)
+    return name in ("batch_norm", "group_norm", "layer_norm") or name in ACTIVATIONS
+
+
 def _step(rec: PassRecorder, r: Record, index: tuple[int, ...]) -> Step | None:
     name = base_name(r.name)
     if name in ("batch_norm", "group_norm", "layer_norm"):
@@ -102,6 +107,11 @@ def _walk(rec: PassRecorder, tensor: torch.Tensor, before: int, index: tuple[int
         if found is None:
             raise UnsupportedLayerError(f"{unit} is the model's input or a parameter as it is; nothing computes it")
         r, piece = found
+        first = r.args[0] if r.args else None  # every op followed takes its tensor first, by position
+        if r.name in MOVES or r.name in KEEPS or _step_name(r):
+            if not isinstance(first, torch.Tensor):
+                raise UnsupportedLayerError(f"explain_unit cannot follow {r.name!r} in module {r.module!r}, which computes {unit}: "
+                                            "its input is not its first positional argument")
         if r.name in MOVES:
             index = replay_index(r, piece, index)
         elif r.name not in KEEPS:
@@ -109,7 +119,7 @@ def _walk(rec: PassRecorder, tensor: torch.Tensor, before: int, index: tuple[int
             if step is None:
                 return r, source_of(rec, r, index, unit), steps[::-1]
             steps.append((r, step))
-        tensor, before = r.args[0], r.index
+        tensor, before = first, r.index
 
 
 def _then(rec: PassRecorder, tensor: torch.Tensor, start: int, index: tuple[int, ...]) -> tuple[Step, ...]:
@@ -182,6 +192,9 @@ def explain_unit(net: "NetworkBase", image: "ImageLike", unit: Unit) -> UnitArit
             pass
         finally:
             handle.remove()
+    if "out" not in seen:
+        raise UnsupportedLayerError(f"layer {info.name!r} did not run when the model was called on this image; "
+                                    "explain a unit of a layer the forward pass reaches")
     out, at = seen["out"], seen["at"]
     index = _raw_index(info, out, unit.channel, unit.position)
     record, source, steps = _walk(rec, out, at, index, unit)

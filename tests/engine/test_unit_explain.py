@@ -352,3 +352,32 @@ def test_the_source_says_where_its_input_came_from(every):
     assert every.explain_unit(image, cw.Unit("res.dw", 0, (1, 1))).source.input_from == "act1"
     assert every.explain_unit(image, cw.Unit("branches.mp", 0, (1, 1))).source.input_from == "branches.pw"
     assert every.explain_unit(image, cw.Unit("branches.ap", 0, (1, 1))).source.input_from == "res"
+
+
+class KeywordOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(3, 4, 3), ReluByKeyword())
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.block(x).mean((2, 3)))
+
+
+class ReluByKeyword(nn.Module):
+    def forward(self, x):
+        return torch.relu(input=x)
+
+
+def test_an_operation_given_its_tensor_by_keyword_is_named_in_the_error():
+    torch.manual_seed(0)
+    net = cw.Network(KeywordOnly(), preprocess=lambda im: torch.rand(3, 12, 12), input_size=(12, 12), name="kw")
+    image = cw.sample_image("cat")
+    with pytest.raises(UnsupportedLayerError, match=r"cannot follow 'relu' in module 'block.1'.*first positional"):
+        net.explain_unit(image, cw.Unit("block", 1, (2, 2)))
+    assert hook_count(net.model) == 0 and torch._C._len_torch_function_stack() == 0
+    # the rest of the engine runs on it: the rectifier rules took the keyword tensor too (they raised
+    # IndexError on it, so no method could explore such a model)
+    assert net.explain_unit(image, cw.Unit("block.0", 1, (2, 2))).kind == "conv"
+    net.saliency(image, 0, method="guided_backprop")
+    assert net.last_rule == ("guided", ("relu",))
