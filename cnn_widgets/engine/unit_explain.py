@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ACTIVATIONS = {"relu", "relu6", "hardtanh", "hardswish", "silu", "gelu", "sigmoid", "tanh", "leaky_relu", "elu",
                "hardsigmoid", "mish", "softplus", "selu", "celu", "threshold", "rrelu", "softsign", "logsigmoid"}
+NORMS = ("batch_norm", "group_norm", "layer_norm")  # shown as scale and shift for one number
 AFTER = 8  # operations recorded after the unit's layer (its batch norm and activation, for ``then``)
 
 
@@ -75,23 +76,26 @@ def _norm_step(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) 
     return Step(name, inp, inp * scale + shift, r.module, scale, shift)
 
 
+def _apply(r: Record, number: float) -> float:
+    """The recorded activation call applied to one float64 number (its other arguments as called)."""
+    return float(r.func(torch.tensor([number], dtype=torch.float64), *r.args[1:], **r.kwargs)[0])
+
+
 def _activation_step(rec: PassRecorder, r: Record, index: tuple[int, ...], name: str) -> Step:
     inp = float(rec.value(r.args[0], r.index)[index])
-    one = torch.tensor([inp], dtype=torch.float64)
-    out = r.func(one, *r.args[1:], **r.kwargs)
     params = tuple(float(a) for a in (*r.args[1:], *r.kwargs.values())
                    if isinstance(a, (int, float)) and not isinstance(a, bool))
-    return Step(name, inp, float(out[0]), r.module, params=params)
+    return Step(name, inp, _apply(r, inp), r.module, params=params)
 
 
-def _step_name(r: Record) -> bool:
+def _is_step(r: Record) -> bool:
     name = base_name(r.name)
-    return name in ("batch_norm", "group_norm", "layer_norm") or name in ACTIVATIONS
+    return name in NORMS or name in ACTIVATIONS
 
 
 def _step(rec: PassRecorder, r: Record, index: tuple[int, ...]) -> Step | None:
     name = base_name(r.name)
-    if name in ("batch_norm", "group_norm", "layer_norm"):
+    if name in NORMS:
         return _norm_step(rec, r, index, name)
     if name in ACTIVATIONS:
         return _activation_step(rec, r, index, name)
@@ -108,7 +112,7 @@ def _walk(rec: PassRecorder, tensor: torch.Tensor, before: int, index: tuple[int
             raise UnsupportedLayerError(f"{unit} is the model's input or a parameter as it is; nothing computes it")
         r, piece = found
         first = r.args[0] if r.args else None  # every op followed takes its tensor first, by position
-        if r.name in MOVES or r.name in KEEPS or _step_name(r):
+        if r.name in MOVES or r.name in KEEPS or _is_step(r):
             if not isinstance(first, torch.Tensor):
                 raise UnsupportedLayerError(f"explain_unit cannot follow {r.name!r} in module {r.module!r}, which computes {unit}: "
                                             "its input is not its first positional argument")
@@ -201,7 +205,7 @@ def explain_unit(net: "NetworkBase", image: "ImageLike", unit: Unit) -> UnitArit
     total, magnitude = source.total, source.magnitude
     for r, step in steps:  # the steps applied to the recomputed number, not to the model's
         if step.scale is None:
-            total = float(r.func(torch.tensor([total], dtype=torch.float64), *r.args[1:], **r.kwargs)[0])
+            total = _apply(r, total)
         else:
             total, magnitude = total * step.scale + step.shift, magnitude * abs(step.scale)
     steps = [step for _, step in steps]
